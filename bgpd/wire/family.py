@@ -1,0 +1,89 @@
+"""Address families and the compact prefix form used everywhere in the hot path.
+
+A prefix travels through the daemon as its NLRI wire bytes: one length octet followed by
+the significant address octets (RFC 4271 4.3). Those bytes are hashable, compact, and an
+UPDATE's NLRI field is just their concatenation, so encoding is a join and decoding a slice.
+When ADD-PATH is negotiated for a family in a direction, an NLRI *item* is the 4-octet path
+identifier followed by that prefix form; `strip_path_id` recovers the prefix.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+
+
+class Family(enum.Enum):
+    """(AFI, SAFI) pairs we speak."""
+
+    IPV4_UNICAST = (1, 1)
+    IPV6_UNICAST = (2, 1)
+
+    @property
+    def afi(self) -> int:
+        return self.value[0]
+
+    @property
+    def safi(self) -> int:
+        return self.value[1]
+
+    @property
+    def addr_len(self) -> int:
+        """Octets in one address of the family."""
+        return 4 if self is Family.IPV4_UNICAST else 16
+
+    @property
+    def max_len(self) -> int:
+        return 32 if self is Family.IPV4_UNICAST else 128
+
+    @classmethod
+    def lookup(cls, afi: int, safi: int) -> Family | None:
+        return _BY_PAIR.get((afi, safi))
+
+    def __str__(self) -> str:
+        return "ipv4-unicast" if self is Family.IPV4_UNICAST else "ipv6-unicast"
+
+
+_BY_PAIR = {f.value: f for f in Family}
+
+AFI_IPV4 = 1
+AFI_IPV6 = 2
+SAFI_UNICAST = 1
+
+
+def prefix_to_nlri(prefix: str) -> tuple[Family, bytes]:
+    """'10.0.0.0/24' -> (IPV4_UNICAST, b'\\x18\\x0a\\x00\\x00'). Host bits are masked off."""
+    net = ipaddress.ip_network(prefix, strict=False)
+    family = Family.IPV4_UNICAST if net.version == 4 else Family.IPV6_UNICAST
+    plen = net.prefixlen
+    return family, bytes([plen]) + net.network_address.packed[: (plen + 7) // 8]
+
+
+def nlri_to_prefix(family: Family, nlri: bytes) -> str:
+    """Inverse of prefix_to_nlri; nlri must be a well-formed prefix form (no path id)."""
+    plen = nlri[0]
+    addr = nlri[1:].ljust(family.addr_len, b"\0")
+    ip = ipaddress.ip_address(addr)
+    return f"{ip}/{plen}"
+
+
+def nlri_network(family: Family, nlri: bytes) -> tuple[int, int]:
+    """(network address as int, prefix length): for containment checks without objects."""
+    plen = nlri[0]
+    return int.from_bytes(nlri[1:].ljust(family.addr_len, b"\0"), "big"), plen
+
+
+def strip_path_id(item: bytes, add_path: bool) -> bytes:
+    """The prefix form of an NLRI item, dropping a leading ADD-PATH identifier if present."""
+    return item[4:] if add_path else item
+
+
+def address_to_bytes(address: str) -> bytes:
+    return ipaddress.ip_address(address).packed
+
+
+def bytes_to_address(packed: bytes) -> str:
+    """4 or 16 octets -> text; a 32-octet IPv6 next hop (global + link-local) shows the global."""
+    if len(packed) == 32:
+        packed = packed[:16]
+    return str(ipaddress.ip_address(packed))
