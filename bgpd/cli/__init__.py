@@ -1,0 +1,1 @@
+"""Command-line entry points: bgpctl and the control-socket client it uses."""

@@ -1,0 +1,149 @@
+"""Requests in, responses out: the control protocol without sockets.
+
+The protocol is newline-delimited JSON. A request is an object with a "command" and that
+command's fields; the response is `{"ok": true, "result": ...}` or `{"ok": false, "error": "..."}`
+with a one-line error. `handle_line` never raises on bad input, so one bad client costs nothing.
+
+A response's result may still hold records (`to_json()` objects): `encode_response` converts them
+while it encodes, in slices, so the server can yield to the event loop between slices of a large
+route table instead of holding it for the whole dump.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bgpd.control.api import DaemonView, RouteEntry
+from bgpd.control.errors import RequestError
+
+Response = dict[str, Any]
+
+# Longest request line the server reads; every real request is far below it.
+MAX_REQUEST_BYTES = 64 * 1024
+
+# Records per encoded slice of a list result.
+SLICE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class _Command:
+    run: Callable[[Mapping[str, Any], DaemonView], object]
+    fields: frozenset[str]
+
+
+def _status(request: Mapping[str, Any], view: DaemonView) -> object:
+    return view.status()
+
+
+def _routes(request: Mapping[str, Any], view: DaemonView) -> object:
+    prefix = request.get("prefix")
+    if prefix is not None:
+        prefix = canonical_prefix(prefix)
+    return sorted(view.routes(prefix), key=_route_order)
+
+
+COMMANDS: dict[str, _Command] = {
+    "status": _Command(_status, frozenset()),
+    "routes": _Command(_routes, frozenset({"prefix"})),
+}
+
+
+def canonical_prefix(value: object) -> str:
+    """'10.0.0.0/24' -> itself, '10.0.0.1' -> '10.0.0.1/32', 'FD00::/64' -> 'fd00::/64'."""
+    if not isinstance(value, str):
+        raise RequestError(f"prefix must be a string, got {type(value).__name__}")
+    try:
+        return str(ipaddress.ip_network(value.strip(), strict=True))
+    except ValueError as exc:
+        raise RequestError(f"invalid prefix {value!r}: {exc}") from None
+
+
+def _route_order(route: RouteEntry) -> tuple[int, int, int, bool, str]:
+    net = ipaddress.ip_network(route.prefix, strict=False)
+    return (net.version, int(net.network_address), net.prefixlen, not route.best, route.from_peer)
+
+
+def ok(result: object) -> Response:
+    return {"ok": True, "result": result}
+
+
+def error(message: str) -> Response:
+    return {"ok": False, "error": " ".join(message.split()) or "error"}
+
+
+def parse_request(line: bytes) -> dict[str, Any]:
+    """One request line -> its JSON object; RequestError says what is wrong with it."""
+    if len(line) > MAX_REQUEST_BYTES:
+        raise RequestError(f"request longer than {MAX_REQUEST_BYTES} bytes")
+    try:
+        request = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RequestError(f"invalid JSON: {exc}") from None
+    if not isinstance(request, dict):
+        raise RequestError(f"request must be a JSON object, got {type(request).__name__}")
+    return request
+
+
+def handle_request(request: Mapping[str, Any], view: DaemonView) -> Response:
+    """Serve one parsed request. Request faults become error responses; an exception raised by
+    the view itself propagates, since it is a daemon bug the caller should log."""
+    name = request.get("command")
+    if not isinstance(name, str):
+        return error('request needs a "command" string')
+    command = COMMANDS.get(name)
+    if command is None:
+        return error(f"unknown command {name!r} (known: {', '.join(sorted(COMMANDS))})")
+    extra = sorted(set(request) - command.fields - {"command"})
+    if extra:
+        return error(f"unexpected field(s) for {name}: {', '.join(extra)}")
+    try:
+        return ok(command.run(request, view))
+    except RequestError as exc:
+        return error(str(exc))
+
+
+def handle_line(line: bytes, view: DaemonView) -> Response:
+    try:
+        request = parse_request(line)
+    except RequestError as exc:
+        return error(str(exc))
+    return handle_request(request, view)
+
+
+def internal_error(exc: BaseException) -> Response:
+    return error(f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _default(obj: object) -> object:
+    to_json = getattr(obj, "to_json", None)
+    if to_json is None:
+        raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+    return to_json()
+
+
+def _plain(obj: object) -> object:
+    to_json = getattr(obj, "to_json", None)
+    return obj if to_json is None else to_json()
+
+
+def _dumps(obj: object) -> str:
+    return json.dumps(obj, default=_default, ensure_ascii=False)
+
+
+def encode_response(response: Response, slice_size: int = SLICE) -> Iterator[bytes]:
+    """The response as one JSON line, in pieces: a list result is encoded `slice_size` items at
+    a time. The pieces joined are exactly one line ending in a newline."""
+    result = response.get("result")
+    if not response.get("ok") or not isinstance(result, list) or len(result) <= slice_size:
+        yield (_dumps(response) + "\n").encode()
+        return
+    yield b'{"ok": true, "result": ['
+    for start in range(0, len(result), slice_size):
+        # One dumps per slice keeps the work in the C encoder; drop the slice's brackets.
+        chunk = _dumps([_plain(item) for item in result[start : start + slice_size]])[1:-1]
+        yield (chunk if start == 0 else ", " + chunk).encode()
+    yield b"]}\n"
