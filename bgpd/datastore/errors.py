@@ -1,0 +1,100 @@
+"""Errors of the datastore room.
+
+A bad resource costs that resource only: readers log a `ResourceError` and skip it (the file
+datastore refuses the whole file, so a typo is seen at start). The message is one line that
+names where the resource came from, which resource, and which field, e.g.
+
+    config.yaml: BGPPeer 'rack1-tor': spec.peerIP: '10.0.0.300' is not an IP address
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+class DatastoreError(Exception):
+    """Base class of everything the datastore raises."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Where:
+    source: str | None = None
+    kind: str | None = None
+    name: str | None = None
+    index: int | None = None
+    line: int | None = None
+    column: int | None = None
+
+
+class ResourceError(DatastoreError):
+    """A resource (or the document holding it) that cannot be read.
+
+    `reason` says what is wrong; the other parts locate it and are filled in by whoever knows
+    them: the model knows kind, name and field, the file reader adds the file name and the
+    document number (1-based), a YAML error carries line and column (1-based).
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        field: str | None = None,
+        kind: str | None = None,
+        name: str | None = None,
+        source: str | None = None,
+        index: int | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        self.reason = " ".join(reason.split())
+        self.field = field
+        self.where = _Where(source, kind, name, index, line, column)
+        super().__init__(self.message)
+
+    @property
+    def kind(self) -> str | None:
+        return self.where.kind
+
+    @property
+    def name(self) -> str | None:
+        return self.where.name
+
+    @property
+    def source(self) -> str | None:
+        return self.where.source
+
+    @property
+    def message(self) -> str:
+        w = self.where
+        parts: list[str] = []
+        if w.source:
+            parts.append(w.source)
+        if w.line is not None:
+            parts.append(f"line {w.line}" + (f", column {w.column}" if w.column else ""))
+        if w.kind and w.name:
+            parts.append(f"{w.kind} {w.name!r}")
+        elif w.index is not None:
+            parts.append(f"document {w.index}" + (f" ({w.kind})" if w.kind else ""))
+        elif w.kind:
+            parts.append(w.kind)
+        if self.field:
+            parts.append(self.field)
+        parts.append(self.reason)
+        return ": ".join(parts)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def located(self, *, source: str | None = None, index: int | None = None) -> ResourceError:
+        """A copy with the source (and document number) filled in where still unknown."""
+        w = self.where
+        return ResourceError(
+            self.reason,
+            field=self.field,
+            kind=w.kind,
+            name=w.name,
+            source=w.source if w.source is not None else source,
+            index=w.index if w.index is not None else index,
+            line=w.line,
+            column=w.column,
+        )

@@ -1,0 +1,1013 @@
+"""Typed Calico v3 resources, read from their stored JSON / YAML form with Calico's defaults.
+
+Pure: dicts in, frozen values out. `parse_resource` takes one decoded object (a YAML document
+or an etcd value) and returns the typed resource, raising `ResourceError` that names the field
+at fault. Unknown fields are ignored, as Calico's own readers do (older and newer versions add
+fields). Defaults are the ones clientv3 applies on read (reference/calico.md 2.x), so a raw
+etcd value that lacks them reads the same as one written by calicoctl.
+
+Field names follow Calico's (snake_case of the JSON name). Addresses and CIDRs are kept as
+canonical strings (`str(ipaddress...)`, masked networks), which is also how Calico compares
+them, e.g. for the mesh's passive end.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from bgpd.datastore import selector
+from bgpd.datastore.errors import ResourceError
+
+API_VERSION = "projectcalico.org/v3"
+
+DEFAULT_AS_NUMBER = 64512
+DEFAULT_LISTEN_PORT = 179
+DEFAULT_BLOCK_SIZE_V4 = 26
+DEFAULT_BLOCK_SIZE_V6 = 122
+
+# Encapsulation modes of IPPool.ipipMode / vxlanMode.
+ENCAP_NEVER = "Never"
+ENCAP_ALWAYS = "Always"
+ENCAP_CROSS_SUBNET = "CrossSubnet"
+_ENCAP_MODES = (ENCAP_NEVER, ENCAP_ALWAYS, ENCAP_CROSS_SUBNET)
+
+# BlockAffinity states. An empty or missing state reads as confirmed ("implicitly confirmed").
+AFFINITY_CONFIRMED = "confirmed"
+AFFINITY_PENDING = "pending"
+AFFINITY_PENDING_DELETION = "pendingDeletion"
+_AFFINITY_STATES = (AFFINITY_CONFIRMED, AFFINITY_PENDING, AFFINITY_PENDING_DELETION)
+
+SOURCE_ADDRESS_NODE_IP = "UseNodeIP"
+SOURCE_ADDRESS_NONE = "None"
+
+# Calico v3 kinds this model does not need; a file or store may hold them and they are skipped.
+IGNORED_KINDS = frozenset(
+    {
+        "BGPFilter",
+        "CalicoNodeStatus",
+        "ClusterInformation",
+        "FelixConfiguration",
+        "GlobalNetworkPolicy",
+        "GlobalNetworkSet",
+        "HostEndpoint",
+        "IPAMConfiguration",
+        "IPAMHandle",
+        "IPReservation",
+        "KubeControllersConfiguration",
+        "NetworkPolicy",
+        "NetworkSet",
+        "Profile",
+        "StagedGlobalNetworkPolicy",
+        "StagedKubernetesNetworkPolicy",
+        "StagedNetworkPolicy",
+        "Tier",
+        "WorkloadEndpoint",
+    }
+)
+
+_EMPTY: Mapping[str, str] = types.MappingProxyType({})
+
+
+def _no_labels() -> Mapping[str, str]:
+    return _EMPTY
+
+
+@dataclass(frozen=True, slots=True)
+class SecretKeyRef:
+    """A Kubernetes secret reference (passwords are only ever given this way)."""
+
+    name: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Community:
+    name: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixAdvertisement:
+    cidr: str
+    communities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BGPConfiguration:
+    """`default` holds the cluster settings; `node.<name>` may override only listen_port,
+    log_severity_screen and prefix_advertisements (Calico reads the rest from `default`)."""
+
+    kind: ClassVar[str] = "BGPConfiguration"
+
+    name: str
+    as_number: int = DEFAULT_AS_NUMBER
+    node_to_node_mesh_enabled: bool = True
+    # None: not set in this resource. The effective port is the node's, else default's, else 179.
+    listen_port: int | None = None
+    log_severity_screen: str = "Info"
+    node_mesh_password: SecretKeyRef | None = None
+    # Whole seconds (Calico rounds the Go duration).
+    node_mesh_max_restart_time: int | None = None
+    bind_mode: str = "None"
+    ignored_interfaces: tuple[str, ...] = ()
+    service_cluster_ips: tuple[str, ...] = ()
+    service_external_ips: tuple[str, ...] = ()
+    service_load_balancer_ips: tuple[str, ...] = ()
+    communities: tuple[Community, ...] = ()
+    prefix_advertisements: tuple[PrefixAdvertisement, ...] = ()
+    program_cluster_routes: str | None = None
+    ipv4_normal_route_priority: int = 1024
+    ipv6_normal_route_priority: int = 1024
+
+    @property
+    def node_name(self) -> str | None:
+        """The node a `node.<name>` configuration is for; None for `default`."""
+        return self.name[len("node.") :] if self.name.startswith("node.") else None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAddress:
+    address: str
+    type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeBGP:
+    """Node.spec.bgp. Addresses keep their prefix length ("10.0.0.2/24") since it gives the
+    node's subnet (network_v4, used for CrossSubnet)."""
+
+    as_number: int | None = None
+    ipv4_address: str | None = None
+    ipv6_address: str | None = None
+    ipv4_ipip_tunnel_addr: str | None = None
+    route_reflector_cluster_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    kind: ClassVar[str] = "Node"
+
+    name: str
+    labels: Mapping[str, str] = field(default_factory=_no_labels, hash=False)
+    bgp: NodeBGP | None = None
+    ipv4_vxlan_tunnel_addr: str | None = None
+    vxlan_tunnel_mac_addr: str | None = None
+    ipv6_vxlan_tunnel_addr: str | None = None
+    wireguard_ipv4_address: str | None = None
+    wireguard_ipv6_address: str | None = None
+    addresses: tuple[NodeAddress, ...] = ()
+
+    @property
+    def ipv4(self) -> str | None:
+        """ip_addr_v4: the address part of spec.bgp.ipv4Address."""
+        return _address_part(self.bgp.ipv4_address if self.bgp else None)
+
+    @property
+    def ipv6(self) -> str | None:
+        return _address_part(self.bgp.ipv6_address if self.bgp else None)
+
+    @property
+    def ipv4_network(self) -> str | None:
+        """network_v4: the subnet of spec.bgp.ipv4Address ("10.0.0.0/24")."""
+        return _network_part(self.bgp.ipv4_address if self.bgp else None)
+
+    @property
+    def ipv6_network(self) -> str | None:
+        return _network_part(self.bgp.ipv6_address if self.bgp else None)
+
+    @property
+    def as_number(self) -> int | None:
+        """The node's own AS, or None to use the cluster's."""
+        return self.bgp.as_number if self.bgp else None
+
+    @property
+    def rr_cluster_id(self) -> str | None:
+        return self.bgp.route_reflector_cluster_id if self.bgp else None
+
+
+@dataclass(frozen=True, slots=True)
+class BGPPeer:
+    """One BGPPeer resource. Exactly one of peer_ip / peer_selector / local_workload_selector
+    names the remote side; node / node_selector (or neither: global) name the local side."""
+
+    kind: ClassVar[str] = "BGPPeer"
+
+    name: str
+    node: str | None = None
+    node_selector: str | None = None
+    peer_ip: str | None = None
+    # The port written in peerIP ("10.0.0.5:1790"); None when not given.
+    peer_port: int | None = None
+    as_number: int | None = None
+    local_as_number: int | None = None
+    peer_selector: str | None = None
+    keep_original_next_hop: bool = False
+    next_hop_mode: str | None = None
+    password: SecretKeyRef | None = None
+    source_address: str = SOURCE_ADDRESS_NODE_IP
+    max_restart_time: int | None = None
+    keepalive_time: int | None = None
+    num_allowed_local_as_numbers: int | None = None
+    ttl_security: int | None = None
+    reachable_by: str | None = None
+    filters: tuple[str, ...] = ()
+    local_workload_selector: str | None = None
+    reverse_peering: str = "Auto"
+
+    @property
+    def is_global(self) -> bool:
+        return self.node is None and self.node_selector is None
+
+
+@dataclass(frozen=True, slots=True)
+class IPPool:
+    kind: ClassVar[str] = "IPPool"
+
+    name: str
+    cidr: str
+    ipip_mode: str = ENCAP_NEVER
+    vxlan_mode: str = ENCAP_NEVER
+    nat_outgoing: bool = False
+    disabled: bool = False
+    disable_bgp_export: bool = False
+    block_size: int = DEFAULT_BLOCK_SIZE_V4
+    node_selector: str = "all()"
+    namespace_selector: str = ""
+    allowed_uses: tuple[str, ...] = ("Workload", "Tunnel")
+    assignment_mode: str = "Automatic"
+
+    @property
+    def version(self) -> int:
+        return 6 if ":" in self.cidr else 4
+
+
+@dataclass(frozen=True, slots=True)
+class BlockAffinity:
+    """A node's claim on an IPAM block (v3 BlockAffinity, or the /calico/ipam/v2/host/ key)."""
+
+    kind: ClassVar[str] = "BlockAffinity"
+
+    name: str
+    node: str
+    cidr: str
+    state: str = AFFINITY_CONFIRMED
+    type: str = "host"
+    deleted: bool = False
+
+    @property
+    def version(self) -> int:
+        return 6 if ":" in self.cidr else 4
+
+    @classmethod
+    def from_ipam(
+        cls, node: str, cidr: str, value: Mapping[str, Any] | str | None
+    ) -> BlockAffinity:
+        """From the etcd IPAM form: key /calico/ipam/v2/host/<node>/ipvN/block/<cidr->,
+        value {"state": ..., "deleted": ...} (an empty string or {} reads as confirmed)."""
+        name = affinity_name(node, cidr)
+        r = _Reader(cls.kind, name, "")
+        spec: Mapping[str, Any] = value if isinstance(value, Mapping) else {}
+        return cls(
+            name=name,
+            node=node,
+            cidr=r.cidr_value(cidr, "cidr"),
+            state=_affinity_state(r, spec),
+            deleted=r.boolish(spec, "deleted"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationAttribute:
+    handle_id: str | None = None
+    secondary: Mapping[str, str] = field(default_factory=_no_labels, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class IPAMBlock:
+    """An IPAM allocation block (/calico/ipam/v2/assignment/ipvN/block/<cidr->), read only
+    as far as routing needs: who owns it and which ordinals are taken."""
+
+    kind: ClassVar[str] = "IPAMBlock"
+
+    name: str
+    cidr: str
+    affinity: str | None = None
+    allocations: tuple[int | None, ...] = ()
+    unallocated: tuple[int, ...] = ()
+    attributes: tuple[AllocationAttribute, ...] = ()
+    sequence_number: int = 0
+    deleted: bool = False
+
+    @classmethod
+    def from_ipam(cls, value: Mapping[str, Any]) -> IPAMBlock:
+        """From the etcd IPAM value at /calico/ipam/v2/assignment/ipvN/block/<cidr->
+        (the same keys as the v3 spec); named like the key's last segment."""
+        cidr = value.get("cidr")
+        name = cidr.replace("/", "-") if isinstance(cidr, str) else "?"
+        return _read_ipam_block(_Reader(cls.kind, name, ""), name, {}, value)
+
+    @property
+    def host(self) -> str | None:
+        """The node of a "host:<node>" affinity."""
+        if self.affinity and self.affinity.startswith("host:"):
+            return self.affinity[len("host:") :]
+        return None
+
+
+Resource = BGPConfiguration | Node | BGPPeer | IPPool | BlockAffinity | IPAMBlock
+
+KINDS: Mapping[str, type[Resource]] = types.MappingProxyType(
+    {c.kind: c for c in (BGPConfiguration, Node, BGPPeer, IPPool, BlockAffinity, IPAMBlock)}
+)
+
+
+def affinity_name(node: str, cidr: str) -> str:
+    """Calico's v3 BlockAffinity name for (node, cidr)."""
+    return f"{node}-{cidr.replace('.', '-').replace(':', '-').replace('/', '-')}"
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def parse_resource(obj: Any) -> Resource | None:
+    """One decoded v3 object -> its typed resource; None for a Calico kind we don't model
+    (IGNORED_KINDS). Raises ResourceError for anything else that is wrong."""
+    if not isinstance(obj, Mapping):
+        raise ResourceError(f"expected a mapping, found {_describe(obj)}")
+    kind = obj.get("kind")
+    if kind is None or kind == "":
+        raise ResourceError("required", field="kind")
+    if not isinstance(kind, str):
+        raise ResourceError(f"expected a string, found {_describe(kind)}", field="kind")
+    api_version = obj.get("apiVersion")
+    if api_version != API_VERSION:
+        found = "missing" if api_version is None else repr(api_version)
+        raise ResourceError(
+            f"must be {API_VERSION!r}, found {found}", field="apiVersion", kind=kind
+        )
+    meta = obj.get("metadata")
+    if not isinstance(meta, Mapping):
+        raise ResourceError("required", field="metadata.name", kind=kind)
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        raise ResourceError("required", field="metadata.name", kind=kind)
+    if kind in IGNORED_KINDS:
+        return None
+    reader = _READERS.get(kind)
+    if reader is None:
+        raise ResourceError("unknown kind", field="kind", kind=kind, name=name)
+    spec = obj.get("spec")
+    if spec is None:
+        spec = {}
+    r = _Reader(kind, name, "spec")
+    if not isinstance(spec, Mapping):
+        raise r.error("spec", f"expected a mapping, found {_describe(spec)}")
+    return reader(r, name, meta, spec)
+
+
+def parse_as_number(value: Any) -> int:
+    """An AS number as Calico accepts it: a JSON number, "64512", or asdot "1.10"."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not an AS number")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, float):
+        raise ValueError(f"{value!r} is not an AS number (write asdot in quotes: '1.10')")
+    if isinstance(value, int):
+        asn = value
+    elif isinstance(value, str) and re.fullmatch(r"[0-9]+", value.strip()):
+        asn = int(value.strip())
+    elif isinstance(value, str) and re.fullmatch(r"[0-9]+\.[0-9]+", value.strip()):
+        high, low = (int(p) for p in value.strip().split("."))
+        if high > 0xFFFF or low > 0xFFFF:
+            raise ValueError(f"{value!r} is not an AS number")
+        asn = high << 16 | low
+    else:
+        raise ValueError(f"{value!r} is not an AS number")
+    if not 0 <= asn <= 0xFFFFFFFF:
+        raise ValueError(f"{value!r} is not an AS number (0..4294967295)")
+    return asn
+
+
+_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
+
+
+def parse_duration(text: str) -> float:
+    """A Go duration string ("120s", "1m30s", "1.5h") in seconds."""
+    s = text.strip()
+    sign = -1.0 if s.startswith("-") else 1.0
+    s = s.lstrip("+-")
+    if s == "0":
+        return 0.0
+    total = 0.0
+    pos = 0
+    while pos < len(s):
+        m = _DURATION_PART.match(s, pos)
+        if m is None:
+            raise ValueError(f"{text!r} is not a duration such as '120s'")
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if not s:
+        raise ValueError(f"{text!r} is not a duration such as '120s'")
+    return sign * total
+
+
+def _whole_seconds(seconds: float) -> int:
+    """Go's math.Round (half away from zero), as confd turns durations into BIRD seconds."""
+    return int(math.copysign(math.floor(abs(seconds) + 0.5), seconds))
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return type(value).__name__
+
+
+def _address_part(cidr_or_ip: str | None) -> str | None:
+    if not cidr_or_ip:
+        return None
+    return str(ipaddress.ip_interface(cidr_or_ip).ip)
+
+
+def _network_part(cidr_or_ip: str | None) -> str | None:
+    if not cidr_or_ip:
+        return None
+    return str(ipaddress.ip_interface(cidr_or_ip).network)
+
+
+class _Reader:
+    """Typed field access that turns every problem into a ResourceError naming the field."""
+
+    __slots__ = ("kind", "name", "prefix")
+
+    def __init__(self, kind: str, name: str, prefix: str) -> None:
+        self.kind = kind
+        self.name = name
+        self.prefix = prefix
+
+    def path(self, key: str) -> str:
+        return f"{self.prefix}.{key}" if self.prefix else key
+
+    def error(self, path: str, reason: str) -> ResourceError:
+        return ResourceError(reason, field=path, kind=self.kind, name=self.name)
+
+    def sub(self, key: str) -> _Reader:
+        return _Reader(self.kind, self.name, self.path(key))
+
+    def _get(self, d: Mapping[str, Any], key: str) -> Any:
+        return d.get(key)
+
+    def string(self, d: Mapping[str, Any], key: str, default: str | None = None) -> str | None:
+        v = self._get(d, key)
+        if v is None or v == "":
+            return default
+        if not isinstance(v, str):
+            raise self.error(self.path(key), f"expected a string, found {_describe(v)}")
+        return v
+
+    def choice(self, d: Mapping[str, Any], key: str, options: tuple[str, ...], default: str) -> str:
+        v = self.string(d, key)
+        if v is None:
+            return default
+        if v not in options:
+            allowed = ", ".join(repr(o) for o in options)
+            raise self.error(self.path(key), f"{v!r} is not one of {allowed}")
+        return v
+
+    def flag(self, d: Mapping[str, Any], key: str, default: bool = False) -> bool:
+        v = self._get(d, key)
+        if v is None:
+            return default
+        if not isinstance(v, bool):
+            raise self.error(self.path(key), f"expected true or false, found {_describe(v)}")
+        return v
+
+    def boolish(self, d: Mapping[str, Any], key: str) -> bool:
+        """A bool that some forms store as the string "true"/"false" (v3 BlockAffinity)."""
+        v = self._get(d, key)
+        if isinstance(v, str) and v.lower() in ("true", "false", ""):
+            return v.lower() == "true"
+        return self.flag(d, key)
+
+    def integer(
+        self, d: Mapping[str, Any], key: str, lo: int, hi: int, default: int | None = None
+    ) -> int | None:
+        v = self._get(d, key)
+        if v is None:
+            return default
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self.error(self.path(key), f"expected an integer, found {_describe(v)}")
+        if not lo <= v <= hi:
+            raise self.error(self.path(key), f"{v} is out of range {lo}..{hi}")
+        return v
+
+    def asn(self, d: Mapping[str, Any], key: str) -> int | None:
+        v = self._get(d, key)
+        if v is None:
+            return None
+        try:
+            return parse_as_number(v)
+        except ValueError as e:
+            raise self.error(self.path(key), str(e)) from None
+
+    def seconds(self, d: Mapping[str, Any], key: str) -> int | None:
+        v = self._get(d, key)
+        if v is None or v == "":
+            return None
+        if not isinstance(v, str):
+            raise self.error(
+                self.path(key), f"expected a duration such as '120s', found {_describe(v)}"
+            )
+        try:
+            seconds = parse_duration(v)
+        except ValueError as e:
+            raise self.error(self.path(key), str(e)) from None
+        if seconds < 0:
+            raise self.error(self.path(key), f"{v!r} is negative")
+        return _whole_seconds(seconds)
+
+    def mapping(self, d: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+        v = self._get(d, key)
+        if v is None:
+            return {}
+        if not isinstance(v, Mapping):
+            raise self.error(self.path(key), f"expected a mapping, found {_describe(v)}")
+        return v
+
+    def items(self, d: Mapping[str, Any], key: str) -> list[Any]:
+        v = self._get(d, key)
+        if v is None:
+            return []
+        if not isinstance(v, list | tuple):
+            raise self.error(self.path(key), f"expected a list, found {_describe(v)}")
+        return list(v)
+
+    def strings(self, d: Mapping[str, Any], key: str) -> tuple[str, ...]:
+        out: list[str] = []
+        for i, v in enumerate(self.items(d, key)):
+            if not isinstance(v, str):
+                raise self.error(
+                    f"{self.path(key)}[{i}]", f"expected a string, found {_describe(v)}"
+                )
+            out.append(v)
+        return tuple(out)
+
+    def cidr_value(self, v: Any, path: str, version: int | None = None) -> str:
+        """A CIDR, masked to its network (Calico stores the masked form)."""
+        kind = {None: "a CIDR", 4: "an IPv4 CIDR", 6: "an IPv6 CIDR"}[version]
+        if not isinstance(v, str) or "/" not in v:
+            raise self.error(path, f"{_describe(v)} is not {kind}")
+        try:
+            net = ipaddress.ip_network(v.strip(), strict=False)
+        except ValueError:
+            raise self.error(path, f"{v!r} is not {kind}") from None
+        if version is not None and net.version != version:
+            raise self.error(path, f"{v!r} is not {kind}")
+        return str(net)
+
+    def cidr(self, d: Mapping[str, Any], key: str, version: int | None = None) -> str | None:
+        v = self._get(d, key)
+        if v is None or v == "":
+            return None
+        return self.cidr_value(v, self.path(key), version)
+
+    def cidrs(self, d: Mapping[str, Any], key: str, item: str) -> tuple[str, ...]:
+        """[{<item>: cidr}, ...] as in serviceClusterIPs."""
+        out: list[str] = []
+        for i, entry in enumerate(self.items(d, key)):
+            r = self.sub(f"{key}[{i}]")
+            if not isinstance(entry, Mapping):
+                raise r.error(r.prefix, f"expected a mapping, found {_describe(entry)}")
+            c = r.cidr(entry, item)
+            if c is not None:  # Calico skips empty entries
+                out.append(c)
+        return tuple(out)
+
+    def ip(self, d: Mapping[str, Any], key: str, version: int | None = None) -> str | None:
+        v = self._get(d, key)
+        if v is None or v == "":
+            return None
+        kind = {None: "an IP address", 4: "an IPv4 address", 6: "an IPv6 address"}[version]
+        if not isinstance(v, str):
+            raise self.error(self.path(key), f"{_describe(v)} is not {kind}")
+        try:
+            ip = ipaddress.ip_address(v.strip())
+        except ValueError:
+            raise self.error(self.path(key), f"{v!r} is not {kind}") from None
+        if version is not None and ip.version != version:
+            raise self.error(self.path(key), f"{v!r} is not {kind}")
+        return str(ip)
+
+    def interface(self, d: Mapping[str, Any], key: str, version: int) -> str | None:
+        """An address with optional prefix length ("10.0.0.2/24" or "10.0.0.2"), as Calico's
+        ParseCIDROrIP; kept with its prefix length, address canonical."""
+        v = self._get(d, key)
+        if v is None or v == "":
+            return None
+        kind = "an IPv4" if version == 4 else "an IPv6"
+        if not isinstance(v, str):
+            raise self.error(self.path(key), f"{_describe(v)} is not {kind} address or CIDR")
+        try:
+            iface = ipaddress.ip_interface(v.strip())
+        except ValueError:
+            raise self.error(self.path(key), f"{v!r} is not {kind} address or CIDR") from None
+        if iface.version != version:
+            raise self.error(self.path(key), f"{v!r} is not {kind} address or CIDR")
+        return f"{iface.ip}/{iface.network.prefixlen}"
+
+    def selector(self, d: Mapping[str, Any], key: str) -> str | None:
+        text = self.string(d, key)
+        if text is None:
+            return None
+        try:
+            selector.parse(text)
+        except selector.SelectorError as e:
+            raise self.error(self.path(key), f"{text!r} is not a valid selector: {e}") from None
+        return text
+
+    def secret(self, d: Mapping[str, Any], key: str) -> SecretKeyRef | None:
+        outer = self.mapping(d, key)
+        if not outer:
+            return None
+        r = self.sub(key)
+        ref = r.mapping(outer, "secretKeyRef")
+        if not ref:
+            raise r.error(r.path("secretKeyRef"), "required (passwords are secret references)")
+        rr = r.sub("secretKeyRef")
+        name = rr.string(ref, "name")
+        secret_key = rr.string(ref, "key")
+        if name is None:
+            raise rr.error(rr.path("name"), "required")
+        if secret_key is None:
+            raise rr.error(rr.path("key"), "required")
+        return SecretKeyRef(name, secret_key)
+
+
+def _labels(r: _Reader, meta: Mapping[str, Any]) -> Mapping[str, str]:
+    raw = meta.get("labels")
+    if raw is None:
+        return _EMPTY
+    if not isinstance(raw, Mapping):
+        raise r.error("metadata.labels", f"expected a mapping, found {_describe(raw)}")
+    out: dict[str, str] = {}
+    for k, v in raw.items():
+        # YAML reads `label: yes` / `label: true` as a boolean; Calico labels are strings.
+        if isinstance(v, bool):
+            v = "true" if v else "false"
+        elif v is None:
+            v = ""
+        elif isinstance(v, int | float):
+            v = str(v)
+        if not isinstance(v, str):
+            raise r.error(f"metadata.labels.{k}", f"expected a string, found {_describe(v)}")
+        out[str(k)] = v
+    return types.MappingProxyType(out)
+
+
+def _read_bgp_configuration(
+    r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
+) -> BGPConfiguration:
+    communities: list[Community] = []
+    for i, c in enumerate(r.items(spec, "communities")):
+        cr = r.sub(f"communities[{i}]")
+        if not isinstance(c, Mapping):
+            raise cr.error(cr.prefix, f"expected a mapping, found {_describe(c)}")
+        cname, value = cr.string(c, "name"), cr.string(c, "value")
+        if cname is None or value is None:
+            raise cr.error(cr.path("name" if cname is None else "value"), "required")
+        if not re.fullmatch(r"\d+:\d+(:\d+)?", value):
+            raise cr.error(cr.path("value"), f"{value!r} is not a community 'a:b' or 'a:b:c'")
+        communities.append(Community(cname, value))
+    adverts: list[PrefixAdvertisement] = []
+    for i, a in enumerate(r.items(spec, "prefixAdvertisements")):
+        ar = r.sub(f"prefixAdvertisements[{i}]")
+        if not isinstance(a, Mapping):
+            raise ar.error(ar.prefix, f"expected a mapping, found {_describe(a)}")
+        cidr = ar.cidr(a, "cidr")
+        if cidr is None:
+            raise ar.error(ar.path("cidr"), "required")
+        adverts.append(PrefixAdvertisement(cidr, ar.strings(a, "communities")))
+    return BGPConfiguration(
+        name=name,
+        as_number=r.asn(spec, "asNumber") or DEFAULT_AS_NUMBER,
+        node_to_node_mesh_enabled=r.flag(spec, "nodeToNodeMeshEnabled", True),
+        listen_port=r.integer(spec, "listenPort", 0, 65535) or None,
+        log_severity_screen=r.string(spec, "logSeverityScreen", "Info") or "Info",
+        node_mesh_password=r.secret(spec, "nodeMeshPassword"),
+        node_mesh_max_restart_time=r.seconds(spec, "nodeMeshMaxRestartTime"),
+        bind_mode=r.choice(spec, "bindMode", ("None", "NodeIP"), "None"),
+        ignored_interfaces=r.strings(spec, "ignoredInterfaces"),
+        service_cluster_ips=r.cidrs(spec, "serviceClusterIPs", "cidr"),
+        service_external_ips=r.cidrs(spec, "serviceExternalIPs", "cidr"),
+        service_load_balancer_ips=r.cidrs(spec, "serviceLoadBalancerIPs", "cidr"),
+        communities=tuple(communities),
+        prefix_advertisements=tuple(adverts),
+        program_cluster_routes=r.string(spec, "programClusterRoutes"),
+        ipv4_normal_route_priority=r.integer(spec, "ipv4NormalRoutePriority", 1, 2147483646, 1024)
+        or 1024,
+        ipv6_normal_route_priority=r.integer(spec, "ipv6NormalRoutePriority", 1, 2147483646, 1024)
+        or 1024,
+    )
+
+
+def _read_node(r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]) -> Node:
+    bgp: NodeBGP | None = None
+    raw_bgp = spec.get("bgp")
+    if raw_bgp is not None:
+        br = r.sub("bgp")
+        if not isinstance(raw_bgp, Mapping):
+            raise br.error(br.prefix, f"expected a mapping, found {_describe(raw_bgp)}")
+        bgp = NodeBGP(
+            as_number=br.asn(raw_bgp, "asNumber"),
+            ipv4_address=br.interface(raw_bgp, "ipv4Address", 4),
+            ipv6_address=br.interface(raw_bgp, "ipv6Address", 6),
+            ipv4_ipip_tunnel_addr=br.ip(raw_bgp, "ipv4IPIPTunnelAddr", 4),
+            route_reflector_cluster_id=br.ip(raw_bgp, "routeReflectorClusterID", 4),
+        )
+    wg = r.mapping(spec, "wireguard")
+    wr = r.sub("wireguard")
+    addresses: list[NodeAddress] = []
+    for i, a in enumerate(r.items(spec, "addresses")):
+        ar = r.sub(f"addresses[{i}]")
+        if not isinstance(a, Mapping):
+            raise ar.error(ar.prefix, f"expected a mapping, found {_describe(a)}")
+        addr = ar.string(a, "address")
+        if addr is None:
+            raise ar.error(ar.path("address"), "required")
+        addresses.append(NodeAddress(addr, ar.string(a, "type", "") or ""))
+    return Node(
+        name=name,
+        labels=_labels(r, meta),
+        bgp=bgp,
+        ipv4_vxlan_tunnel_addr=r.ip(spec, "ipv4VXLANTunnelAddr", 4),
+        vxlan_tunnel_mac_addr=r.string(spec, "vxlanTunnelMACAddr"),
+        ipv6_vxlan_tunnel_addr=r.ip(spec, "ipv6VXLANTunnelAddr", 6),
+        wireguard_ipv4_address=wr.ip(wg, "interfaceIPv4Address", 4),
+        wireguard_ipv6_address=wr.ip(wg, "interfaceIPv6Address", 6),
+        addresses=tuple(addresses),
+    )
+
+
+def split_peer_ip(text: str) -> tuple[str, int | None]:
+    """peerIP as Calico reads it (Go net.SplitHostPort, then the whole string as an IP):
+    "10.0.0.5" | "10.0.0.5:1790" | "[fd00::5]:1790" | "fd00::5" -> (canonical IP, port).
+    Raises ValueError."""
+    s = text.strip()
+    host, port = s, None
+    if s.startswith("["):
+        end = s.find("]")
+        if end < 0 or not s[end + 1 :].startswith(":"):
+            raise ValueError(f"{text!r} is not an IP address")
+        host, port_text = s[1:end], s[end + 2 :]
+        port = _port(text, port_text)
+    elif s.count(":") == 1:
+        host, port_text = s.split(":")
+        port = _port(text, port_text)
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IP address") from None
+    return str(ip), port
+
+
+def _port(text: str, port_text: str) -> int:
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"{text!r} has no valid port (1..65535)")
+    return int(port_text)
+
+
+def _read_bgp_peer(
+    r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
+) -> BGPPeer:
+    node = r.string(spec, "node")
+    node_selector = r.selector(spec, "nodeSelector")
+    peer_selector = r.selector(spec, "peerSelector")
+    local_workload_selector = r.selector(spec, "localWorkloadSelector")
+    raw_ip = r.string(spec, "peerIP")
+    peer_ip: str | None = None
+    peer_port: int | None = None
+    if raw_ip is not None:
+        try:
+            peer_ip, peer_port = split_peer_ip(raw_ip)
+        except ValueError as e:
+            raise r.error(r.path("peerIP"), str(e)) from None
+    if node is not None and node_selector is not None:
+        raise r.error(r.path("nodeSelector"), "cannot be set together with spec.node")
+    remotes = [
+        k
+        for k, v in (
+            ("peerIP", peer_ip),
+            ("peerSelector", peer_selector),
+            ("localWorkloadSelector", local_workload_selector),
+        )
+        if v
+    ]
+    if not remotes:
+        raise r.error(
+            r.path("peerIP"), "one of peerIP, peerSelector, localWorkloadSelector is required"
+        )
+    if len(remotes) > 1:
+        raise r.error(r.path(remotes[1]), f"cannot be set together with spec.{remotes[0]}")
+    # Without asNumber a peerIP means "that Calico node, in the cluster's AS".
+    as_number = r.asn(spec, "asNumber") or None
+    ttl = r.integer(spec, "ttlSecurity", 0, 255)
+    return BGPPeer(
+        name=name,
+        node=node,
+        node_selector=node_selector,
+        peer_ip=peer_ip,
+        peer_port=peer_port,
+        as_number=as_number,
+        local_as_number=r.asn(spec, "localASNumber") or None,
+        peer_selector=peer_selector,
+        keep_original_next_hop=r.flag(spec, "keepOriginalNextHop"),
+        next_hop_mode=r.choice(spec, "nextHopMode", ("Auto", "Self", "Keep"), "") or None,
+        password=r.secret(spec, "password"),
+        source_address=r.choice(
+            spec,
+            "sourceAddress",
+            (SOURCE_ADDRESS_NODE_IP, SOURCE_ADDRESS_NONE),
+            SOURCE_ADDRESS_NODE_IP,
+        ),
+        max_restart_time=r.seconds(spec, "maxRestartTime"),
+        keepalive_time=r.seconds(spec, "keepaliveTime"),
+        num_allowed_local_as_numbers=r.integer(spec, "numAllowedLocalASNumbers", 0, 2147483647),
+        ttl_security=ttl or None,
+        reachable_by=r.ip(spec, "reachableBy"),
+        filters=r.strings(spec, "filters"),
+        local_workload_selector=local_workload_selector,
+        reverse_peering=r.choice(spec, "reversePeering", ("Auto", "Manual"), "Auto"),
+    )
+
+
+_DEPRECATED_IPIP_MODES = {
+    "always": ENCAP_ALWAYS,
+    "cross-subnet": ENCAP_CROSS_SUBNET,
+    "": ENCAP_ALWAYS,
+}
+
+
+def _read_ip_pool(
+    r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
+) -> IPPool:
+    cidr = r.cidr(spec, "cidr")
+    if cidr is None:
+        raise r.error(r.path("cidr"), "required")
+    v6 = ":" in cidr
+    ipip_mode = r.choice(spec, "ipipMode", _ENCAP_MODES, "")
+    if not ipip_mode:
+        # Pools written before v3.0 may carry ipip: {enabled, mode}; Calico converts on read.
+        old = r.mapping(spec, "ipip")
+        enabled = r.sub("ipip").flag(old, "enabled")
+        old_mode = r.sub("ipip").string(old, "mode", "") or ""
+        if enabled and old_mode not in _DEPRECATED_IPIP_MODES:
+            raise r.error(r.path("ipip.mode"), f"{old_mode!r} is not 'always' or 'cross-subnet'")
+        ipip_mode = _DEPRECATED_IPIP_MODES[old_mode] if enabled else ENCAP_NEVER
+    vxlan_mode = r.choice(spec, "vxlanMode", _ENCAP_MODES, ENCAP_NEVER)
+    if ipip_mode != ENCAP_NEVER and vxlan_mode != ENCAP_NEVER:
+        raise r.error(r.path("vxlanMode"), "cannot be enabled together with spec.ipipMode")
+    if v6 and ipip_mode != ENCAP_NEVER:
+        raise r.error(r.path("ipipMode"), "IPIP is not supported on an IPv6 pool")
+    lo, hi = (116, 128) if v6 else (20, 32)
+    block_size = r.integer(spec, "blockSize", lo, hi)
+    if block_size is None:
+        block_size = DEFAULT_BLOCK_SIZE_V6 if v6 else DEFAULT_BLOCK_SIZE_V4
+    if block_size < ipaddress.ip_network(cidr).prefixlen:
+        raise r.error(r.path("blockSize"), f"{block_size} is shorter than the pool's prefix")
+    nat = r.flag(spec, "natOutgoing") or r.flag(spec, "nat-outgoing")
+    return IPPool(
+        name=name,
+        cidr=cidr,
+        ipip_mode=ipip_mode,
+        vxlan_mode=vxlan_mode,
+        nat_outgoing=nat,
+        disabled=r.flag(spec, "disabled"),
+        disable_bgp_export=r.flag(spec, "disableBGPExport"),
+        block_size=block_size,
+        node_selector=r.selector(spec, "nodeSelector") or "all()",
+        namespace_selector=r.string(spec, "namespaceSelector", "") or "",
+        allowed_uses=r.strings(spec, "allowedUses") or ("Workload", "Tunnel"),
+        assignment_mode=r.choice(spec, "assignmentMode", ("Automatic", "Manual"), "Automatic"),
+    )
+
+
+def _affinity_state(r: _Reader, spec: Mapping[str, Any]) -> str:
+    state = r.string(spec, "state", "") or ""
+    if state == "":
+        return AFFINITY_CONFIRMED
+    if state not in _AFFINITY_STATES:
+        allowed = ", ".join(repr(s) for s in _AFFINITY_STATES)
+        raise r.error(r.path("state"), f"{state!r} is not one of {allowed}")
+    return state
+
+
+def _read_block_affinity(
+    r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
+) -> BlockAffinity:
+    node = r.string(spec, "node")
+    if node is None:
+        raise r.error(r.path("node"), "required")
+    cidr = r.cidr(spec, "cidr")
+    if cidr is None:
+        raise r.error(r.path("cidr"), "required")
+    return BlockAffinity(
+        name=name,
+        node=node,
+        cidr=cidr,
+        state=_affinity_state(r, spec),
+        type=r.choice(spec, "type", ("host", "virtual"), "host"),
+        deleted=r.boolish(spec, "deleted"),
+    )
+
+
+def _read_ipam_block(
+    r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
+) -> IPAMBlock:
+    """Reads both the v3 IPAMBlock spec and the etcd block value (same keys, except
+    sequenceNumber, which etcd also spells that way)."""
+    cidr = r.cidr(spec, "cidr")
+    if cidr is None:
+        raise r.error(r.path("cidr"), "required")
+    size = ipaddress.ip_network(cidr).num_addresses
+    allocations: list[int | None] = []
+    for i, a in enumerate(r.items(spec, "allocations")):
+        if a is not None and (isinstance(a, bool) or not isinstance(a, int)):
+            raise r.error(
+                f"{r.path('allocations')}[{i}]",
+                f"expected an integer or null, found {_describe(a)}",
+            )
+        allocations.append(a)
+    if allocations and len(allocations) != size:
+        raise r.error(
+            r.path("allocations"), f"has {len(allocations)} entries, the block has {size}"
+        )
+    unallocated: list[int] = []
+    for i, u in enumerate(r.items(spec, "unallocated")):
+        if isinstance(u, bool) or not isinstance(u, int) or not 0 <= u < size:
+            raise r.error(
+                f"{r.path('unallocated')}[{i}]", f"{_describe(u)} is not an ordinal of the block"
+            )
+        unallocated.append(u)
+    attributes: list[AllocationAttribute] = []
+    for i, a in enumerate(r.items(spec, "attributes")):
+        ar = r.sub(f"attributes[{i}]")
+        if not isinstance(a, Mapping):
+            raise ar.error(ar.prefix, f"expected a mapping, found {_describe(a)}")
+        secondary = {str(k): str(v) for k, v in ar.mapping(a, "secondary").items()}
+        handle = ar.string(a, "handle_id") or ar.string(a, "handleID")
+        attributes.append(AllocationAttribute(handle, types.MappingProxyType(secondary)))
+    for i, a in enumerate(allocations):
+        if a is not None and not 0 <= a < len(attributes):
+            raise r.error(f"{r.path('allocations')}[{i}]", f"{a} is not an index into attributes")
+    return IPAMBlock(
+        name=name,
+        cidr=cidr,
+        affinity=r.string(spec, "affinity"),
+        allocations=tuple(allocations),
+        unallocated=tuple(unallocated),
+        attributes=tuple(attributes),
+        sequence_number=r.integer(spec, "sequenceNumber", 0, 2**64 - 1, 0) or 0,
+        deleted=r.boolish(spec, "deleted"),
+    )
+
+
+_ResourceReader = Callable[[_Reader, str, Mapping[str, Any], Mapping[str, Any]], Resource]
+
+_READERS: Mapping[str, _ResourceReader] = types.MappingProxyType(
+    {
+        BGPConfiguration.kind: _read_bgp_configuration,
+        Node.kind: _read_node,
+        BGPPeer.kind: _read_bgp_peer,
+        IPPool.kind: _read_ip_pool,
+        BlockAffinity.kind: _read_block_affinity,
+        IPAMBlock.kind: _read_ipam_block,
+    }
+)
