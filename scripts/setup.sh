@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Install what pybgpd and its tests need on Debian 12, as root: the real BGP daemons the
+# interop tests run against (BIRD 2, FRR, GoBGP), etcd, network tools, and the Python package
+# with its test extras (for the `python3` on PATH). Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "scripts/setup.sh: run as root (apt-get, and the tests need network namespaces)" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+PACKAGES=(bird2 frr gobgpd etcd-server iproute2 iputils-ping procps psmisc tcpdump python3-pip)
+# Daemons the packages would start as system services; the tests start their own instances.
+SERVICES=(bird frr etcd)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$pkg")
+    fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    # policy-rc.d exit 101 keeps invoke-rc.d/deb-systemd-invoke from starting services during
+    # the install; leave an existing one (containers ship one) alone.
+    own_policy=false
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        own_policy=true
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
+    apt-get update
+    apt-get install -y --no-install-recommends "${missing[@]}"
+    if "$own_policy"; then
+        rm -f /usr/sbin/policy-rc.d
+        trap - EXIT
+    fi
+fi
+
+# Whatever started them (an earlier install, a boot), no packaged daemon may keep running: it
+# would hold ports (179, 2379) or routes the tests expect to own.
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+    for svc in "${SERVICES[@]}"; do
+        if systemctl is-active --quiet "$svc"; then
+            systemctl stop "$svc"
+        fi
+    done
+else
+    for svc in "${SERVICES[@]}"; do
+        if [ -x "/etc/init.d/$svc" ]; then
+            "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
+        fi
+    done
+fi
+
+# The system python3 may be Debian's (externally managed, PEP 668) or a pyenv/venv one; either
+# way this machine's python3 is the one the tests use.
+PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore \
+    python3 -m pip install --disable-pip-version-check -q -e '.[test]'
+# pyenv only finds new console scripts (bgpd, bgpctl, exabgp) through shims made by a rehash.
+if command -v pyenv >/dev/null 2>&1; then
+    pyenv rehash
+fi
