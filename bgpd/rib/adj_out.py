@@ -1,0 +1,391 @@
+"""Adj-RIB-Out by update group: encode once, send the same bytes to every member.
+
+Peers whose outbound policy is the same (`GroupKey`: iBGP or eBGP, route-reflector client
+or not, the AS and next hop we present, the negotiated codec options and families) form one
+`UpdateGroup`. The daemon stages every `BestChange` into every group; within a tick the last
+change per prefix wins. `flush()` then turns the staged changes into UPDATE bytes once per
+group: prefixes bucketed by their interned export attributes (BIRD's `bgp_bucket`), one
+`pack_announcements` per bucket and one `pack_withdrawals`, joined into one bytes object for
+all members.
+
+The group keeps its Adj-RIB-Out (prefix -> exported attributes and source peer), so a
+prefix is withdrawn only if it was advertised and a change that exports the same attributes
+from the same source sends nothing.
+
+Split horizon per member (a route is never advertised back to the peer it came from): FRR's
+update groups apply "do not send back route to sender" only when a subgroup has a single
+peer and otherwise let the sender drop its own route by its loop checks (AS_PATH for eBGP,
+ORIGINATOR_ID for reflected routes). Here the announcement goes to all members too (so the
+shared bytes stay shared) and the source member then gets a member-specific withdrawal of
+that prefix (`GroupFlush.extra`), which makes the result exact even for a peer that accepts
+its own AS. Each change has one source, so the corrections cost O(changes) in all, not
+O(members). With a single member, its own routes are simply left out. The invariant: a
+member has been sent exactly the group's Adj-RIB-Out minus the entries it is the source of.
+
+A peer joining an existing group gets `initial_dump()`: the group's Adj-RIB-Out in slices
+(a generator, so the daemon can yield to the event loop between slices), then End-of-RIB
+per family. The member is in the group from the moment it joins, so flushes in between also
+reach it; each slice reads the table as it is when the slice is made, so writing dump slices
+and flushes to the peer in the order they were produced leaves it with the current table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from bgpd.rib.attrcache import AttrCache
+from bgpd.rib.export import export_attrs, may_export_to
+from bgpd.rib.route import PeerInfo, Route
+from bgpd.rib.table import BestChange
+from bgpd.wire import encode_end_of_rib, pack_announcements, pack_withdrawals
+from bgpd.wire.attributes import PathAttributes
+from bgpd.wire.family import Family
+from bgpd.wire.options import CodecOptions
+
+ADD_PATH_ID = (1).to_bytes(4, "big")
+"""We advertise one path per prefix, always under this identifier when ADD-PATH send is on,
+so each announcement implicitly replaces the previous one."""
+
+DUMP_SLICE = 2000
+"""Prefixes per initial-dump slice."""
+
+_Entry = tuple[PathAttributes, str]
+"""An advertised prefix: exported attributes and the name of the route's source."""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupKey:
+    """Everything the exported bytes depend on. Peers with equal keys share a group.
+
+    `local_ipv4` / `local_ipv6`: our packed address on the sessions for that family, the next
+    hop of routes we originate and of next-hop-self; every family in `families` needs one.
+    """
+
+    ibgp: bool
+    rr_client: bool
+    local_as: int
+    next_hop_self: bool
+    local_ipv4: bytes | None
+    local_ipv6: bytes | None
+    options: CodecOptions
+    families: frozenset[Family]
+
+    def __post_init__(self) -> None:
+        for family in self.families:
+            if self.local_address(family) is None:
+                raise ValueError(f"update group for {family} needs our local {family} address")
+
+    @classmethod
+    def for_peer(
+        cls,
+        peer: PeerInfo,
+        *,
+        options: CodecOptions,
+        families: Iterable[Family],
+        local_ipv4: bytes | None = None,
+        local_ipv6: bytes | None = None,
+        next_hop_self: bool = False,
+    ) -> GroupKey:
+        # eBGP is always next-hop-self; folding the flag keeps such peers in one group.
+        return cls(
+            ibgp=peer.ibgp,
+            rr_client=peer.rr_client,
+            local_as=peer.local_as,
+            next_hop_self=next_hop_self or not peer.ibgp,
+            local_ipv4=local_ipv4,
+            local_ipv6=local_ipv6,
+            options=options,
+            families=frozenset(families),
+        )
+
+    def local_address(self, family: Family) -> bytes | None:
+        return self.local_ipv4 if family is Family.IPV4_UNICAST else self.local_ipv6
+
+
+@dataclass(frozen=True, slots=True)
+class GroupFlush:
+    """One tick's output of a group: `data` for every member, then `extra` bytes for the few
+    members that were the source of a route announced in `data` (split horizon). Write the
+    two one after the other rather than joining them, so `data` is never copied per member."""
+
+    data: bytes = b""
+    extra: Mapping[str, bytes] = field(default_factory=dict)
+
+    def for_member(self, name: str) -> tuple[bytes, ...]:
+        """What to write to member `name`, in order."""
+        tail = self.extra.get(name)
+        if not self.data:
+            return () if tail is None else (tail,)
+        return (self.data,) if tail is None else (self.data, tail)
+
+    def __bool__(self) -> bool:
+        return bool(self.data or self.extra)
+
+
+_NOTHING = GroupFlush()
+
+
+class UpdateGroup:
+    __slots__ = ("_by_source", "_out", "_pending", "cache", "cluster_id", "key", "members")
+
+    def __init__(self, key: GroupKey, *, cluster_id: int) -> None:
+        self.key = key
+        self.cluster_id = cluster_id
+        self.members: dict[str, PeerInfo] = {}
+        self.cache = AttrCache()
+        self._out: dict[Family, dict[bytes, _Entry]] = {f: {} for f in key.families}
+        self._by_source: dict[Family, dict[str, int]] = {f: {} for f in key.families}
+        self._pending: dict[Family, dict[bytes, Route | None]] = {f: {} for f in key.families}
+
+    # --- membership -------------------------------------------------------------------
+
+    def add_member(self, peer: PeerInfo) -> None:
+        self.members[peer.name] = peer
+
+    def remove_member(self, name: str) -> None:
+        self.members.pop(name, None)
+
+    # --- changes in -------------------------------------------------------------------
+
+    def stage(self, change: BestChange) -> None:
+        pending = self._pending.get(change.family)
+        if pending is not None:
+            pending[change.prefix] = change.new
+
+    def stage_all(self, changes: Iterable[BestChange]) -> None:
+        for change in changes:
+            self.stage(change)
+
+    def pending(self) -> int:
+        return sum(len(p) for p in self._pending.values())
+
+    def load(self, routes: Iterable[Route]) -> None:
+        """Fill the Adj-RIB-Out from best routes without producing bytes: for a new group,
+        before its first member's initial dump."""
+        memo: dict[tuple[int, int], tuple[object, object, PathAttributes | None]] = {}
+        for route in routes:
+            family = route.family
+            out = self._out.get(family)
+            if out is None:
+                continue
+            desired = self._export(route, memo)
+            cur = out.get(route.prefix)
+            if desired is None:
+                if cur is not None:
+                    del out[route.prefix]
+                    self._forget(family, cur)
+                continue
+            self._remember(family, route.prefix, (desired, route.source.name), cur)
+        self.cache.collect()
+
+    # --- bytes out --------------------------------------------------------------------
+
+    def flush(self) -> GroupFlush:
+        """Apply the staged changes to the Adj-RIB-Out and encode them once."""
+        members = self.members
+        sole = next(iter(members)) if len(members) == 1 else None
+        opts = self.key.options
+        memo: dict[tuple[int, int], tuple[object, object, PathAttributes | None]] = {}
+        parts: list[bytes] = []
+        corrections: dict[str, dict[Family, list[bytes]]] = {}
+        for family in Family:
+            pending = self._pending.get(family)
+            if not pending:
+                continue
+            self._pending[family] = {}
+            out = self._out[family]
+            add_path = family in opts.add_path_send
+            buckets: dict[int, tuple[PathAttributes, list[bytes]]] = {}
+            withdrawn: list[bytes] = []
+            for prefix, route in pending.items():
+                item = ADD_PATH_ID + prefix if add_path else prefix
+                desired = None if route is None else self._export(route, memo)
+                cur = out.get(prefix)
+                if desired is None or route is None:
+                    if cur is not None:
+                        del out[prefix]
+                        self._forget(family, cur)
+                        withdrawn.append(item)
+                    continue
+                src = route.source.name
+                if cur is not None and cur[0] is desired and cur[1] == src:
+                    continue  # already advertised exactly so
+                self._remember(family, prefix, (desired, src), cur)
+                if src == sole:
+                    # The only member is the source: send it nothing, and take back what it
+                    # had from us for this prefix.
+                    if cur is not None and cur[1] != src:
+                        withdrawn.append(item)
+                    continue
+                bucket = buckets.get(id(desired))
+                if bucket is None:
+                    buckets[id(desired)] = (desired, [item])
+                else:
+                    bucket[1].append(item)
+                if src in members:
+                    corrections.setdefault(src, {}).setdefault(family, []).append(item)
+            if members:
+                parts.extend(pack_withdrawals(family, withdrawn, opts))
+                for attrs, items in buckets.values():
+                    parts.extend(pack_announcements(family, attrs, items, opts))
+        self.cache.collect()
+        if not members or not (parts or corrections):
+            return _NOTHING
+        extra = {
+            name: b"".join(
+                b"".join(pack_withdrawals(family, items, opts))
+                for family, items in per_family.items()
+            )
+            for name, per_family in corrections.items()
+        }
+        return GroupFlush(b"".join(parts), extra)
+
+    def initial_dump(self, member: str, slice_size: int = DUMP_SLICE) -> Iterator[bytes]:
+        """The Adj-RIB-Out for a member that just joined, in slices of up to `slice_size`
+        prefixes, each family followed by its End-of-RIB marker."""
+        if member not in self.members:
+            raise KeyError(member)
+        opts = self.key.options
+        for family in Family:
+            out = self._out.get(family)
+            if out is None:
+                continue
+            add_path = family in opts.add_path_send
+            keys = list(out)
+            for start in range(0, len(keys), slice_size):
+                buckets: dict[int, tuple[PathAttributes, list[bytes]]] = {}
+                for prefix in keys[start : start + slice_size]:
+                    entry = out.get(prefix)
+                    if entry is None or entry[1] == member:
+                        continue
+                    item = ADD_PATH_ID + prefix if add_path else prefix
+                    bucket = buckets.get(id(entry[0]))
+                    if bucket is None:
+                        buckets[id(entry[0])] = (entry[0], [item])
+                    else:
+                        bucket[1].append(item)
+                if buckets:
+                    yield b"".join(
+                        b"".join(pack_announcements(family, attrs, items, opts))
+                        for attrs, items in buckets.values()
+                    )
+            yield encode_end_of_rib(family)
+
+    # --- queries ----------------------------------------------------------------------
+
+    def advertised(self, family: Family, member: str | None = None) -> dict[bytes, PathAttributes]:
+        """What the group (or one member of it) has been sent: prefix -> attributes."""
+        out = self._out.get(family, {})
+        return {p: e[0] for p, e in out.items() if e[1] != member}
+
+    def advertised_count(self, member: str, family: Family | None = None) -> int:
+        families = self.key.families if family is None else {family} & self.key.families
+        return sum(len(self._out[f]) - self._by_source[f].get(member, 0) for f in families)
+
+    # --- internals --------------------------------------------------------------------
+
+    def _export(
+        self,
+        route: Route,
+        memo: dict[tuple[int, int], tuple[object, object, PathAttributes | None]],
+    ) -> PathAttributes | None:
+        # Many routes share attributes and source; the memo holds both keys alive, so their
+        # ids stay theirs for its lifetime.
+        attrs, source = route.attrs, route.source
+        mk = (id(attrs), id(source))
+        hit = memo.get(mk)
+        if hit is not None:
+            return hit[2]
+        key = self.key
+        result: PathAttributes | None = None
+        if may_export_to(source, key, route):
+            result = export_attrs(
+                route,
+                key,
+                local_as=key.local_as,
+                cluster_id=self.cluster_id,
+                next_hop_self=key.next_hop_self,
+                local_address=key.local_address(route.family),
+                cache=self.cache,
+            )
+        memo[mk] = (attrs, source, result)
+        return result
+
+    def _remember(self, family: Family, prefix: bytes, entry: _Entry, cur: _Entry | None) -> None:
+        self.cache.ref(entry[0])
+        self._out[family][prefix] = entry
+        counts = self._by_source[family]
+        counts[entry[1]] = counts.get(entry[1], 0) + 1
+        if cur is not None:
+            self._forget(family, cur)
+
+    def _forget(self, family: Family, entry: _Entry) -> None:
+        self.cache.release(entry[0])
+        counts = self._by_source[family]
+        n = counts[entry[1]] - 1
+        if n:
+            counts[entry[1]] = n
+        else:
+            del counts[entry[1]]
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self._out.values())
+
+    def __repr__(self) -> str:
+        return f"UpdateGroup({sorted(self.members)}, {len(self)} prefixes)"
+
+
+class AdjRibOut:
+    """All update groups; peers join when their session is established and leave when it
+    ends. A group is made on its first member's join (filled from the Loc-RIB) and dropped
+    with its last."""
+
+    __slots__ = ("_by_member", "cluster_id", "groups")
+
+    def __init__(self, cluster_id: int) -> None:
+        self.cluster_id = cluster_id
+        self.groups: dict[GroupKey, UpdateGroup] = {}
+        self._by_member: dict[str, UpdateGroup] = {}
+
+    def join(
+        self, peer: PeerInfo, key: GroupKey, best: Callable[[Family], Iterable[Route]]
+    ) -> UpdateGroup:
+        """Put `peer` in the group for `key`; `best(family)` gives the Loc-RIB's best routes
+        (`Rib.iter_best`) for a group made now. Then send it `group.initial_dump(name)`."""
+        self.leave(peer.name)
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = UpdateGroup(key, cluster_id=self.cluster_id)
+            for family in Family:
+                if family in key.families:
+                    group.load(best(family))
+        group.add_member(peer)
+        self._by_member[peer.name] = group
+        return group
+
+    def leave(self, name: str) -> None:
+        group = self._by_member.pop(name, None)
+        if group is None:
+            return
+        group.remove_member(name)
+        if not group.members:
+            del self.groups[group.key]
+
+    def group_of(self, name: str) -> UpdateGroup | None:
+        return self._by_member.get(name)
+
+    def stage(self, changes: Iterable[BestChange]) -> None:
+        groups = list(self.groups.values())
+        for change in changes:
+            for group in groups:
+                group.stage(change)
+
+    def flush(self) -> list[tuple[UpdateGroup, GroupFlush]]:
+        """Each group's output for this tick (groups with nothing to send left out)."""
+        out: list[tuple[UpdateGroup, GroupFlush]] = []
+        for group in self.groups.values():
+            result = group.flush()
+            if result:
+                out.append((group, result))
+        return out

@@ -1,0 +1,313 @@
+"""The RIB facade the daemon drives: peers' Adj-RIBs-In, local routes and the Loc-RIB.
+
+Everything is pure: each call takes decoded messages or routes and returns the list of
+`BestChange`s it caused, for the daemon to hand to the Adj-RIB-Out groups and the kernel.
+
+Import, per announced route (BIRD `bgp_decode_attrs` / `bgp_rte_update`):
+- attributes are normalised once per UPDATE: from eBGP peers LOCAL_PREF is ignored
+  (RFC 4271 5.1.5) and ORIGINATOR_ID / CLUSTER_LIST dropped (RFC 4456 attributes are iBGP
+  only); the IPv6 next hop comes from MP_REACH_NLRI; then the set is interned;
+- loop checks: our AS in the AS_PATH of an eBGP route (RFC 4271 9.1.2), our router ID as
+  ORIGINATOR_ID or our cluster ID in CLUSTER_LIST (RFC 4456 8). A looped route replaces what
+  the peer sent before for that NLRI (an implicit withdraw) and stays in the Adj-RIB-In as
+  received but not accepted.
+
+Peer lifecycle: `add_peer` when a session is established (it may replace the info of a peer
+whose stale routes are being kept; routes already stored keep the info they came with until
+re-announced). `remove_peer` on a session that ends without graceful restart;
+`mark_stale` when a graceful-restart peer goes down, then `sweep_stale` on its End-of-RIB or
+when the restart or stale timer fires.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from bgpd.rib.adj_in import AdjRibIn
+from bgpd.rib.attrcache import AttrCache
+from bgpd.rib.route import LOCAL, LOCAL_SOURCE_NAMES, LocalSource, PeerInfo, Route
+from bgpd.rib.table import BestChange, Destination, LocRib
+from bgpd.wire.attributes import PathAttributes
+from bgpd.wire.family import Family
+from bgpd.wire.messages import Update
+from bgpd.wire.options import CodecOptions
+
+
+@dataclass(frozen=True, slots=True)
+class PeerCounts:
+    """Routes a peer sent that we hold (`received`) and those that passed the import checks
+    (`accepted`), BIRD's "imported" and "filtered" split."""
+
+    received: int
+    accepted: int
+
+
+def valid_prefix(family: Family, prefix: bytes) -> bool:
+    """True for a well-formed prefix form (length octet + exactly the significant octets)."""
+    if not prefix:
+        return False
+    plen = prefix[0]
+    return plen <= family.max_len and len(prefix) == 1 + (plen + 7) // 8
+
+
+class Rib:
+    """The routing information base of one BGP speaker.
+
+    `cluster_id` is the RFC 4456 cluster ID used when reflecting and in the CLUSTER_LIST loop
+    check; as the RFC says, it defaults to the router ID.
+    """
+
+    def __init__(self, local_as: int, router_id: int, cluster_id: int | None = None) -> None:
+        self.local_as = local_as
+        self.router_id = router_id
+        self.cluster_id = router_id if cluster_id is None else cluster_id
+        self.attr_cache = AttrCache()
+        self.loc = LocRib()
+        self._adj_in: dict[str, AdjRibIn] = {}
+        self._local: dict[LocalSource, dict[Family, dict[bytes, Route]]] = {}
+
+    # --- peers ------------------------------------------------------------------------
+
+    def add_peer(self, peer: PeerInfo) -> None:
+        if peer.name in LOCAL_SOURCE_NAMES:
+            raise ValueError(f"peer name {peer.name!r} is reserved for local routes")
+        adj = self._adj_in.get(peer.name)
+        if adj is None:
+            self._adj_in[peer.name] = AdjRibIn(peer)
+        else:
+            adj.peer = peer
+
+    def remove_peer(self, name: str) -> list[BestChange]:
+        """Forget a peer and withdraw every route it sent."""
+        adj = self._adj_in.pop(name)
+        changes: list[BestChange] = []
+        for family in Family:
+            for route, accepted in adj.clear(family):
+                self.attr_cache.release(route.attrs)
+                if accepted:
+                    ch = self.loc.withdraw(family, route.prefix, name, route.path_id)
+                    if ch is not None:
+                        changes.append(ch)
+        return changes
+
+    def peer(self, name: str) -> PeerInfo:
+        return self._adj_in[name].peer
+
+    def peers(self) -> list[PeerInfo]:
+        return [adj.peer for adj in self._adj_in.values()]
+
+    def adj_rib_in(self, name: str) -> AdjRibIn:
+        return self._adj_in[name]
+
+    # --- import -----------------------------------------------------------------------
+
+    def import_attrs(self, peer: PeerInfo, attrs: PathAttributes) -> PathAttributes:
+        """Attributes as stored for a route from `peer` (before interning)."""
+        if peer.ibgp:
+            return attrs
+        if attrs.local_pref is None and attrs.originator_id is None and not attrs.cluster_list:
+            return attrs
+        return attrs.replace(local_pref=None, originator_id=None, cluster_list=())
+
+    def loop_reason(self, peer: PeerInfo, attrs: PathAttributes) -> str | None:
+        """Why a route with `attrs` from `peer` is a loop, or None if it is not."""
+        if not peer.ibgp:
+            own = {self.local_as, peer.local_as}
+            for _seg_type, asns in attrs.as_path:
+                if not own.isdisjoint(asns):
+                    return "AS_PATH contains our AS"
+        if attrs.originator_id == self.router_id:
+            return "ORIGINATOR_ID is our router ID"
+        if self.cluster_id in attrs.cluster_list:
+            return "CLUSTER_LIST contains our cluster ID"
+        return None
+
+    def apply_update(self, peer: str, update: Update, opts: CodecOptions) -> list[BestChange]:
+        """Apply one decoded UPDATE from `peer`; returns the best-path changes."""
+        adj = self._adj_in[peer]
+        info = adj.peer
+        changes: list[BestChange] = []
+        v4 = Family.IPV4_UNICAST
+        add_path = opts.add_path_receive
+        if update.withdrawn:
+            self._withdraw(adj, v4, update.withdrawn, changes)
+        if update.mp_unreach is not None and update.mp_unreach.withdrawn:
+            fam = update.mp_unreach.family
+            self._withdraw(adj, fam, update.mp_unreach.withdrawn, changes)
+        attrs = update.attributes
+        if attrs is not None and (update.nlri or update.mp_reach is not None):
+            attrs = self.import_attrs(info, attrs)
+            looped = self.loop_reason(info, attrs) is not None
+            if update.nlri:
+                canon = self.attr_cache.intern(attrs)
+                self._announce(adj, v4, update.nlri, canon, v4 in add_path, looped, changes)
+            mp = update.mp_reach
+            if mp is not None and mp.nlri:
+                canon = self.attr_cache.intern(attrs.replace(next_hop=mp.next_hop))
+                self._announce(
+                    adj, mp.family, mp.nlri, canon, mp.family in add_path, looped, changes
+                )
+            self.attr_cache.collect()
+        return changes
+
+    def _announce(
+        self,
+        adj: AdjRibIn,
+        family: Family,
+        items: Sequence[bytes],
+        canon: PathAttributes,
+        add_path: bool,
+        looped: bool,
+        changes: list[BestChange],
+    ) -> None:
+        info = adj.peer
+        name = info.name
+        loc = self.loc
+        cache = self.attr_cache
+        routes, rejected = adj.tables(family)
+        dests = loc.table(family)
+        # Take every reference up front so releasing an old route's equal attributes can
+        # never drop the entry in between; hand back the ones not used at the end.
+        cache.ref(canon, len(items))
+        unused = 0
+        for item in items:
+            old = routes.get(item)
+            if old is not None and old.attrs is canon and old.source is info and not old.stale:
+                unused += 1  # a repeat of what we hold
+                continue
+            if add_path:
+                prefix, path_id = item[4:], int.from_bytes(item[:4], "big")
+            else:
+                prefix, path_id = item, 0
+            route = Route(prefix, family, canon, info, path_id)
+            routes[item] = route
+            old_accepted = False
+            if old is not None:
+                old_accepted = item not in rejected
+                cache.release(old.attrs)
+            if looped:
+                rejected.add(item)
+                ch = loc.withdraw(family, prefix, name, path_id) if old_accepted else None
+            else:
+                if rejected:
+                    rejected.discard(item)
+                dest = dests.get(prefix)
+                if dest is None:
+                    dest = dests[prefix] = Destination(family, prefix)
+                ch = dest.update(route)
+            if ch is not None:
+                changes.append(ch)
+        if unused:
+            cache.release(canon, unused)
+
+    def _withdraw(
+        self,
+        adj: AdjRibIn,
+        family: Family,
+        items: Sequence[bytes],
+        changes: list[BestChange],
+    ) -> None:
+        # Items are Adj-RIB-In keys as they stand, path id included under ADD-PATH.
+        name = adj.peer.name
+        for item in items:
+            old, accepted = adj.pop(family, item)
+            if old is None:
+                continue
+            self.attr_cache.release(old.attrs)
+            if accepted:
+                ch = self.loc.withdraw(family, old.prefix, name, old.path_id)
+                if ch is not None:
+                    changes.append(ch)
+
+    # --- local routes -----------------------------------------------------------------
+
+    def originate(
+        self,
+        family: Family,
+        prefix: bytes,
+        attrs: PathAttributes,
+        source: LocalSource = LOCAL,
+    ) -> list[BestChange]:
+        """Announce a route of our own (an IPAM block aggregate; with `source=KERNEL`, a
+        route learned from the kernel). Replaces an earlier one for the same prefix."""
+        if not valid_prefix(family, prefix):
+            raise ValueError(f"not a {family} prefix form: {prefix.hex()}")
+        canon = self.attr_cache.intern(attrs)
+        self.attr_cache.ref(canon)
+        table = self._local.setdefault(source, {}).setdefault(family, {})
+        old = table.get(prefix)
+        route = Route(prefix, family, canon, source)
+        table[prefix] = route
+        if old is not None:
+            self.attr_cache.release(old.attrs)
+        ch = self.loc.update(route)
+        return [] if ch is None else [ch]
+
+    def withdraw_local(
+        self, family: Family, prefix: bytes, source: LocalSource = LOCAL
+    ) -> list[BestChange]:
+        table = self._local.get(source, {}).get(family, {})
+        old = table.pop(prefix, None)
+        if old is None:
+            return []
+        self.attr_cache.release(old.attrs)
+        ch = self.loc.withdraw(family, prefix, source.name)
+        return [] if ch is None else [ch]
+
+    def local_routes(self, family: Family, source: LocalSource = LOCAL) -> list[Route]:
+        return list(self._local.get(source, {}).get(family, {}).values())
+
+    # --- graceful restart (helper mode) -----------------------------------------------
+
+    def mark_stale(self, peer: str, families: Iterable[Family] | None = None) -> int:
+        """Keep a restarting peer's routes, flagged stale (RFC 4724 4.2); returns how many
+        were marked. Best paths do not change, so there is nothing to return."""
+        adj = self._adj_in[peer]
+        marked = 0
+        for family in Family if families is None else families:
+            for route, accepted in adj.mark_stale(family):
+                if accepted:
+                    self.loc.swap(route)
+                marked += 1
+        return marked
+
+    def sweep_stale(self, peer: str, family: Family | None = None) -> list[BestChange]:
+        """Withdraw the peer's routes still stale (at End-of-RIB or when a timer fires)."""
+        adj = self._adj_in[peer]
+        changes: list[BestChange] = []
+        for fam in Family if family is None else (family,):
+            for route, accepted in adj.pop_stale(fam):
+                self.attr_cache.release(route.attrs)
+                if accepted:
+                    ch = self.loc.withdraw(fam, route.prefix, peer, route.path_id)
+                    if ch is not None:
+                        changes.append(ch)
+        return changes
+
+    # --- queries ----------------------------------------------------------------------
+
+    def best(self, family: Family, prefix: bytes) -> Route | None:
+        return self.loc.best(family, prefix)
+
+    def iter_best(self, family: Family) -> Iterator[Route]:
+        return self.loc.iter_best(family)
+
+    def destination(self, family: Family, prefix: bytes) -> Destination | None:
+        return self.loc.get(family, prefix)
+
+    def paths(self, family: Family, prefix: bytes) -> list[Route]:
+        """Every candidate for the prefix, best first (for `explain`)."""
+        dest = self.loc.get(family, prefix)
+        return [] if dest is None else dest.ranked()
+
+    def multipath(self, family: Family, prefix: bytes) -> tuple[bytes, ...]:
+        dest = self.loc.get(family, prefix)
+        return () if dest is None else dest.multipath
+
+    def counts(self, peer: str, family: Family | None = None) -> PeerCounts:
+        adj = self._adj_in[peer]
+        return PeerCounts(adj.received(family), adj.accepted(family))
+
+    def loc_rib_size(self, family: Family | None = None) -> int:
+        return self.loc.size(family)

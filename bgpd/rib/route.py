@@ -1,0 +1,81 @@
+"""The RIB's records: where a route came from, the route itself, and a change of best route.
+
+Every record is a frozen, slotted value. A route's attributes are the interned instance from
+the RIB's `AttrCache`, so routes that share attributes share one object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bgpd.wire.attributes import PathAttributes
+from bgpd.wire.family import Family
+
+
+@dataclass(frozen=True, slots=True)
+class PeerInfo:
+    """A BGP neighbour as the RIB needs it.
+
+    `address` is the packed peer address (4 or 16 octets), compared as bytes in the last
+    decision step. `router_id` is the BGP Identifier from its OPEN, as an int. `local_as` is
+    the AS we present on this session (Calico's `localASNumber` may differ from the node's).
+    `ibgp` is derived: the session is internal when both ends are in one AS. `rr_client`
+    marks the neighbour as our route-reflector client (RFC 4456).
+    """
+
+    name: str
+    address: bytes
+    asn: int
+    router_id: int
+    local_as: int
+    rr_client: bool = False
+    ibgp: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ibgp", self.asn == self.local_as)
+
+
+@dataclass(frozen=True, slots=True)
+class LocalSource:
+    """The source of routes this node originates rather than learns from a peer.
+
+    Use the module constants: `LOCAL` for the node's own announcements (IPAM block
+    aggregates), `KERNEL` for routes learned from the kernel table. Every local source beats
+    every peer in the decision process; between them the higher `preference` wins (BIRD ranks
+    static routes above kernel-learned ones the same way).
+    """
+
+    name: str
+    preference: int
+
+
+LOCAL = LocalSource("<local>", 200)
+KERNEL = LocalSource("<kernel>", 10)
+LOCAL_SOURCE_NAMES = frozenset({LOCAL.name, KERNEL.name})
+
+Source = PeerInfo | LocalSource
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One path to a prefix.
+
+    `prefix` is the NLRI prefix form (bgpd.wire.family), without any ADD-PATH identifier;
+    `path_id` holds the identifier the peer sent (0 without ADD-PATH). `stale` marks a route
+    kept for a restarting peer (RFC 4724) until it is re-announced or swept.
+    """
+
+    prefix: bytes
+    family: Family
+    attrs: PathAttributes
+    source: Source
+    path_id: int = 0
+    stale: bool = False
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.source, LocalSource)
+
+
+Path = Route
+"""GoBGP calls it a path; the same record."""
