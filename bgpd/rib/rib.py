@@ -91,6 +91,9 @@ class Rib:
                         changes.append(ch)
         return changes
 
+    def has_peer(self, name: str) -> bool:
+        return name in self._adj_in
+
     def peer(self, name: str) -> PeerInfo:
         return self._adj_in[name].peer
 

@@ -1,0 +1,61 @@
+"""The rooms keep to their walls (STYLE.md): the codec imports nothing of ours, the session
+machine only the codec, and only the thin drivers touch asyncio, sockets or netlink."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+IO_MODULES = {"asyncio", "socket", "pyroute2", "aetcd", "selectors", "ssl"}
+# The thin shells: drivers, the netlink and control edges, the daemon and the CLIs.
+IO_ALLOWED = {
+    "bgpd/session/driver.py",
+    "bgpd/kernel/netlink.py",
+    "bgpd/datastore/etcd.py",
+    "bgpd/control/server.py",
+    "bgpd/daemon.py",
+}
+
+
+def imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def modules(room: str) -> list[Path]:
+    return sorted((ROOT / room).rglob("*.py"))
+
+
+def test_wire_imports_nothing_of_ours() -> None:
+    for path in modules("bgpd/wire"):
+        ours = {m for m in imports(path) if m.split(".")[0] == "bgpd"}
+        assert all(m.startswith("bgpd.wire") for m in ours), (path, ours)
+
+
+def test_session_imports_only_wire() -> None:
+    for path in modules("bgpd/session"):
+        ours = {m for m in imports(path) if m.split(".")[0] == "bgpd"}
+        allowed = ("bgpd.wire", "bgpd.session")
+        assert all(m.startswith(allowed) for m in ours), (path, ours)
+
+
+def test_only_drivers_do_io() -> None:
+    for path in modules("bgpd") + modules("felix"):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel in IO_ALLOWED or rel.startswith("bgpd/cli/"):
+            continue
+        io = {m for m in imports(path) if m.split(".")[0] in IO_MODULES}
+        assert not io, f"{rel} imports {sorted(io)}: I/O belongs in a driver"
+
+
+def test_core_rooms_never_import_the_daemon() -> None:
+    for room in ("bgpd/wire", "bgpd/session", "bgpd/rib", "bgpd/plan", "bgpd/datastore"):
+        for path in modules(room):
+            assert not {m for m in imports(path) if m.startswith(("bgpd.daemon", "bgpd.cli"))}
