@@ -21,8 +21,7 @@ from bgpd import __version__
 from bgpd.control.api import DaemonStatus, PeerStatus, RouteEntry
 from bgpd.control.server import ControlServer
 from bgpd.datastore.file import load_file
-from bgpd.kernel.fib import FibState, KernelRoute, Nexthop, RouteFailure
-from bgpd.kernel.netlink import KernelRoutes
+from bgpd.kernel.driver import KernelSync
 from bgpd.log import get_logger
 from bgpd.plan.peering import PeeringPlan, PeerSpec, compute
 from bgpd.rib.adj_out import AdjRibOut, GroupKey
@@ -45,9 +44,6 @@ from bgpd.wire.options import CodecOptions
 
 log = get_logger("bgpd.daemon")
 
-AF_INET = 2
-AF_INET6 = 10
-_AF = {Family.IPV4_UNICAST: AF_INET, Family.IPV6_UNICAST: AF_INET6}
 _RFC_STATE_NAMES = {
     "IDLE": "Idle",
     "CONNECT": "Connect",
@@ -168,15 +164,13 @@ class Daemon:
         cluster = _router_id_int(plan.rr_cluster_id) if plan.rr_cluster_id else None
         self.rib = Rib(plan.local_as, self.router_id, cluster)
         self.adj_out = AdjRibOut(self.rib.cluster_id)
-        self.fib = FibState()
-        self.kernel: KernelRoutes | None = None
+        self.kernel: KernelSync | None = None
         self.peers: dict[str, _Peer] = {}
         self._by_address: dict[str, _Peer] = {}
         self.listeners: list[Listener] = []
         self.control: ControlServer | None = None
         self.started = time.time()
         self._flush_scheduled = False
-        self._kernel_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -184,11 +178,8 @@ class Daemon:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         if self.options.fib:
-            self.kernel = KernelRoutes()
-            await self.kernel.open()
-            swept = await self.kernel.sweep()
-            if swept:
-                log.info("kernel routes swept", count=swept)
+            self.kernel = KernelSync()
+            await self.kernel.start()
         for spec in self.plan.sessions:
             self._add_peer(spec)
         port = self.options.listen_port or self.plan.listen_port
@@ -255,11 +246,8 @@ class Daemon:
                 peer.stale_timer.cancel()
             if peer.dump_task is not None:
                 peer.dump_task.cancel()
-        if self._kernel_task is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._kernel_task
         if self.kernel is not None:
-            self.kernel.close()
+            await self.kernel.close()
 
     def _add_peer(self, spec: PeerSpec) -> None:
         password = resolve_password(spec, self.options.secrets_dir)
@@ -421,31 +409,10 @@ class Daemon:
         self.adj_out.stage(changes)
         if self.kernel is not None:
             for change in changes:
-                self._fib_change(change)
+                self.kernel.best_changed(change)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
-
-    def _fib_change(self, change: BestChange) -> None:
-        af = _AF[change.family]
-        plen = change.prefix[0]
-        alen = change.family.addr_len
-        net = int.from_bytes(change.prefix[1:].ljust(alen, b"\0"), "big")
-        net &= ~((1 << (alen * 8 - plen)) - 1) & ((1 << (alen * 8)) - 1)
-        dst = net.to_bytes(alen, "big")
-        key = (af, dst, plen, 254)
-        new = change.new
-        if new is None or new.is_local:
-            self.fib.remove(key)
-            return
-        gateways = change.multipath or (new.attrs.next_hop or b"",)
-        hops = tuple(
-            Nexthop(gw[:alen]) for gw in gateways if gw and len(gw[:alen]) == alen
-        )
-        if not hops:
-            self.fib.remove(key)
-            return
-        self.fib.set(KernelRoute(af, dst, plen, hops))
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -456,27 +423,8 @@ class Daemon:
                     continue
                 for data in out.for_member(name):
                     peer.driver.send(data)
-        if self.kernel is not None and self.fib.pending and (
-            self._kernel_task is None or self._kernel_task.done()
-        ):
-            self._kernel_task = asyncio.get_running_loop().create_task(self._program_fib())
-
-    async def _program_fib(self) -> None:
-        assert self.kernel is not None
-        while self.fib.pending:
-            ops = self.fib.take_ops()
-            try:
-                failures = await self.kernel.apply(ops)
-            except OSError as exc:
-                log.error("kernel route programming failed", error=str(exc), ops=len(ops))
-                failures = [RouteFailure(op, exc.errno or 0, str(exc)) for op in ops]
-            self.fib.record_failures(failures)
-            for failure in failures[:10]:
-                log.warning(
-                    "kernel refused route", op=failure.op.kind.value,
-                    route=_kernel_route_text(failure.op.route), errno=failure.errno,
-                    message=failure.message or os.strerror(failure.errno),
-                )
+        if self.kernel is not None:
+            self.kernel.flush()
 
     # --- DaemonView -----------------------------------------------------------------------
 
@@ -544,9 +492,7 @@ class Daemon:
         from_peer = "local" if route.is_local else source.name
         in_fib: bool | None = None
         if self.kernel is not None and not route.is_local and best:
-            plen = nlri[0]
-            dst = nlri[1:].ljust(family.addr_len, b"\0")
-            in_fib = self.fib.installed((_AF[family], dst, plen, 254)) is not None
+            in_fib = self.kernel.in_fib(family, nlri)
         return RouteEntry(
             prefix=nlri_to_prefix(family, nlri),
             family="ipv4" if family is Family.IPV4_UNICAST else "ipv6",
@@ -577,11 +523,6 @@ def _as_path_text(attrs: PathAttributes) -> str:
         else:
             parts.append("{" + ",".join(map(str, asns)) + "}")
     return " ".join(parts)
-
-
-def _kernel_route_text(route: KernelRoute) -> str:
-    addr = ipaddress.ip_address(route.dst)
-    return f"{addr}/{route.dst_len}"
 
 
 async def run_daemon(options: DaemonOptions) -> None:
