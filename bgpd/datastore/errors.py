@@ -98,3 +98,30 @@ class ResourceError(DatastoreError):
             line=w.line,
             column=w.column,
         )
+
+
+class Unavailable(DatastoreError):
+    """The key-value store cannot be reached (every endpoint tried), or the call timed out."""
+
+
+class Compacted(DatastoreError):
+    """A watch asked for revisions the store has already compacted away: list afresh."""
+
+    def __init__(self, requested: int, compact_revision: int) -> None:
+        self.requested = requested
+        self.compact_revision = compact_revision
+        super().__init__(
+            f"revision {requested} is compacted (history starts at {compact_revision})"
+        )
+
+
+class Conflict(DatastoreError):
+    """A compare-and-swap write lost: the key changed (or appeared, or vanished) meanwhile."""
+
+    def __init__(self, key: str, reason: str = "changed concurrently") -> None:
+        self.key = key
+        super().__init__(f"{key}: {reason}")
+
+
+class LeaseNotFound(DatastoreError):
+    """The lease expired or was revoked; keys written under it are gone."""

@@ -1,0 +1,237 @@
+"""calicoctl's apply / delete / get over a KVStore, in Calico's layout.
+
+`apply` validates a v3 object through the model (so what is stored reads back), then
+creates or updates it with compare-and-swap, retrying when another writer got in between:
+concurrent writers never lose an update. The stored object keeps the user's fields
+(including ones this model does not read) with Calico's canonical spec laid over them, and
+metadata as clientv3 writes it: `uid` and `creationTimestamp` set on create and kept on
+update, `resourceVersion` never stored (it is the key's mod_revision, added on read).
+A BlockAffinity is written where Calico's etcd IPAM keeps it (`/calico/ipam/v2/host/...`),
+an IPAMBlock as the block value (`/calico/ipam/v2/assignment/...`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bgpd.datastore import keys
+from bgpd.datastore.codec import dumps, to_calico, to_v3
+from bgpd.datastore.errors import DatastoreError, ResourceError
+from bgpd.datastore.kv import KeyValue, KVStore, mutate
+from bgpd.datastore.model import (
+    API_VERSION,
+    BlockAffinity,
+    IPAMBlock,
+    affinity_name,
+    parse_resource,
+)
+
+__all__ = ["Written", "apply", "delete", "get", "kind_of"]
+
+_ALIASES = {
+    "bgpconfig": "BGPConfiguration",
+    "bgpconfigs": "BGPConfiguration",
+    "bgpconfiguration": "BGPConfiguration",
+    "bgppeer": "BGPPeer",
+    "peer": "BGPPeer",
+    "peers": "BGPPeer",
+    "ippool": "IPPool",
+    "pool": "IPPool",
+    "pools": "IPPool",
+    "node": "Node",
+    "blockaffinity": "BlockAffinity",
+    "affinity": "BlockAffinity",
+    "affinities": "BlockAffinity",
+    "ipamblock": "IPAMBlock",
+    "ipamblocks": "IPAMBlock",
+    "block": "IPAMBlock",
+    "blocks": "IPAMBlock",
+}
+
+
+def kind_of(text: str) -> str:
+    """A kind as calicoctl accepts it: the kind, its plural or a short name, any case."""
+    low = text.lower()
+    for kind, plural in keys.PLURALS.items():
+        if low in (kind.lower(), plural):
+            return kind
+    if low in _ALIASES:
+        return _ALIASES[low]
+    raise DatastoreError(f"unknown resource type {text!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    kind: str
+    name: str
+    key: str
+    revision: int
+    created: bool = False
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _target(doc: Mapping[str, Any]) -> tuple[str, str, str, Any]:
+    """(kind, name, key, typed resource or None) of a v3 document; raises ResourceError."""
+    resource = parse_resource(doc)
+    kind, meta = str(doc["kind"]), doc["metadata"]
+    name = str(meta["name"])
+    if isinstance(resource, BlockAffinity):
+        return kind, name, keys.affinity_key(resource.node, resource.cidr, resource.type), resource
+    if isinstance(resource, IPAMBlock):
+        return kind, name, keys.block_key(resource.cidr), resource
+    if kind not in keys.PLURALS:
+        raise ResourceError("unknown kind", field="kind", kind=kind, name=name)
+    try:
+        key = keys.resource_key(kind, name, meta.get("namespace"))
+    except ValueError as exc:
+        raise ResourceError(str(exc), field="metadata.name", kind=kind, name=name) from None
+    return kind, name, key, resource
+
+
+async def apply(kv: KVStore, doc: Mapping[str, Any]) -> Written:
+    """Create or update one v3 object. Raises ResourceError when it is not valid."""
+    kind, name, key, resource = _target(doc)
+    created = False
+
+    def change(current: KeyValue | None) -> bytes:
+        nonlocal created
+        created = current is None
+        if isinstance(resource, BlockAffinity):
+            return dumps(to_calico(resource))
+        if isinstance(resource, IPAMBlock):
+            spec = doc.get("spec") or {}
+            return dumps(_merge(spec, to_calico(resource)))
+        old: Mapping[str, Any] = {}
+        if current is not None:
+            try:
+                loaded = json.loads(current.value)
+                old = loaded if isinstance(loaded, Mapping) else {}
+            except ValueError:
+                old = {}
+        old_meta = old.get("metadata") if isinstance(old.get("metadata"), Mapping) else {}
+        assert isinstance(old_meta, Mapping)
+        obj: dict[str, Any] = {k: v for k, v in doc.items() if k != "status"}
+        if resource is not None:
+            obj = _merge(obj, to_v3(resource))
+        meta = {k: v for k, v in dict(doc["metadata"]).items() if k != "resourceVersion"}
+        meta["uid"] = old_meta.get("uid") or meta.get("uid") or str(uuid.uuid4())
+        meta["creationTimestamp"] = (
+            old_meta.get("creationTimestamp") or meta.get("creationTimestamp") or _now()
+        )
+        obj["metadata"] = meta
+        obj["kind"], obj["apiVersion"] = kind, API_VERSION
+        return dumps(obj)
+
+    revision = await mutate(kv, key, change)
+    return Written(kind, name, key, revision, created)
+
+
+async def delete(kv: KVStore, doc: Mapping[str, Any]) -> Written:
+    """Delete the object a v3 document names (its spec may be partial, as for calicoctl:
+    kind and name suffice; an affinity or block also needs spec.node/cidr)."""
+    kind, name = doc.get("kind"), (doc.get("metadata") or {}).get("name")
+    if not isinstance(kind, str) or not isinstance(name, str) or not name:
+        raise ResourceError("kind and metadata.name are required")
+    if kind in ("BlockAffinity", "IPAMBlock"):
+        _, _, key, _ = _target(doc)
+    else:
+        if kind not in keys.PLURALS:
+            raise ResourceError("unknown kind", field="kind", kind=kind, name=name)
+        key = keys.resource_key(kind, name, (doc.get("metadata") or {}).get("namespace"))
+    current = await kv.get(key)
+    if current is None:
+        raise ResourceError("resource does not exist", kind=kind, name=name)
+    revision = await kv.delete(key, current.mod_revision)
+    return Written(kind, name, key, revision)
+
+
+def _affinity_object(kv: KeyValue) -> dict[str, Any] | None:
+    ak = keys.parse_affinity_key(kv.key)
+    if ak is None:
+        return None
+    try:
+        value = json.loads(kv.value) if kv.value.strip() else {}
+    except ValueError:
+        value = {}
+    value = value if isinstance(value, Mapping) else {}
+    return {
+        "kind": "BlockAffinity",
+        "apiVersion": API_VERSION,
+        "metadata": {
+            "name": affinity_name(ak.node, ak.cidr),
+            "resourceVersion": str(kv.mod_revision),
+        },
+        "spec": {
+            "state": value.get("state") or "confirmed",
+            "node": ak.node,
+            "cidr": ak.cidr,
+            "type": ak.type,
+            "deleted": "true" if value.get("deleted") else "false",
+        },
+    }
+
+
+async def get(kv: KVStore, kind: str, name: str | None = None) -> list[dict[str, Any]]:
+    """The stored v3 objects of `kind` (one, by name), with metadata.resourceVersion."""
+    if kind == "BlockAffinity":
+        listing = await kv.list(keys.IPAM + "host/", keys.IPAM + "virtual/")
+        objs = [o for kv_ in listing.items if (o := _affinity_object(kv_)) is not None]
+    elif kind == "IPAMBlock":
+        listing = await kv.list(keys.BLOCKS)
+        objs = []
+        for item in listing.items:
+            cidr = keys.parse_block_key(item.key)
+            if cidr is None:
+                continue
+            objs.append(
+                {
+                    "kind": "IPAMBlock",
+                    "apiVersion": API_VERSION,
+                    "metadata": {
+                        "name": keys.cidr_to_key(cidr),
+                        "resourceVersion": str(item.mod_revision),
+                    },
+                    "spec": json.loads(item.value),
+                }
+            )
+    else:
+        listing = await kv.list(keys.kind_prefix(kind))
+        objs = []
+        for item in listing.items:
+            rk = keys.parse_resource_key(item.key)
+            if rk is None:
+                continue
+            try:
+                obj = json.loads(item.value)
+            except ValueError:
+                continue
+            meta = dict(obj.get("metadata") or {})
+            meta["name"] = rk.name
+            if rk.namespace:
+                meta["namespace"] = rk.namespace
+            meta["resourceVersion"] = str(item.mod_revision)
+            objs.append({**obj, "metadata": meta})
+    if name is not None:
+        objs = [o for o in objs if o["metadata"]["name"] == name]
+        if not objs:
+            raise ResourceError("resource does not exist", kind=kind, name=name)
+    return objs
+
