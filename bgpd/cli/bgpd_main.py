@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 
 from bgpd import __version__
-from bgpd.daemon import ConfigError, DaemonOptions, load_plan, run_daemon
-from bgpd.datastore.errors import ResourceError
+from bgpd.daemon import ConfigError, DaemonOptions, plan_of, run_daemon
+from bgpd.datastore.errors import DatastoreError
+from bgpd.datastore.snapshot import Snapshot
+from bgpd.datastore.source import open_source
 from bgpd.log import configure_logging
 from bgpd.plan.errors import PlanError
+from bgpd.plan.peering import compute
+from bgpd.plan.render import plan_dict, plan_text
+from bgpd.session.driver import MAX_BUFFERED
 
 DEFAULT_CONTROL_SOCKET = "/run/pybgpd/bgpd.sock"
 
@@ -19,7 +25,8 @@ DEFAULT_CONTROL_SOCKET = "/run/pybgpd/bgpd.sock"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bgpd",
-        description="BGP speaker for Calico-style node networking.",
+        description="BGP speaker for Calico-style node networking. "
+        "`bgpd plan --node N --datastore URL [--json]` prints what it would do.",
     )
     p.add_argument("--version", action="version", version=f"pybgpd {__version__}")
     p.add_argument(
@@ -50,6 +57,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory of secrets: a BGPPeer password secretKeyRef NAME/KEY is the file "
         "DIR/NAME/KEY (a mounted Kubernetes secret)",
     )
+    p.add_argument(
+        "--max-prefixes",
+        type=int,
+        metavar="N",
+        help="tear a session down (Cease 1) when its peer sends more than N prefixes",
+    )
+    p.add_argument(
+        "--max-prefixes-restart",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="wait this long before such a session may come back (default 60)",
+    )
+    p.add_argument(
+        "--max-send-buffer",
+        type=int,
+        default=MAX_BUFFERED,
+        metavar="BYTES",
+        help=f"reset a peer that leaves more than this unread (default {MAX_BUFFERED})",
+    )
     p.add_argument("--log-level", default=os.environ.get("BGPD_LOG_LEVEL", "info"))
     p.add_argument(
         "--check",
@@ -59,7 +86,57 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def build_plan_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bgpd plan",
+        description="Print the sessions and export policy this node would run, from the "
+        "current resources, without starting anything.",
+    )
+    p.add_argument(
+        "--node",
+        default=os.environ.get("NODENAME") or os.environ.get("BGPD_NODE"),
+        help="the node's name; env NODENAME",
+    )
+    p.add_argument(
+        "--datastore",
+        default=os.environ.get("BGPD_DATASTORE"),
+        help="file:///PATH.yaml, sqlite:///PATH or etcd://HOST:PORT; env BGPD_DATASTORE",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    return p
+
+
+async def _load_snapshot(url: str, node: str) -> Snapshot:
+    source = open_source(url, node)
+    try:
+        return await source.load()
+    finally:
+        await source.close()
+
+
+def plan_main(argv: list[str]) -> int:
+    args = build_plan_parser().parse_args(argv)
+    configure_logging("warning")
+    if not args.node or not args.datastore:
+        print("bgpd plan: --node and --datastore are required", file=sys.stderr)
+        return 2
+    try:
+        snapshot = asyncio.run(_load_snapshot(args.datastore, args.node))
+        plan = compute(snapshot, args.node, dict(os.environ))
+    except (DatastoreError, PlanError) as exc:
+        print(f"bgpd plan: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(plan_dict(plan), indent=2))
+    else:
+        sys.stdout.write(plan_text(plan))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["plan"]:
+        return plan_main(argv[1:])
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
     if not args.node:
@@ -67,6 +144,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.datastore:
         print("bgpd: --datastore is required (or set BGPD_DATASTORE)", file=sys.stderr)
+        return 2
+    if args.max_prefixes is not None and args.max_prefixes < 1:
+        print("bgpd: --max-prefixes must be at least 1", file=sys.stderr)
+        return 2
+    if args.max_prefixes_restart < 0 or args.max_send_buffer < 1:
+        print("bgpd: --max-prefixes-restart and --max-send-buffer must be positive",
+              file=sys.stderr)
         return 2
     options = DaemonOptions(
         node=args.node,
@@ -77,17 +161,20 @@ def main(argv: list[str] | None = None) -> int:
         fib=not args.no_fib,
         secrets_dir=args.secrets_dir,
         env=dict(os.environ),
+        max_prefixes=args.max_prefixes,
+        max_prefixes_restart=args.max_prefixes_restart,
+        max_send_buffer=args.max_send_buffer,
     )
     try:
         if args.check:
-            plan = load_plan(options)
+            plan = plan_of(asyncio.run(_load_snapshot(options.datastore, options.node)), options)
             print(
                 f"node {plan.node}: router id {plan.router_id}, AS {plan.local_as}, "
                 f"{len(plan.sessions)} sessions, {len(plan.originate)} originated prefixes"
             )
             return 0
         asyncio.run(run_daemon(options))
-    except (ResourceError, ConfigError, PlanError) as exc:
+    except (DatastoreError, ConfigError, PlanError) as exc:
         print(f"bgpd: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

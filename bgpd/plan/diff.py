@@ -8,7 +8,7 @@ restarts every session, because the OPEN carries it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bgpd.plan.peering import PeeringPlan, PeerSpec
 
@@ -41,6 +41,12 @@ class PeerChanged:
 PeerChange = PeerAdded | PeerRemoved | PeerChanged
 
 
+def same_session(a: PeerSpec, b: PeerSpec) -> bool:
+    """Whether two specs run the same session: which BGPPeer resource or node a session came
+    from is bookkeeping (renaming a BGPPeer must not reset its session)."""
+    return replace(a, bgp_peer=None, peer_node=None) == replace(b, bgp_peer=None, peer_node=None)
+
+
 def diff(old: PeeringPlan | None, new: PeeringPlan) -> list[PeerChange]:
     """Removals first (they free addresses and ports a new session may want), then
     changes, then additions; each group sorted by session name."""
@@ -51,7 +57,7 @@ def diff(old: PeeringPlan | None, new: PeeringPlan) -> list[PeerChange]:
     changed: list[PeerChange] = [
         PeerChanged(n, before[n], after[n])
         for n in sorted(before.keys() & after.keys())
-        if new_identity or before[n] != after[n]
+        if new_identity or not same_session(before[n], after[n])
     ]
     added: list[PeerChange] = [PeerAdded(after[n]) for n in sorted(after.keys() - before)]
     return removed + changed + added

@@ -49,6 +49,7 @@ from bgpd.plan.export import (
     originations,
     pool_specs,
 )
+from bgpd.plan.kernel_rules import KernelRule, kernel_rules
 
 # Peer types, in `calicoctl node status` words.
 MESH = "node-to-node mesh"
@@ -135,6 +136,8 @@ class PeeringPlan:
     pools: tuple[PoolSpec, ...] = ()
     static_routes: tuple[StaticRoute, ...] = ()
     communities: tuple[CommunityRule, ...] = ()
+    # Kernel programming of learned routes, per pool (calico_kernel_programming).
+    kernel: tuple[KernelRule, ...] = ()
     # Things the planner skipped or could not use, one line each, for the log.
     notes: tuple[str, ...] = field(default=(), compare=False)
 
@@ -509,5 +512,6 @@ def compute(snapshot: Snapshot, node: str, env: Mapping[str, str] = _NO_ENV) -> 
         pools=pools,
         static_routes=static_routes,
         communities=community_rules(snapshot, node),
+        kernel=kernel_rules(pools, default.program_cluster_routes, me.ipv4_network),
         notes=tuple(planner.notes),
     )

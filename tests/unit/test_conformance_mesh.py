@@ -431,6 +431,37 @@ def _probes(plan: PeeringPlan, family: str, golden_aggr: list[str]) -> list[str]
     return sorted(out)
 
 
+_KERNEL_LINE = re.compile(r"if \(net ~ (\S+)\) then \{ (.*) \}")
+_CROSS_SUBNET = re.compile(
+    r'if \(defined\(bgp_next_hop\)&&\(bgp_next_hop ~ (\S+)\)\) then krt_tunnel=""; '
+    r'else krt_tunnel="(\w+)"; accept;'
+)
+
+
+def parse_kernel_programming(path: Path) -> dict[str, tuple[str, str | None, str | None]]:
+    """`filter calico_kernel_programming`: per pool, (action, tunnel, direct_within)."""
+    text = path.read_text()
+    start = text.index("filter calico_kernel_programming")
+    out: dict[str, tuple[str, str | None, str | None]] = {}
+    for line in text[start:].splitlines()[1:]:
+        if line.startswith("}"):
+            break
+        m = _KERNEL_LINE.search(line)
+        if m is None:
+            continue
+        cidr, body = m.group(1), m.group(2)
+        if body.startswith("reject;"):
+            out[cidr] = ("felix", None, None)
+        elif cross := _CROSS_SUBNET.fullmatch(body):
+            out[cidr] = ("program", cross.group(2), cross.group(1))
+        elif tunnel := re.fullmatch(r'krt_tunnel="(\w*)"; accept;', body):
+            out[cidr] = ("program", tunnel.group(1) or None, None)
+        else:
+            assert body == "accept;", line
+            out[cidr] = ("program", None, None)
+    return out
+
+
 @pytest.mark.parametrize(("name", "step"), _cases())
 def test_plan_matches_golden(name: str, step: int) -> None:
     assert CORPUS is not None
@@ -486,6 +517,14 @@ def test_plan_matches_golden(name: str, step: int) -> None:
         assert originated == sorted(
             b for b in aggr.blackholes if golden_allows(rules, aggr.aggregates, b, False)
         )
+
+        kernel = parse_kernel_programming(golden_dir / f"bird{suffix}_ipam.cfg")
+        for rule in plan.kernel:
+            if rule.family != family:
+                continue
+            got = (rule.action, rule.tunnel, rule.direct_within)
+            assert got == kernel.get(rule.cidr, ("program", None, None)), rule
+        assert set(kernel) <= {r.cidr for r in plan.kernel if r.family == family}
 
 
 def test_every_scenario_is_accounted_for() -> None:

@@ -78,3 +78,14 @@ def test_only_sessions_matter() -> None:
     old = plan(spec(2))
     new = replace(old, blackholes=("192.168.1.0/26",), listen_port=1790)
     assert diff(old, new) == []
+
+
+def test_renamed_source_resource_is_not_a_change() -> None:
+    """Which BGPPeer a session comes from is bookkeeping: no restart when it is renamed."""
+    old = plan(replace(spec(2), bgp_peer="peer-1", peer_node="node2"))
+    new = plan(replace(spec(2), bgp_peer="peer-0", peer_node=None))
+    assert diff(old, new) == []
+    assert diff(old, plan(replace(spec(2), bgp_peer="peer-0", keepalive_time=10))) == [
+        PeerChanged("Mesh_10_0_0_2", old.sessions[0], replace(spec(2), bgp_peer="peer-0",
+                                                               keepalive_time=10))
+    ]

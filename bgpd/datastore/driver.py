@@ -1,0 +1,88 @@
+"""The file datastore as a SnapshotSource: the YAML file is read whole at start and again
+whenever it changes. A file cannot be watched portably without a dependency, so its status
+(inode, size, modification time) is polled, once a second by default; a change is read once
+the status has stayed the same for one short debounce interval, so an editor's half-written
+save is not read. A bad new file is logged (its one-line error) and the last good state kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+
+from bgpd.datastore.errors import DatastoreError
+from bgpd.datastore.file import load_file
+from bgpd.datastore.snapshot import Snapshot
+from bgpd.log import get_logger
+
+__all__ = ["FileSource"]
+
+log = get_logger("bgpd.datastore")
+
+_Stamp = tuple[int, int, int, int] | None
+
+
+def _stamp(path: str) -> _Stamp:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class FileSource:
+    """file:///PATH.yaml."""
+
+    def __init__(self, path: str, *, interval: float = 1.0, debounce: float = 0.2) -> None:
+        self.path = path
+        self.interval = interval
+        self.debounce = debounce
+        self._stamp: _Stamp = None
+        self._last: Snapshot | None = None
+        self._closed = asyncio.Event()
+
+    async def load(self) -> Snapshot:
+        stamp = _stamp(self.path)
+        snapshot = await asyncio.to_thread(load_file, self.path)
+        self._stamp, self._last = stamp, snapshot
+        return snapshot
+
+    async def updates(self) -> AsyncIterator[Snapshot]:
+        if self._stamp is None:
+            self._stamp = _stamp(self.path)
+        while not self._closed.is_set():
+            if await self._wait(self.interval):
+                return
+            stamp = _stamp(self.path)
+            if stamp is None or stamp == self._stamp:
+                continue
+            # Debounce: read only once the file has stopped changing.
+            while True:
+                if await self._wait(self.debounce):
+                    return
+                again = _stamp(self.path)
+                if again == stamp:
+                    break
+                stamp = again
+            self._stamp = stamp
+            try:
+                snapshot = await asyncio.to_thread(load_file, self.path)
+            except DatastoreError as exc:
+                log.error("datastore change refused; keeping the last good state", error=str(exc))
+                continue
+            if snapshot == self._last:
+                continue
+            self._last = snapshot
+            yield snapshot
+
+    async def _wait(self, seconds: float) -> bool:
+        """Sleep; True when the source was closed meanwhile."""
+        try:
+            await asyncio.wait_for(self._closed.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        self._closed.set()

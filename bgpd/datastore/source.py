@@ -1,0 +1,72 @@
+"""Where the daemon's Snapshots come from, and how it hears of changes.
+
+A `SnapshotSource` gives the current Snapshot (`load`) and then a new full Snapshot after
+each change (`updates`, debounced). `open_source(url)` picks the backend by the URL's scheme:
+file:///PATH.yaml (polled; see datastore/driver.py), sqlite:///PATH and etcd://HOST:PORT
+(datastore/calico.py). A backend that cannot read a new state logs it and keeps the last
+good one (DESIGN principle 7): `updates` never yields a half-read state and never raises
+for bad input.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from bgpd.datastore.errors import DatastoreError
+from bgpd.datastore.snapshot import Snapshot
+
+__all__ = ["SnapshotSource", "UnsupportedDatastore", "file_path", "open_source"]
+
+
+class UnsupportedDatastore(DatastoreError):
+    """The datastore URL names a scheme this build cannot read."""
+
+
+class SnapshotSource(Protocol):
+    async def load(self) -> Snapshot:
+        """The current state; raises DatastoreError when it cannot be read."""
+        ...
+
+    def updates(self) -> AsyncIterator[Snapshot]:
+        """A new full Snapshot after each change (several quick changes give one)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def file_path(url: str) -> str | None:
+    """The path of a file datastore URL (`file:///PATH` or a bare path); None otherwise."""
+    if url.startswith("file://"):
+        return url[len("file://") :]
+    if "://" not in url:
+        return url
+    return None
+
+
+def open_source(url: str, node: str | None = None) -> SnapshotSource:
+    """The source for a datastore URL. With `node`, a backend may read only what that node's
+    plan needs (its own block affinities). Raises UnsupportedDatastore for an unknown scheme,
+    or a scheme whose backend is not part of this build."""
+    path = file_path(url)
+    if path is not None:
+        from bgpd.datastore.driver import FileSource
+
+        return FileSource(path)
+    scheme = url.split("://", 1)[0]
+    if scheme in ("sqlite", "etcd", "etcds", "http", "https"):
+        try:
+            calico = importlib.import_module("bgpd.datastore.calico")
+        except ModuleNotFoundError as exc:
+            if exc.name not in ("bgpd.datastore.calico", "bgpd.datastore"):
+                raise
+            raise UnsupportedDatastore(
+                f"unsupported datastore {url!r}: this build reads file:///PATH.yaml only"
+            ) from None
+        source: SnapshotSource = calico.open_calico_source(url, node)
+        return source
+    raise UnsupportedDatastore(
+        f"unsupported datastore {url!r}: use file:///PATH.yaml, sqlite:///PATH or "
+        "etcd://HOST:PORT"
+    )

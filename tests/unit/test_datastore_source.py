@@ -1,0 +1,83 @@
+"""SnapshotSource for file:// URLs: load, a new Snapshot after each change, a bad edit
+logged and skipped (the last good state stays), and open_source's dispatch."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from bgpd.datastore.driver import FileSource
+from bgpd.datastore.errors import ResourceError
+from bgpd.datastore.source import UnsupportedDatastore, file_path, open_source
+
+NODE = """\
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {{name: {name}}}
+spec: {{bgp: {{ipv4Address: 10.0.0.{n}/24}}}}
+"""
+
+
+def nodes(*ns: int) -> str:
+    return "---\n".join(NODE.format(name=f"n{n}", n=n) for n in ns)
+
+
+def replace_file(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def test_file_urls() -> None:
+    assert file_path("file:///etc/bgpd/cluster.yaml") == "/etc/bgpd/cluster.yaml"
+    assert file_path("cluster.yaml") == "cluster.yaml"
+    assert file_path("etcd://127.0.0.1:2379") is None
+    assert isinstance(open_source("file:///x.yaml"), FileSource)
+    with pytest.raises(UnsupportedDatastore, match="unsupported datastore 'zk://x'"):
+        open_source("zk://x")
+
+
+def test_changes_bad_edits_and_close(tmp_path: Path) -> None:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(nodes(1))
+
+    async def scenario() -> list[list[str]]:
+        source = FileSource(str(path), interval=0.05, debounce=0.05)
+        first = await source.load()
+        seen: list[list[str]] = [sorted(first.nodes)]
+        updates = source.updates()
+
+        async def next_update() -> list[str]:
+            snap = await asyncio.wait_for(updates.__anext__(), 10)
+            return sorted(snap.nodes)
+
+        replace_file(path, nodes(1, 2))
+        seen.append(await next_update())
+        # A broken file is skipped; the next good one comes through.
+        replace_file(path, "kind: [unclosed\n")
+        pending = asyncio.ensure_future(next_update())
+        done, _ = await asyncio.wait({pending}, timeout=0.5)
+        assert not done, "a bad file must not yield a snapshot"
+        replace_file(path, nodes(1, 2, 3))
+        seen.append(await pending)
+        # Rewriting the same content is no change.
+        replace_file(path, nodes(1, 2, 3))
+        pending = asyncio.ensure_future(next_update())
+        done, _ = await asyncio.wait({pending}, timeout=0.5)
+        assert not done, "unchanged content must not yield"
+        await source.close()
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(pending, 5)
+        return seen
+
+    assert asyncio.run(scenario()) == [["n1"], ["n1", "n2"], ["n1", "n2", "n3"]]
+
+
+def test_load_of_a_bad_file_raises(tmp_path: Path) -> None:
+    path = tmp_path / "cluster.yaml"
+    path.write_text("kind: [unclosed\n")
+    with pytest.raises(ResourceError, match=r"cluster\.yaml"):
+        asyncio.run(FileSource(str(path)).load())
