@@ -100,7 +100,8 @@ class PeerStatus:
 class RouteEntry:
     """One path to a prefix in the Loc-RIB view: the best one or a candidate.
 
-    `from_peer` is the peer's name, or "local" for a route this node originates. `reason` is the
+    `from_peer` is the peer's name, "local" for a route this node originates, or "kernel" for
+    one learned from the kernel (Felix's workload routes). `reason` is the
     BestPathReason name of the decision step that ranked this path (None when uncontested).
     `in_fib` is None where the FIB is not consulted (e.g. a path that is not best).
     """
@@ -199,6 +200,147 @@ class DaemonStatus:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ExportedRoute:
+    """One prefix as advertised to a peer (its update group's Adj-RIB-Out): the attributes
+    on the wire, and the source of the route."""
+
+    prefix: str
+    next_hop: str
+    as_path: str
+    origin: str
+    local_pref: int | None
+    med: int | None
+    communities: list[str]
+    large_communities: list[str]
+    from_peer: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "prefix": self.prefix,
+            "next_hop": self.next_hop,
+            "as_path": self.as_path,
+            "origin": self.origin,
+            "local_pref": self.local_pref,
+            "med": self.med,
+            "communities": list(self.communities),
+            "large_communities": list(self.large_communities),
+            "from_peer": self.from_peer,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ExportedRoute:
+        local_pref, med = data["local_pref"], data["med"]
+        return cls(
+            prefix=str(data["prefix"]),
+            next_hop=str(data["next_hop"]),
+            as_path=str(data["as_path"]),
+            origin=str(data["origin"]),
+            local_pref=None if local_pref is None else int(local_pref),
+            med=None if med is None else int(med),
+            communities=[str(c) for c in data["communities"]],
+            large_communities=[str(c) for c in data["large_communities"]],
+            from_peer=str(data["from_peer"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CandidatePath:
+    """One path to an explained prefix, accepted or not. `verdict` says why it is (not) the
+    best: "best (Local Pref)", "lost to <peer> on MED", "rejected: AS_PATH contains our AS"."""
+
+    from_peer: str
+    next_hop: str
+    as_path: str
+    local_pref: int | None
+    best: bool
+    accepted: bool
+    stale: bool
+    verdict: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "from_peer": self.from_peer,
+            "next_hop": self.next_hop,
+            "as_path": self.as_path,
+            "local_pref": self.local_pref,
+            "best": self.best,
+            "accepted": self.accepted,
+            "stale": self.stale,
+            "verdict": self.verdict,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CandidatePath:
+        local_pref = data["local_pref"]
+        return cls(
+            from_peer=str(data["from_peer"]),
+            next_hop=str(data["next_hop"]),
+            as_path=str(data["as_path"]),
+            local_pref=None if local_pref is None else int(local_pref),
+            best=bool(data["best"]),
+            accepted=bool(data["accepted"]),
+            stale=bool(data["stale"]),
+            verdict=str(data["verdict"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PeerExport:
+    """Whether the explained prefix is advertised to one configured peer, and why (not)."""
+
+    peer: str
+    exported: bool
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"peer": self.peer, "exported": self.exported, "reason": self.reason}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PeerExport:
+        return cls(str(data["peer"]), bool(data["exported"]), str(data["reason"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """`bgpctl explain PREFIX`: the candidates and decision, the FIB and every peer's export."""
+
+    prefix: str
+    family: str
+    in_loc_rib: bool
+    candidates: list[CandidatePath]
+    in_fib: bool | None
+    fib_reason: str
+    exports: list[PeerExport]
+
+    def __post_init__(self) -> None:
+        _check(self.family, FAMILIES, "family")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "prefix": self.prefix,
+            "family": self.family,
+            "in_loc_rib": self.in_loc_rib,
+            "candidates": [c.to_json() for c in self.candidates],
+            "in_fib": self.in_fib,
+            "fib_reason": self.fib_reason,
+            "exports": [e.to_json() for e in self.exports],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Explanation:
+        in_fib = data["in_fib"]
+        return cls(
+            prefix=str(data["prefix"]),
+            family=str(data["family"]),
+            in_loc_rib=bool(data["in_loc_rib"]),
+            candidates=[CandidatePath.from_json(c) for c in data["candidates"]],
+            in_fib=None if in_fib is None else bool(in_fib),
+            fib_reason=str(data["fib_reason"]),
+            exports=[PeerExport.from_json(e) for e in data["exports"]],
+        )
+
+
 class DaemonView(Protocol):
     """What the control server asks of the daemon. Both calls run on the event loop, so they
     must answer from in-memory state without awaiting anything."""
@@ -208,4 +350,14 @@ class DaemonView(Protocol):
     def routes(self, prefix: str | None = None) -> list[RouteEntry]:
         """Every path (best and candidates) in the Loc-RIB view, or only those of `prefix`
         (canonical network form, e.g. "10.0.0.0/24" or "fd00::/64"; an exact match)."""
+        ...
+
+    def exported(self, peer: str) -> list[ExportedRoute]:
+        """What is advertised to `peer` now (its update group's Adj-RIB-Out, less what it
+        sent us); raises KeyError for an unknown peer."""
+        ...
+
+    def explain(self, prefix: str) -> Explanation:
+        """Why `prefix` (canonical form) is or is not in the Loc-RIB, the FIB and each
+        peer's Adj-RIB-Out."""
         ...

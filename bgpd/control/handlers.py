@@ -46,9 +46,31 @@ def _routes(request: Mapping[str, Any], view: DaemonView) -> object:
     return sorted(view.routes(prefix), key=_route_order)
 
 
+def _exported(request: Mapping[str, Any], view: DaemonView) -> object:
+    peer = request.get("peer")
+    if not isinstance(peer, str) or not peer:
+        raise RequestError("peer must be a peer name or address")
+    try:
+        routes = view.exported(peer)
+    except KeyError:
+        raise RequestError(f"no such peer {peer!r}") from None
+    return sorted(routes, key=lambda r: _net_order(r.prefix))
+
+
+def _explain(request: Mapping[str, Any], view: DaemonView) -> object:
+    return view.explain(canonical_prefix(request.get("prefix")))
+
+
+def _net_order(prefix: str) -> tuple[int, int, int]:
+    net = ipaddress.ip_network(prefix, strict=False)
+    return (net.version, int(net.network_address), net.prefixlen)
+
+
 COMMANDS: dict[str, _Command] = {
     "status": _Command(_status, frozenset()),
     "routes": _Command(_routes, frozenset({"prefix"})),
+    "exported": _Command(_exported, frozenset({"peer"})),
+    "explain": _Command(_explain, frozenset({"prefix"})),
 }
 
 

@@ -21,6 +21,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 
 from bgpd.kernel.fib import (
@@ -38,14 +39,19 @@ from bgpd.kernel.rtmsg import (
     NLM_F_DUMP_INTR,
     NLMSG_DONE,
     NLMSG_ERROR,
+    RTM_DELLINK,
+    RTM_DELROUTE,
     RTM_NEWLINK,
     RTM_NEWROUTE,
+    NetlinkDecodeError,
     RouteEntry,
     decode_error,
+    decode_link,
     decode_link_index,
     decode_route,
     encode_delroute,
     encode_getlink,
+    encode_link_dump,
     encode_newroute,
     encode_noop,
     encode_route_dump,
@@ -60,6 +66,9 @@ NETLINK_GET_STRICT_CHK = 12  # dumps honour the protocol/table filter in the req
 SO_SNDBUFFORCE = 32
 SO_RCVBUFFORCE = 33
 CLONE_NEWNET = 0x40000000
+RTMGRP_LINK = 0x1
+RTMGRP_IPV4_ROUTE = 0x40
+RTMGRP_IPV6_ROUTE = 0x400
 
 _SEQ_MASK = 0xFFFFFFFF
 # rcvbuf charge per queued answer (skb truesize of a small NLMSG_ERROR, rounded up): a chunk
@@ -260,6 +269,34 @@ class KernelRoutes:
                 raise OSError(first.errno, f"sweep: {first.message or os.strerror(first.errno)}")
         return removed
 
+    async def links(self) -> list[tuple[int, str]]:
+        """Every interface of the namespace as (ifindex, name)."""
+        async with self._lock:
+            sock = self._require()
+            for _ in range(_DUMP_RETRIES):
+                seq = self._next_seq(1)
+                await self._sendall(sock, encode_link_dump(seq))
+                out: list[tuple[int, str]] = []
+                interrupted = done = False
+                async with asyncio.timeout(self.timeout):
+                    while not done:
+                        for mtype, flags, mseq, body in split_messages(await self._recv(sock)):
+                            if mseq != seq:
+                                continue
+                            interrupted |= bool(flags & NLM_F_DUMP_INTR)
+                            if mtype == RTM_NEWLINK:
+                                out.append(decode_link(body))
+                            elif mtype == NLMSG_DONE:
+                                done = True
+                            elif mtype == NLMSG_ERROR:
+                                err, message = decode_error(body, flags)
+                                if err:
+                                    raise OSError(err, f"link dump: {message or os.strerror(err)}")
+                                done = True
+                if not interrupted:
+                    return out
+        raise OSError(errno.EAGAIN, "link dump kept being interrupted")
+
     async def link_index(self, name: str) -> int:
         """The ifindex of interface `name` in the socket's namespace."""
         async with self._lock:
@@ -355,6 +392,97 @@ class KernelRoutes:
             if not interrupted:
                 return entries
         raise OSError(errno.EAGAIN, "route dump kept being interrupted by table changes")
+
+
+@dataclass(frozen=True, slots=True)
+class LinkEvent:
+    """An interface appeared or changed (`name` set) or went away (`name` None)."""
+
+    index: int
+    name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteEvent:
+    added: bool
+    entry: RouteEntry
+
+
+MonitorEvent = LinkEvent | RouteEvent
+
+
+class RouteMonitor:
+    """Route and link change notifications of the namespace (the RTMGRP_LINK and IPv4/IPv6
+    route multicast groups): the kernel tells us what changed, so nothing is rescanned.
+
+    `read()` returns the next events; it raises `NetlinkOverrun` when the kernel dropped
+    some (the receive buffer filled): then re-dump and resync, as BIRD does on ENOBUFS.
+    """
+
+    def __init__(
+        self,
+        *,
+        netns: str | None = None,
+        buffer_size: int = 32 * 1024 * 1024,
+        skip_protocol: int | None = RTPROT_PYBGPD,
+    ) -> None:
+        self.netns = netns
+        self.buffer_size = buffer_size
+        # Our own route changes echo back through the group; dropping them before decoding
+        # keeps a 100k-route install from costing a second decode pass.
+        self.skip_protocol = skip_protocol
+        self._sock: socket.socket | None = None
+        self._rbuf = bytearray(1 << 18)
+
+    def open(self) -> None:
+        if self._sock is not None:
+            return
+        sock = _in_netns(self.netns, _netlink_socket) if self.netns else _netlink_socket()
+        try:
+            _set_buffers(sock, self.buffer_size)
+            sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE))
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    async def read(self) -> list[MonitorEvent]:
+        sock = self._sock
+        if sock is None:
+            raise RuntimeError("RouteMonitor is not open")
+        loop = asyncio.get_running_loop()
+        try:
+            n = await loop.sock_recv_into(sock, self._rbuf)
+        except OSError as exc:
+            raise _overrun(exc) from exc
+        events: list[MonitorEvent] = []
+        try:
+            messages = split_messages(bytes(self._rbuf[:n]))
+        except NetlinkDecodeError:
+            return events
+        skip = self.skip_protocol
+        for mtype, _flags, _seq, body in messages:
+            try:
+                if mtype in (RTM_NEWROUTE, RTM_DELROUTE):
+                    if len(body) > 5 and body[5] == skip:  # rtmsg.rtm_protocol
+                        continue
+                    entry = decode_route(body)
+                    if entry is not None:
+                        events.append(RouteEvent(mtype == RTM_NEWROUTE, entry))
+                elif mtype == RTM_NEWLINK:
+                    index, name = decode_link(body)
+                    if name:
+                        events.append(LinkEvent(index, name))
+                elif mtype == RTM_DELLINK:
+                    events.append(LinkEvent(decode_link_index(body), None))
+            except NetlinkDecodeError:
+                continue  # one odd message must not stop the monitor
+        return events
 
 
 def _overrun(exc: OSError) -> OSError:

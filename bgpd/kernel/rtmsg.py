@@ -26,6 +26,7 @@ NLMSG_NOOP = 1
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 RTM_NEWLINK = 16
+RTM_DELLINK = 17
 RTM_GETLINK = 18
 RTM_NEWROUTE = 24
 RTM_DELROUTE = 25
@@ -231,6 +232,12 @@ def encode_getlink(name: str, seq: int) -> bytes:
     return _HDR.pack(16 + len(body), RTM_GETLINK, NLM_F_REQUEST, seq, 0) + body
 
 
+def encode_link_dump(seq: int) -> bytes:
+    """RTM_GETLINK dump of every interface."""
+    body = _IFINFO.pack(0, 0, 0, 0, 0)
+    return _HDR.pack(16 + len(body), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
+
+
 def _attr(kind: int, payload: bytes) -> bytes:
     n = 4 + len(payload)
     return _RTA.pack(n, kind) + payload + b"\0" * (-n % 4)
@@ -295,6 +302,15 @@ def decode_link_index(body: bytes) -> int:
     if len(body) < _IFINFO.size:
         raise NetlinkDecodeError("short ifinfomsg")
     return int(_IFINFO.unpack_from(body, 0)[2])
+
+
+def decode_link(body: bytes) -> tuple[int, str]:
+    """An RTM_NEWLINK/RTM_DELLINK body -> (ifindex, name); the name is empty if absent."""
+    index = decode_link_index(body)
+    for kind, payload in _attrs(body, _IFINFO.size):
+        if kind == IFLA_IFNAME:
+            return index, payload.split(b"\0", 1)[0].decode(errors="replace")
+    return index, ""
 
 
 def decode_route(body: bytes, protocol: int | None = None) -> RouteEntry | None:

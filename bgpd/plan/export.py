@@ -10,10 +10,18 @@ export rules (reference/calico.md 4.2, 4.3) as values and one pure policy.
   check comes first, so it also covers this node's own blocks in such a pool.
 * A block outside every pool is still advertised (calico_aggr accepts it before the pool
   rules), as confd does.
+* Anything else outside every pool is not: the peer's export filter ends with `reject`,
+  so routes learned from peers (or the kernel) outside the pools are never passed on.
+* Tunnel-device routes (`*.cali`, `*.calico`) are not sent to iBGP peers; BPF-mode local
+  routes (`bpf*.cali`) are sent to nobody.
+
+`ExportPolicy.decide()` names the rule that decided (`ExportRule`), for `bgpctl explain`;
+`allows_net()` is the integer hot path the Adj-RIB-Out filter calls per prefix.
 """
 
 from __future__ import annotations
 
+import enum
 import fnmatch
 import functools
 import ipaddress
@@ -201,6 +209,51 @@ def community_rules(snapshot: Snapshot, node: str) -> tuple[CommunityRule, ...]:
 _LOCAL_IFACES = ("bpf*.cali",)
 _TUNNEL_IFACES = ("*.cali", "*.calico")
 
+# A network as (IP version, address as int, prefix length): containment is two shifts.
+_Net = tuple[int, int, int]
+_BITS = {4: 32, 6: 128}
+
+
+def _key(net: _Network) -> _Net:
+    return (net.version, int(net.network_address), net.prefixlen)
+
+
+def _inside(version: int, addr: int, plen: int, outer: _Net) -> bool:
+    """BIRD's `net ~ outer`: same family, at least as long, same leading bits."""
+    o_version, o_addr, o_plen = outer
+    if version != o_version or plen < o_plen:
+        return False
+    shift = _BITS[version] - o_plen
+    return (addr >> shift) == (o_addr >> shift)
+
+
+class ExportRule(enum.Enum):
+    """The rule of calico_export_to_bgp_peers that decided, in the order BIRD tries them."""
+
+    DISABLED_POOL = "inside a pool with disableBGPExport"
+    TUNNEL_TO_IBGP = "tunnel-interface route, not sent to iBGP peers"
+    LOCAL_INTERFACE = "local-only interface route (bpf*.cali)"
+    BLOCK_AGGREGATE = "aggregate of a confirmed local block"
+    ELEVATED_IN_BLOCK = "inside a local block with raised priority"
+    INSIDE_LOCAL_BLOCK = "more specific than a confirmed local block (the aggregate covers it)"
+    IN_POOL = "inside an IP pool"
+    NOT_IN_POOL = "outside every IP pool"
+
+
+_ACCEPTING = frozenset(
+    {ExportRule.BLOCK_AGGREGATE, ExportRule.ELEVATED_IN_BLOCK, ExportRule.IN_POOL}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ExportDecision:
+    allowed: bool
+    rule: ExportRule
+
+    @property
+    def text(self) -> str:
+        return ("accepted: " if self.allowed else "rejected: ") + self.rule.value
+
 
 class ExportPolicy:
     """calico_export_to_bgp_peers(internal_peer) for one node, as a pure decision."""
@@ -210,10 +263,10 @@ class ExportPolicy:
     def __init__(self, blocks: tuple[AffineBlock, ...], pools: tuple[PoolSpec, ...]) -> None:
         self.blocks = blocks
         self.pools = pools
-        self._blocked = tuple(_net(p.cidr) for p in pools if p.disable_bgp_export)
-        self._exportable = tuple(_net(p.cidr) for p in pools if not p.disable_bgp_export)
+        self._blocked = tuple(_key(_net(p.cidr)) for p in pools if p.disable_bgp_export)
+        self._exportable = tuple(_key(_net(p.cidr)) for p in pools if not p.disable_bgp_export)
         # Only confirmed blocks aggregate; a pendingDeletion block is just another route.
-        self._aggregates = tuple(_net(b.cidr) for b in blocks if b.confirmed)
+        self._aggregates = tuple(_key(_net(b.cidr)) for b in blocks if b.confirmed)
 
     def allows(
         self,
@@ -226,17 +279,57 @@ class ExportPolicy:
         """Whether a route to `prefix` may be advertised. `ifname` is the outgoing interface
         of a route learned from the kernel; `elevated` a priority above normal (krt_metric
         below 1024), which lets a workload /32 out of its block."""
-        net = _net(prefix)
-        if any(_within(net, p) for p in self._blocked):
-            return False
+        return self.decide(
+            prefix, internal_peer=internal_peer, ifname=ifname, elevated=elevated
+        ).allowed
+
+    def decide(
+        self,
+        prefix: str,
+        *,
+        internal_peer: bool = True,
+        ifname: str | None = None,
+        elevated: bool = False,
+    ) -> ExportDecision:
+        """`allows()` with the rule that decided."""
+        version, addr, plen = _key(_net(prefix))
+        rule = self.rule(version, addr, plen, internal_peer, ifname, elevated)
+        return ExportDecision(rule in _ACCEPTING, rule)
+
+    def allows_net(
+        self,
+        version: int,
+        addr: int,
+        plen: int,
+        internal_peer: bool,
+        ifname: str | None = None,
+    ) -> bool:
+        """The hot path of the Adj-RIB-Out filter: the prefix as (IP version, int, length)."""
+        return self.rule(version, addr, plen, internal_peer, ifname, False) in _ACCEPTING
+
+    def rule(
+        self,
+        version: int,
+        addr: int,
+        plen: int,
+        internal_peer: bool,
+        ifname: str | None,
+        elevated: bool,
+    ) -> ExportRule:
+        for net in self._blocked:
+            if _inside(version, addr, plen, net):
+                return ExportRule.DISABLED_POOL
         if ifname is not None:
             if internal_peer and any(fnmatch.fnmatchcase(ifname, g) for g in _TUNNEL_IFACES):
-                return False
+                return ExportRule.TUNNEL_TO_IBGP
             if any(fnmatch.fnmatchcase(ifname, g) for g in _LOCAL_IFACES):
-                return False
+                return ExportRule.LOCAL_INTERFACE
         for block in self._aggregates:
-            if net == block:
-                return True
-            if _within(net, block):
-                return elevated
-        return any(_within(net, p) for p in self._exportable)
+            if (version, addr, plen) == block:
+                return ExportRule.BLOCK_AGGREGATE
+            if _inside(version, addr, plen, block):
+                return ExportRule.ELEVATED_IN_BLOCK if elevated else ExportRule.INSIDE_LOCAL_BLOCK
+        for net in self._exportable:
+            if _inside(version, addr, plen, net):
+                return ExportRule.IN_POOL
+        return ExportRule.NOT_IN_POOL

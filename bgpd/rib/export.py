@@ -16,6 +16,7 @@ whose members all share those answers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from bgpd.rib.attrcache import AttrCache
@@ -27,6 +28,11 @@ from bgpd.wire.attributes import AS_SEQUENCE, AsPathSegment, PathAttributes
 NO_EXPORT = 0xFFFFFF01
 NO_ADVERTISE = 0xFFFFFF02
 NO_EXPORT_SUBCONFED = 0xFFFFFF03
+
+
+ExportFilter = Callable[[Route, bool], bool]
+"""An export policy on top of the rules here: (best route, target is iBGP) -> may it go out.
+The daemon builds one from Calico's ExportPolicy (bgpd/plan/export.py)."""
 
 
 class ExportTarget(Protocol):
@@ -136,3 +142,30 @@ def export_attrs(
             changes["cluster_list"] = (cluster_id, *attrs.cluster_list)
     result = attrs.replace(**changes) if changes else attrs
     return cache.intern(result) if cache is not None else result
+
+
+class NetPolicy(Protocol):
+    """What `policy_filter` needs of an export policy (bgpd.plan.export.ExportPolicy)."""
+
+    def allows_net(
+        self, version: int, addr: int, plen: int, internal_peer: bool, ifname: str | None = None
+    ) -> bool: ...
+
+
+def policy_filter(
+    policy: NetPolicy, ifname_of: Callable[[Route], str | None] | None = None
+) -> ExportFilter:
+    """An `ExportFilter` asking `policy` about each route's prefix. `ifname_of` gives the
+    outgoing interface of a kernel-learned route (the tunnel and local-interface rules)."""
+
+    def allowed(route: Route, ibgp: bool) -> bool:
+        prefix = route.prefix
+        family = route.family
+        alen = family.addr_len
+        addr = int.from_bytes(prefix[1:].ljust(alen, b"\0"), "big")
+        ifname = None
+        if ifname_of is not None and isinstance(route.source, LocalSource):
+            ifname = ifname_of(route)
+        return policy.allows_net(4 if alen == 4 else 6, addr, prefix[0], ibgp, ifname)
+
+    return allowed

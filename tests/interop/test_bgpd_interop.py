@@ -228,16 +228,24 @@ def test_hold_timer_expiry_when_peer_freezes(lab: Lab, peer_type: type[Peer]) ->
 
 
 @pytest.mark.interop
-def test_routes_of_an_earlier_run_are_swept_at_start(lab: Lab) -> None:
-    """Our protocol's routes left behind go at start; another protocol's route stays."""
-    a, _peer = two_nodes(lab)
+def test_routes_of_an_earlier_run_are_adopted_then_swept(lab: Lab) -> None:
+    """Our protocol's routes left behind are adopted at start (a graceful restart keeps them
+    forwarding) and removed once the peers' End-of-RIB shows nobody re-announced them;
+    another protocol's route stays."""
+    need(BirdPeer)
+    a, b = two_nodes(lab)
     a.run(["ip", "route", "add", "10.55.0.0/24", "via", PEER_V4, "proto", "201"])
     a.run(["ip", "-6", "route", "add", "fd55::/64", "via", PEER_V6, "proto", "201"])
     a.run(["ip", "route", "add", "10.56.0.0/24", "via", PEER_V4, "proto", "static"])
     bgpd = bgpd_for(a).start()
+    assert "10.55.0.0/24" in bgpd.kernel_prefixes(4)  # adopted, still forwarding
+    make_peer(BirdPeer, b, passive=False).start()
     wait_for(
-        lambda: not bgpd.kernel_prefixes(4) and not bgpd.kernel_prefixes(6),
-        10,
-        message="leftover routes swept",
+        lambda: not {"10.55.0.0/24"} & bgpd.kernel_prefixes(4)
+        and not {"fd55::/64"} & bgpd.kernel_prefixes(6),
+        60,
+        message="leftover routes swept after End-of-RIB",
     )
+    assert "kernel routes adopted" in bgpd.log_path.read_text()
+    assert PEER_ROUTES[4] in bgpd.kernel_prefixes(4)
     assert "10.56.0.0/24" in a.route_prefixes(4, proto="static")

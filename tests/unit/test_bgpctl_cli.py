@@ -284,13 +284,13 @@ def test_multi_word_commands_slot_into_the_parser() -> None:
     commands = [
         *bgpctl.COMMANDS,
         command("show", "protocols"),
-        command("show", "route"),
+        command("show", "summary"),
         command("neighbor", "reset"),
         command("check", "ready"),
     ]
     parser = build_parser(commands)
-    args = parser.parse_args(["show", "route", "--json"])
-    assert args._command.path == ("show", "route") and args.json
+    args = parser.parse_args(["show", "summary", "--json"])
+    assert args._command.path == ("show", "summary") and args.json
     assert parser.parse_args(["check", "ready"])._command.path == ("check", "ready")
     assert parser.parse_args(["status"])._command.path == ("status",)
     with pytest.raises(SystemExit):

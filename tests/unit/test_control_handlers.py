@@ -149,7 +149,7 @@ def test_canonical_prefix_rejects(value: object) -> None:
         (b'"status"', "must be a JSON object, got str"),
         (b"{}", 'needs a "command" string'),
         (b'{"command": 7}', 'needs a "command" string'),
-        (b'{"command": "reboot"}', "unknown command 'reboot' (known: routes, status)"),
+        (b'{"command": "reboot"}', "unknown command 'reboot' (known: "),
         (b'{"command": "status", "verbose": true}', "unexpected field(s) for status: verbose"),
         (b'{"command": "routes", "prefix": "10.0.0.1/8"}', "invalid prefix '10.0.0.1/8'"),
         (b'{"command": "routes", "prefix": ["x"]}', "prefix must be a string, got list"),
