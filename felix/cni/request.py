@@ -1,0 +1,340 @@
+"""CNI 1.0 requests and answers, pure: the runtime's environment and stdin become a
+`CniRequest` (or a `CniError` with the spec's code), and a `CniResult` or `CniError` becomes
+the one JSON document printed on stdout.
+
+The network configuration this plugin reads (Calico's names where Calico has them):
+
+    {"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "felix-cni",
+     "datastore": "sqlite:///var/lib/calico/calico.db",     (or "etcd_endpoints": "http://...")
+     "nodename": "node1", "mtu": 1500,
+     "ipam": {"type": "calico-ipam", "assign_ipv4": "true", "assign_ipv6": "false",
+              "ipv4_pools": ["10.0.0.0/16"], "ipv6_pools": []}}
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0")
+CURRENT_VERSION = "1.0.0"
+COMMANDS = ("ADD", "DEL", "CHECK", "VERSION")
+
+# Error codes of the CNI spec (SPEC.md "Error").
+INCOMPATIBLE_VERSION = 1
+UNSUPPORTED_FIELD = 2
+UNKNOWN_CONTAINER = 3
+INVALID_ENVIRONMENT = 4
+IO_FAILURE = 5
+DECODING_FAILURE = 6
+INVALID_CONFIG = 7
+TRY_AGAIN_LATER = 11
+# Plugin-specific codes are 100 and up.
+IPAM_FAILURE = 100
+CHECK_FAILED = 101
+
+_CONTAINER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+class CniError(Exception):
+    def __init__(self, code: int, msg: str, details: str = "") -> None:
+        self.code = code
+        self.msg = msg
+        self.details = details
+        super().__init__(f"{msg}: {details}" if details else msg)
+
+    def to_json(self, version: str = CURRENT_VERSION) -> str:
+        doc: dict[str, Any] = {"cniVersion": version, "code": self.code, "msg": self.msg}
+        if self.details:
+            doc["details"] = self.details
+        return json.dumps(doc)
+
+
+@dataclass(frozen=True, slots=True)
+class IpamConf:
+    assign_ipv4: bool = True
+    assign_ipv6: bool = False
+    ipv4_pools: tuple[str, ...] = ()
+    ipv6_pools: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NetConf:
+    cni_version: str
+    name: str
+    type: str
+    datastore: str
+    nodename: str | None = None
+    mtu: int = 1500
+    ipam: IpamConf = field(default_factory=IpamConf)
+    prev_result: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CniRequest:
+    command: str
+    container_id: str = ""
+    netns: str = ""
+    ifname: str = ""
+    path: tuple[str, ...] = ()
+    args: Mapping[str, str] = field(default_factory=dict)
+    conf: NetConf | None = None
+    cni_version: str = CURRENT_VERSION
+
+    @property
+    def k8s_namespace(self) -> str | None:
+        return self.args.get("K8S_POD_NAMESPACE") or None
+
+    @property
+    def k8s_pod(self) -> str | None:
+        return self.args.get("K8S_POD_NAME") or None
+
+    @property
+    def handle_id(self) -> str:
+        """Calico's handle for a container: "<network name>.<container ID>"."""
+        assert self.conf is not None
+        return f"{self.conf.name}.{self.container_id}"
+
+
+def _bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise CniError(INVALID_CONFIG, "invalid network configuration", f"{where}: not a boolean")
+
+
+def _pools(value: Any, where: str, version: int) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise CniError(INVALID_CONFIG, "invalid network configuration", f"{where}: not a list")
+    out = []
+    for item in value:
+        try:
+            net = ipaddress.ip_network(str(item), strict=False)
+        except ValueError:
+            raise CniError(
+                INVALID_CONFIG, "invalid network configuration", f"{where}: {item!r} is no CIDR"
+            ) from None
+        if net.version != version:
+            raise CniError(
+                INVALID_CONFIG,
+                "invalid network configuration",
+                f"{where}: {item} is not IPv{version}",
+            )
+        out.append(str(net))
+    return tuple(out)
+
+
+def _bad(detail: str) -> CniError:
+    return CniError(INVALID_CONFIG, "invalid network configuration", detail)
+
+
+def parse_conf(stdin: bytes) -> NetConf:
+    try:
+        doc = json.loads(stdin or b"{}")
+    except ValueError as exc:
+        raise CniError(
+            DECODING_FAILURE, "cannot decode the network configuration", str(exc)
+        ) from None
+    if not isinstance(doc, dict):
+        raise CniError(DECODING_FAILURE, "cannot decode the network configuration", "not an object")
+    version = doc.get("cniVersion")
+    if not isinstance(version, str) or not version:
+        raise _bad("cniVersion is required")
+    if version not in SUPPORTED_VERSIONS:
+        raise CniError(
+            INCOMPATIBLE_VERSION,
+            "incompatible CNI version",
+            f"config version {version}; plugin supports {', '.join(SUPPORTED_VERSIONS)}",
+        )
+    name = doc.get("name")
+    if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", name):
+        raise _bad("name is required (letters, digits, '_', '.', '-')")
+    datastore = doc.get("datastore")
+    if datastore is None and doc.get("etcd_endpoints"):
+        endpoints = str(doc["etcd_endpoints"]).split(",")
+        hosts = [e.split("://", 1)[-1].rstrip("/") for e in endpoints]
+        datastore = "etcd://" + ",".join(hosts)
+    if not isinstance(datastore, str) or not datastore.startswith(("sqlite://", "etcd://")):
+        raise _bad("datastore must be sqlite:///PATH or etcd://HOST:PORT (or etcd_endpoints)")
+    ipam_doc = doc.get("ipam") or {}
+    if not isinstance(ipam_doc, dict):
+        raise _bad("ipam must be an object")
+    ipam_type = ipam_doc.get("type", "calico-ipam")
+    if ipam_type != "calico-ipam":
+        raise CniError(
+            UNSUPPORTED_FIELD,
+            "unsupported field in network configuration",
+            f"ipam.type {ipam_type!r}: only calico-ipam is built in",
+        )
+    ipam = IpamConf(
+        assign_ipv4=_bool(ipam_doc.get("assign_ipv4", True), "ipam.assign_ipv4"),
+        assign_ipv6=_bool(ipam_doc.get("assign_ipv6", False), "ipam.assign_ipv6"),
+        ipv4_pools=_pools(ipam_doc.get("ipv4_pools"), "ipam.ipv4_pools", 4),
+        ipv6_pools=_pools(ipam_doc.get("ipv6_pools"), "ipam.ipv6_pools", 6),
+    )
+    if not ipam.assign_ipv4 and not ipam.assign_ipv6:
+        raise _bad("ipam assigns neither IPv4 nor IPv6")
+    mtu = doc.get("mtu", 1500)
+    if isinstance(mtu, bool) or not isinstance(mtu, int) or not 68 <= mtu <= 65535:
+        raise _bad(f"mtu {mtu!r} is not between 68 and 65535")
+    nodename = doc.get("nodename")
+    if nodename is not None and (not isinstance(nodename, str) or not nodename):
+        raise _bad("nodename must be a non-empty string")
+    prev = doc.get("prevResult")
+    if prev is not None and not isinstance(prev, dict):
+        raise _bad("prevResult must be an object")
+    return NetConf(
+        cni_version=version,
+        name=name,
+        type=str(doc.get("type", "")),
+        datastore=datastore,
+        nodename=nodename,
+        mtu=mtu,
+        ipam=ipam,
+        prev_result=prev,
+    )
+
+
+def _cni_args(text: str) -> dict[str, str]:
+    """CNI_ARGS: "K1=V1;K2=V2"."""
+    out: dict[str, str] = {}
+    for part in text.split(";"):
+        if not part:
+            continue
+        if "=" not in part:
+            raise CniError(INVALID_ENVIRONMENT, "invalid CNI_ARGS", f"{part!r} is not KEY=VALUE")
+        k, v = part.split("=", 1)
+        out[k] = v
+    return out
+
+
+def _valid_ifname(name: str) -> bool:
+    return (
+        0 < len(name) <= 15
+        and name not in (".", "..")
+        and not any(c in name for c in "/:")
+        and not any(c.isspace() for c in name)
+    )
+
+
+def parse_request(env: Mapping[str, str], stdin: bytes) -> CniRequest:
+    """What the runtime asked, checked as the spec requires; raises CniError."""
+    command = env.get("CNI_COMMAND", "")
+    if command not in COMMANDS:
+        raise CniError(
+            INVALID_ENVIRONMENT, "invalid CNI_COMMAND", f"{command!r} is not one of {COMMANDS}"
+        )
+    if command == "VERSION":
+        version = CURRENT_VERSION
+        try:
+            doc = json.loads(stdin or b"{}")
+            if isinstance(doc, dict) and isinstance(doc.get("cniVersion"), str):
+                version = doc["cniVersion"]
+        except ValueError:
+            pass
+        return CniRequest(command, cni_version=version)
+    conf = parse_conf(stdin)
+    missing = [
+        var
+        for var in ("CNI_CONTAINERID", "CNI_IFNAME", "CNI_NETNS", "CNI_PATH")
+        if not env.get(var)
+        and not (var == "CNI_NETNS" and command == "DEL")
+        and not (var == "CNI_PATH" and command == "DEL")
+    ]
+    if missing:
+        raise CniError(INVALID_ENVIRONMENT, "missing environment variables", ", ".join(missing))
+    container_id = env["CNI_CONTAINERID"]
+    if not _CONTAINER_ID.match(container_id):
+        raise CniError(
+            INVALID_ENVIRONMENT,
+            "invalid CNI_CONTAINERID",
+            "letters, digits, '_', '.' and '-' only, starting with a letter or digit",
+        )
+    ifname = env["CNI_IFNAME"]
+    if not _valid_ifname(ifname):
+        raise CniError(INVALID_ENVIRONMENT, "invalid CNI_IFNAME", f"{ifname!r}")
+    if command == "CHECK" and conf.cni_version.startswith("0.3"):
+        raise CniError(
+            INCOMPATIBLE_VERSION,
+            "incompatible CNI version",
+            "CHECK needs cniVersion 0.4.0 or later",
+        )
+    return CniRequest(
+        command=command,
+        container_id=container_id,
+        netns=env.get("CNI_NETNS", ""),
+        ifname=ifname,
+        path=tuple(p for p in env.get("CNI_PATH", "").split(":") if p),
+        args=_cni_args(env.get("CNI_ARGS", "")),
+        conf=conf,
+        cni_version=conf.cni_version,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Interface:
+    name: str
+    mac: str
+    sandbox: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class IPConfig:
+    address: str  # "10.0.0.5/32"
+    interface: int
+    gateway: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CniResult:
+    interfaces: tuple[Interface, ...]
+    ips: tuple[IPConfig, ...]
+    routes: tuple[str, ...] = ()  # destinations, via the gateway of their family
+
+    def to_doc(self, version: str = CURRENT_VERSION) -> dict[str, Any]:
+        """The result in `version`'s layout (0.3.x and 0.4.0 add "version" to each IP)."""
+        interfaces = []
+        for i in self.interfaces:
+            d = {"name": i.name, "mac": i.mac}
+            if i.sandbox:
+                d["sandbox"] = i.sandbox
+            interfaces.append(d)
+        ips = []
+        for ip in self.ips:
+            d2: dict[str, Any] = {}
+            if not version.startswith("1."):
+                d2["version"] = "6" if ":" in ip.address else "4"
+            d2["address"] = ip.address
+            if ip.gateway:
+                d2["gateway"] = ip.gateway
+            d2["interface"] = ip.interface
+            ips.append(d2)
+        return {
+            "cniVersion": version,
+            "interfaces": interfaces,
+            "ips": ips,
+            "routes": [{"dst": r} for r in self.routes],
+            "dns": {},
+        }
+
+    def to_json(self, version: str = CURRENT_VERSION) -> str:
+        return json.dumps(self.to_doc(version))
+
+
+def version_json(version: str = CURRENT_VERSION) -> str:
+    return json.dumps({"cniVersion": version, "supportedVersions": list(SUPPORTED_VERSIONS)})
+
+
+def prev_addresses(prev: Mapping[str, Any] | None) -> list[str]:
+    """The addresses of a prevResult (for CHECK)."""
+    if not prev:
+        return []
+    ips: Sequence[Any] = prev.get("ips") or ()
+    return [str(ip.get("address")) for ip in ips if isinstance(ip, Mapping)]

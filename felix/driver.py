@@ -1,0 +1,367 @@
+"""The felix daemon (`felix --node NAME --datastore URL`): this node's workload routes, its
+status under a lease, and its IPIP tunnel address.
+
+- Lists the WorkloadEndpoints, then watches them; after each burst of changes (and every
+  `resync` seconds, which also catches interfaces that appeared late) the routes to `cali*`
+  interfaces are reconciled (routes.py): missing ones added, ones no endpoint explains
+  removed — so at start the routes of pods deleted while felix was down go.
+- Writes /calico/felix/v2/no-region/host/<node>/status under a lease renewed every
+  `status_interval`; a clean stop revokes it, a crash lets it expire.
+- When an IPIP pool selects the node, holds a tunnel address (handle
+  ipip-tunnel-addr-<node>), records it in the Node, and puts it on tunl0 where the ipip
+  module is loaded.
+
+Kernel access is pyroute2's synchronous IPRoute, run in worker threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Sequence
+
+from pyroute2 import IPRoute  # type: ignore[import-untyped]
+from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
+
+from bgpd.datastore import keys
+from bgpd.datastore.errors import Compacted, DatastoreError, LeaseNotFound
+from bgpd.datastore.kv import EventType, KeyValue, KVStore, mutate, open_kv
+from bgpd.log import configure_logging, get_logger
+from felix.ipam.allocator import USE_TUNNEL, AssignRequest, IpamError
+from felix.ipam.store import IpamStore
+from felix.routes import RTPROT_BOOT, DeviceRoute, RouteChange, desired_routes, reconcile
+from felix.status import last_reported_key, status_key, status_value
+from felix.tunnel import ipip_pools, keeps, tunnel_attrs, tunnel_handle, with_tunnel_address
+from felix.workload import INTERFACE_PREFIX, PREFIX, WorkloadEndpoint
+
+log = get_logger("felix")
+
+RT_SCOPE_LINK = 253
+RT_TABLE_MAIN = 254
+TUNNEL_DEVICE = "tunl0"
+
+
+class Kernel:
+    """Reads and writes the workload routes of the main table (blocking; run in threads)."""
+
+    def read(self) -> tuple[list[DeviceRoute], list[str]]:
+        with IPRoute() as ipr:
+            names = {int(link["index"]): str(link.get("ifname")) for link in ipr.get_links()}
+            routes: list[DeviceRoute] = []
+            for family in (socket.AF_INET, socket.AF_INET6):
+                for r in ipr.get_routes(family=family, table=RT_TABLE_MAIN):
+                    ifname = names.get(int(r.get("oif") or 0), "")
+                    if r["proto"] != RTPROT_BOOT or not ifname.startswith(INTERFACE_PREFIX):
+                        continue
+                    dst = r.get("dst") or ("0.0.0.0" if family == socket.AF_INET else "::")
+                    routes.append(DeviceRoute(f"{dst}/{r['dst_len']}", ifname))
+        return routes, list(names.values())
+
+    def apply(self, changes: Sequence[RouteChange]) -> list[str]:
+        """Apply each change; the errors (one line each), which the next pass retries."""
+        errors: list[str] = []
+        with IPRoute() as ipr:
+            for change in changes:
+                dst, plen = change.route.prefix.split("/")
+                family = socket.AF_INET6 if ":" in dst else socket.AF_INET
+                index = ipr.link_lookup(ifname=change.route.ifname)
+                try:
+                    if change.remove:
+                        # Scope and proto as programmed: a delete with scope 0 matches no
+                        # link-scope route (the kernel answers ESRCH).
+                        kwargs = {"oif": index[0]} if index else {}
+                        ipr.route(
+                            "del",
+                            family=family,
+                            dst=dst,
+                            dst_len=int(plen),
+                            table=RT_TABLE_MAIN,
+                            scope=RT_SCOPE_LINK,
+                            proto=RTPROT_BOOT,
+                            **kwargs,
+                        )
+                    elif index:
+                        ipr.route(
+                            "replace",
+                            family=family,
+                            dst=dst,
+                            dst_len=int(plen),
+                            oif=index[0],
+                            scope=RT_SCOPE_LINK,
+                            proto=RTPROT_BOOT,
+                            table=RT_TABLE_MAIN,
+                        )
+                except NetlinkError as exc:
+                    errors.append(f"{change}: {exc}")
+        return errors
+
+    def set_tunnel_address(self, address: str | None) -> bool:
+        """Put `address`/32 on tunl0 (and nothing else); False where there is no tunl0."""
+        if not os.path.exists(f"/sys/class/net/{TUNNEL_DEVICE}"):
+            return False
+        with IPRoute() as ipr:
+            (index,) = ipr.link_lookup(ifname=TUNNEL_DEVICE)
+            for a in ipr.get_addr(index=index, family=socket.AF_INET):
+                if a.get("address") != address:
+                    ipr.addr("del", index=index, address=a.get("address"), prefixlen=a["prefixlen"])
+            if address is not None:
+                with contextlib.suppress(NetlinkError):
+                    ipr.addr("add", index=index, address=address, prefixlen=32)
+                ipr.link("set", index=index, state="up")
+        return True
+
+
+class Felix:
+    def __init__(
+        self,
+        node: str,
+        kv: KVStore,
+        *,
+        kernel: Kernel | None = None,
+        resync: float = 10.0,
+        status_interval: float = 10.0,
+        debounce: float = 0.05,
+    ) -> None:
+        self.node = node
+        self.kv = kv
+        self.kernel = kernel or Kernel()
+        self.resync = resync
+        self.status_interval = status_interval
+        self.debounce = debounce
+        self.endpoints: dict[str, WorkloadEndpoint] = {}
+        self.revision = 0
+        self.started = time.time()
+        self.lease = 0
+        self._dirty = asyncio.Event()
+        self._stop = asyncio.Event()
+
+    # --- endpoints ----------------------------------------------------------------------
+
+    def _put(self, key: str, value: bytes) -> None:
+        try:
+            wep = WorkloadEndpoint.from_json(value)
+        except ValueError as exc:
+            log.warning("felix.endpoint_skipped", key=key, error=str(exc))
+            self.endpoints.pop(key, None)
+            return
+        self.endpoints[key] = wep
+
+    async def _list(self) -> None:
+        listing = await self.kv.list(PREFIX)
+        self.endpoints.clear()
+        for item in listing.items:
+            self._put(item.key, item.value)
+        self.revision = listing.revision
+
+    async def _watch(self) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                async for event in self.kv.watch(PREFIX, self.revision + 1):
+                    if event.type is EventType.PUT:
+                        self._put(event.key, event.value)
+                    else:
+                        self.endpoints.pop(event.key, None)
+                    self.revision = event.mod_revision
+                    self._dirty.set()
+                    backoff = 0.5
+            except Compacted:
+                log.info("felix.watch_compacted", revision=self.revision)
+            except DatastoreError as exc:
+                log.warning("felix.watch_failed", error=str(exc))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+            with contextlib.suppress(DatastoreError):
+                await self._list()
+                self._dirty.set()
+
+    # --- routes -------------------------------------------------------------------------
+
+    async def program(self) -> list[RouteChange]:
+        desired = desired_routes(self.endpoints.values(), self.node)
+        observed, links = await asyncio.to_thread(self.kernel.read)
+        changes = reconcile(desired, observed, links)
+        if changes:
+            errors = await asyncio.to_thread(self.kernel.apply, changes)
+            for change in changes:
+                log.info(
+                    "felix.route_removed" if change.remove else "felix.route_programmed",
+                    prefix=change.route.prefix,
+                    ifname=change.route.ifname,
+                )
+            for error in errors:
+                log.warning("felix.route_failed", error=error)
+        return changes
+
+    # --- tunnel address -----------------------------------------------------------------
+
+    async def tunnel(self) -> str | None:
+        """Hold the tunnel address the IPIP pools call for (or none); the address."""
+        ipam = IpamStore(self.kv)
+        handle = tunnel_handle(self.node)
+        view = await ipam.view(host=self.node, handles=(handle,))
+        pools = ipip_pools(view.pools, view.node_labels)
+        held = await ipam.addresses_of(handle)
+        v4 = [a for a in held if ":" not in a]
+        address: str | None = None
+        if pools and v4 and keeps(v4[0], pools):
+            address = v4[0]
+        else:
+            if held:
+                await ipam.release_by_handle(handle)
+                log.info("felix.tunnel_address_released", addresses=held)
+            if pools:
+                request = AssignRequest(
+                    self.node,
+                    handle,
+                    1,
+                    4,
+                    USE_TUNNEL,
+                    tunnel_attrs(self.node),
+                    tuple(p.cidr for p in pools),
+                )
+                (address,) = await ipam.auto_assign(request)
+                log.info("felix.tunnel_address", address=address)
+        node_key = keys.resource_key("Node", self.node)
+        if await self.kv.get(node_key) is not None:
+
+            def change(current: KeyValue | None) -> bytes | None:
+                if current is None:
+                    return None
+                return with_tunnel_address(current.value, address) or current.value
+
+            await mutate(self.kv, node_key, change)
+        await asyncio.to_thread(self.kernel.set_tunnel_address, address)
+        return address
+
+    # --- status -------------------------------------------------------------------------
+
+    async def report_status(self, first: bool) -> None:
+        ttl = max(2, int(self.status_interval * 3))
+        value = status_value(now=time.time(), started=self.started, first_update=first)
+        if self.lease:
+            try:
+                await self.kv.keepalive(self.lease)
+            except LeaseNotFound:
+                self.lease = 0
+        if not self.lease:
+            self.lease = await self.kv.grant(ttl)
+        await self.kv.put(status_key(self.node), value, lease=self.lease)
+        await self.kv.put(last_reported_key(self.node), value)
+
+    async def _status_loop(self) -> None:
+        first = True
+        while not self._stop.is_set():
+            try:
+                await self.report_status(first)
+                first = False
+            except DatastoreError as exc:
+                log.warning("felix.status_failed", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.status_interval)
+
+    # --- the loop -----------------------------------------------------------------------
+
+    async def _first_list(self) -> bool:
+        """List the endpoints, retrying with backoff while the store is unreachable (no
+        route is touched before felix knows which endpoints exist). False if stopped."""
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                await self._list()
+                return True
+            except DatastoreError as exc:
+                log.warning("felix.datastore_unavailable", error=str(exc), retry_in=backoff)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), backoff)
+            backoff = min(backoff * 2, 10.0)
+        return False
+
+    async def _pass(self, *, tunnel: bool) -> None:
+        """One reconcile; failures are logged and the next pass tries again."""
+        try:
+            await self.program()
+        except (OSError, NetlinkError) as exc:
+            log.warning("felix.program_failed", error=str(exc))
+        if tunnel:
+            try:
+                await self.tunnel()
+            except (IpamError, DatastoreError, OSError, NetlinkError) as exc:
+                log.warning("felix.tunnel_failed", error=str(exc))
+
+    async def run(self) -> None:
+        if not await self._first_list():
+            return
+        # The first pass cleans up after endpoints deleted while felix was down.
+        await self._pass(tunnel=True)
+        log.info("felix.started", node=self.node, endpoints=len(self.endpoints))
+        tasks = [
+            asyncio.create_task(self._watch()),
+            asyncio.create_task(self._status_loop()),
+        ]
+        next_tunnel = time.monotonic() + self.resync
+        try:
+            while not self._stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._dirty.wait(), self.resync)
+                    await asyncio.sleep(self.debounce)  # let a burst of changes land
+                self._dirty.clear()
+                if self._stop.is_set():
+                    break
+                tunnel = time.monotonic() >= next_tunnel
+                if tunnel:
+                    next_tunnel = time.monotonic() + self.resync
+                await self._pass(tunnel=tunnel)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if self.lease:
+                with contextlib.suppress(DatastoreError):
+                    await self.kv.revoke(self.lease)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._dirty.set()
+
+
+async def serve(args: argparse.Namespace) -> None:
+    kv = open_kv(args.datastore)
+    felix = Felix(args.node, kv, resync=args.resync, status_interval=args.status_interval)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, felix.stop)
+    try:
+        await felix.run()
+    finally:
+        await kv.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="felix", description=__doc__.splitlines()[0])
+    parser.add_argument("--node", default=os.environ.get("NODENAME") or socket.gethostname())
+    parser.add_argument("--datastore", required=True, help="sqlite:///PATH or etcd://HOST:PORT")
+    parser.add_argument("--resync", type=float, default=10.0, help="seconds between full passes")
+    parser.add_argument("--status-interval", type=float, default=10.0)
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    # pyroute2 logs every netlink message at debug: far too much even for felix's debug.
+    logging.getLogger("pyroute2").setLevel(max(logging.INFO, logging.getLogger().level))
+    if not args.datastore.startswith(("sqlite://", "etcd://")):
+        parser.error("--datastore must be sqlite:///PATH or etcd://HOST:PORT")
+    asyncio.run(serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

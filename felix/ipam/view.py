@@ -1,0 +1,88 @@
+"""Stored keys -> the planner's IpamView. Pure: the store lists the keys, this reads them.
+A record that cannot be read costs that record only (DESIGN principle 7): it is reported
+through `skipped` and left out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection, Iterable, MutableMapping
+
+from bgpd.datastore import keys
+from bgpd.datastore.errors import ResourceError
+from bgpd.datastore.model import IPPool, Node, parse_resource
+from felix.ipam.allocator import IpamView, Versioned
+from felix.ipam.records import (
+    CONFIG_KEY,
+    Affinity,
+    Block,
+    Handle,
+    IpamConfig,
+    RecordError,
+    parse_affinity_key,
+    parse_block_key,
+    parse_handle_key,
+)
+
+POOLS_PREFIX = keys.kind_prefix("IPPool")
+NODES_PREFIX = keys.kind_prefix("Node")
+
+StoredItem = tuple[str, bytes, int]  # key, value, mod revision
+
+
+def build_view(
+    items: Iterable[StoredItem],
+    *,
+    host: str | None = None,
+    handles: Collection[str] | None = None,
+    skipped: Callable[[str, str], None] | None = None,
+    block_cache: MutableMapping[str, Versioned[Block]] | None = None,
+) -> IpamView:
+    """The view of `items`: pools, `host`'s Node labels, the IPAM config, blocks,
+    affinities, and the handles named in `handles` (all of them when None).
+
+    `block_cache` (block key -> block at a revision) spares re-reading blocks that did not
+    change since the last view; it is left holding exactly this view's blocks."""
+    seen_blocks: dict[str, Versioned[Block]] = {}
+    pools: list[IPPool] = []
+    labels: dict[str, str] = {}
+    config = IpamConfig()
+    blocks: dict[str, Versioned[Block]] = {}
+    affinities: dict[tuple[str, str], Versioned[Affinity]] = {}
+    found: dict[str, Versioned[Handle]] = {}
+    for key, value, rev in items:
+        try:
+            if key == CONFIG_KEY:
+                config = IpamConfig.from_json(value)
+            elif (cidr := parse_block_key(key)) is not None:
+                hit = block_cache.get(key) if block_cache is not None else None
+                block = hit if hit is not None and hit.revision == rev else None
+                if block is None:
+                    block = Versioned(Block.from_json(value), rev)
+                seen_blocks[key] = blocks[cidr] = block
+            elif (aff := parse_affinity_key(key)) is not None:
+                affinities[aff] = Versioned(Affinity.from_json(value), rev)
+            elif (handle := parse_handle_key(key)) is not None:
+                if handles is None or handle in handles:
+                    found[handle] = Versioned(Handle.from_json(value), rev)
+            elif key.startswith(POOLS_PREFIX):
+                pool = parse_resource(json.loads(value))
+                if isinstance(pool, IPPool):
+                    pools.append(pool)
+            elif host is not None and key == NODES_PREFIX + host:
+                node = parse_resource(json.loads(value))
+                if isinstance(node, Node):
+                    labels = dict(node.labels)
+        except (RecordError, ResourceError, ValueError) as exc:
+            if skipped is not None:
+                skipped(key, str(exc))
+    if block_cache is not None:
+        block_cache.clear()
+        block_cache.update(seen_blocks)
+    return IpamView(
+        pools=tuple(pools),
+        node_labels=labels,
+        config=config,
+        blocks=blocks,
+        affinities=affinities,
+        handles=found,
+    )

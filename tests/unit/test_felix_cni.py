@@ -1,0 +1,281 @@
+"""The CNI plugin without a kernel: requests parsed from an env dict and stdin bytes, the
+result and error documents, and ADD/DEL/CHECK against the real SQLite store with a recording
+dataplane, including failures part-way and their undo."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bgpd.datastore.errors import DatastoreError
+from bgpd.datastore.sqlite import SqliteKV
+from felix.cni import plugin
+from felix.cni.plugin import NetnsMissing, Observed, Plumbed
+from felix.cni.request import (
+    CHECK_FAILED,
+    DECODING_FAILURE,
+    INCOMPATIBLE_VERSION,
+    INVALID_CONFIG,
+    INVALID_ENVIRONMENT,
+    UNKNOWN_CONTAINER,
+    UNSUPPORTED_FIELD,
+    CniError,
+    CniRequest,
+    parse_request,
+)
+from felix.ipam.records import handle_key
+from felix.ipam.view import POOLS_PREFIX
+from felix.workload import PREFIX, WorkloadEndpoint, endpoint_name, host_veth_name
+
+CONF: dict[str, Any] = {
+    "cniVersion": "1.0.0",
+    "name": "k8s-pod-network",
+    "type": "felix-cni",
+    "datastore": "sqlite:///tmp/x.db",
+    "nodename": "node1",
+}
+ENV = {
+    "CNI_COMMAND": "ADD",
+    "CNI_CONTAINERID": "4f3c2b1a9e8d7c6b",
+    "CNI_NETNS": "/var/run/netns/pod1",
+    "CNI_IFNAME": "eth0",
+    "CNI_PATH": "/opt/cni/bin",
+}
+
+
+def request(env: dict[str, str] | None = None, **conf: Any) -> CniRequest:
+    return parse_request({**ENV, **(env or {})}, json.dumps({**CONF, **conf}).encode())
+
+
+def error_of(env: dict[str, str], stdin: bytes) -> CniError:
+    with pytest.raises(CniError) as info:
+        parse_request(env, stdin)
+    return info.value
+
+
+# --- parsing -------------------------------------------------------------------------------
+
+
+def test_a_good_request() -> None:
+    req = request({"CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=nginx"})
+    assert req.command == "ADD" and req.ifname == "eth0" and req.path == ("/opt/cni/bin",)
+    assert req.k8s_namespace == "default" and req.k8s_pod == "nginx"
+    assert req.handle_id == "k8s-pod-network.4f3c2b1a9e8d7c6b"
+    assert req.conf is not None and req.conf.ipam.assign_ipv4 and not req.conf.ipam.assign_ipv6
+    etcd = request(datastore=None, etcd_endpoints="http://10.0.0.1:2379,http://10.0.0.2:2379")
+    assert etcd.conf is not None and etcd.conf.datastore == "etcd://10.0.0.1:2379,10.0.0.2:2379"
+
+
+@pytest.mark.parametrize(
+    ("env", "conf", "code", "text"),
+    [
+        ({"CNI_COMMAND": "BOGUS"}, CONF, INVALID_ENVIRONMENT, "CNI_COMMAND"),
+        ({"CNI_CONTAINERID": ""}, CONF, INVALID_ENVIRONMENT, "CNI_CONTAINERID"),
+        ({"CNI_NETNS": ""}, CONF, INVALID_ENVIRONMENT, "CNI_NETNS"),
+        ({"CNI_CONTAINERID": "bad/id"}, CONF, INVALID_ENVIRONMENT, "CNI_CONTAINERID"),
+        ({"CNI_IFNAME": "a-name-far-too-long"}, CONF, INVALID_ENVIRONMENT, "CNI_IFNAME"),
+        ({"CNI_ARGS": "novalue"}, CONF, INVALID_ENVIRONMENT, "CNI_ARGS"),
+        ({}, {**CONF, "cniVersion": "9.9.9"}, INCOMPATIBLE_VERSION, "version"),
+        ({"CNI_COMMAND": "CHECK"}, {**CONF, "cniVersion": "0.3.1"}, INCOMPATIBLE_VERSION, "CHECK"),
+        ({}, {**CONF, "cniVersion": None}, INVALID_CONFIG, "cniVersion"),
+        ({}, {**CONF, "datastore": "file:///x.yaml"}, INVALID_CONFIG, "datastore"),
+        ({}, {**CONF, "mtu": 20}, INVALID_CONFIG, "mtu"),
+        ({}, {**CONF, "ipam": {"type": "host-local"}}, UNSUPPORTED_FIELD, "calico-ipam"),
+        ({}, {**CONF, "ipam": {"ipv4_pools": ["fd00::/64"]}}, INVALID_CONFIG, "IPv4"),
+        ({}, {**CONF, "ipam": {"assign_ipv4": "false"}}, INVALID_CONFIG, "neither"),
+    ],
+)
+def test_bad_requests_get_the_spec_codes(
+    env: dict[str, str], conf: dict[str, Any], code: int, text: str
+) -> None:
+    err = error_of({**ENV, **env}, json.dumps(conf).encode())
+    assert err.code == code and text in str(err)
+    doc = json.loads(err.to_json())
+    assert doc["code"] == code and doc["msg"] and doc["cniVersion"] == "1.0.0"
+
+
+def test_undecodable_config() -> None:
+    assert error_of(ENV, b"{not json").code == DECODING_FAILURE
+
+
+def test_del_needs_no_netns_and_version_needs_nothing() -> None:
+    req = request({"CNI_COMMAND": "DEL", "CNI_NETNS": "", "CNI_PATH": ""})
+    assert req.command == "DEL" and req.netns == ""
+    ver = parse_request({"CNI_COMMAND": "VERSION"}, b'{"cniVersion":"0.4.0"}')
+    assert ver.cni_version == "0.4.0"
+
+
+def test_names_as_calico_makes_them() -> None:
+    # sha1("default.nginx") starts 6a9d1b1d5b6...
+    import hashlib
+
+    digest = hashlib.sha1(b"default.nginx").hexdigest()
+    assert host_veth_name("abc", "default", "nginx") == "cali" + digest[:11]
+    assert host_veth_name("4f3c2b1a9e8d7c6b") == "cali4f3c2b1a9e8"
+    assert endpoint_name("node1", "k8s", "nginx-7d9f", "eth0") == "node1-k8s-nginx--7d9f-eth0"
+
+
+# --- ADD / DEL / CHECK with a recording dataplane ------------------------------------------
+
+
+@dataclass
+class FakeDataplane:
+    links: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    fail_create: Exception | None = None
+    removed: list[str] = field(default_factory=list)
+
+    async def create(
+        self, *, netns: str, ifname: str, host_ifname: str, addresses: Sequence[str], mtu: int
+    ) -> Plumbed:
+        if self.fail_create is not None:
+            raise self.fail_create
+        self.links[(netns, ifname)] = list(addresses)
+        self.links[("", host_ifname)] = []
+        return Plumbed("ee:ee:ee:ee:ee:ee", "0a:58:00:00:00:01")
+
+    async def remove(self, *, netns: str, ifname: str, host_ifname: str) -> bool:
+        self.removed.append(host_ifname)
+        a = self.links.pop((netns, ifname), None)
+        b = self.links.pop(("", host_ifname), None)
+        return a is not None or b is not None
+
+    async def observe(self, *, netns: str, ifname: str, host_ifname: str) -> Observed | None:
+        if netns == "/gone":
+            raise NetnsMissing(netns)
+        addresses = self.links.get((netns, ifname))
+        if addresses is None:
+            return None
+        return Observed(
+            tuple(addresses), "0a:58:00:00:00:01", True, ("", host_ifname) in self.links
+        )
+
+
+POOL = {
+    "kind": "IPPool",
+    "apiVersion": "projectcalico.org/v3",
+    "metadata": {"name": "p"},
+    "spec": {"cidr": "10.244.0.0/24", "blockSize": 28},
+}
+
+
+class FailingPutKV(SqliteKV):
+    async def put(self, key: str, value: bytes, *, lease: int = 0) -> int:
+        if key.startswith(PREFIX):
+            raise DatastoreError("disk full")
+        return await super().put(key, value, lease=lease)
+
+
+def with_store(tmp_path: Path, body, kv_class=SqliteKV):  # type: ignore[no-untyped-def]
+    async def main() -> None:
+        kv = kv_class(str(tmp_path / "c.db"))
+        await kv.put(POOLS_PREFIX + "p", json.dumps(POOL).encode())
+        try:
+            await body(kv)
+        finally:
+            await kv.close()
+
+    asyncio.run(main())
+
+
+def test_add_check_del(tmp_path: Path) -> None:
+    async def body(kv: SqliteKV) -> None:
+        dp = FakeDataplane()
+        req = request()
+        result = await plugin.add(req, "node1", kv, dp, now=1714557605.1, uid="u1")
+        doc = json.loads(result.to_json())
+        (ip,) = doc["ips"]
+        assert ip["address"].endswith("/32") and ip["gateway"] == "169.254.1.1"
+        assert doc["interfaces"][0]["name"] == "cali4f3c2b1a9e8"
+        assert doc["interfaces"][1] == {
+            "name": "eth0",
+            "mac": "0a:58:00:00:00:01",
+            "sandbox": "/var/run/netns/pod1",
+        }
+        assert doc["routes"] == [{"dst": "0.0.0.0/0"}]
+        old = json.loads(result.to_json("0.4.0"))
+        assert old["ips"][0]["version"] == "4"
+        wep_key = f"{PREFIX}default/node1-cni-4f3c2b1a9e8d7c6b-eth0"
+        stored = await kv.get(wep_key)
+        assert stored is not None
+        wep = WorkloadEndpoint.from_json(stored.value)
+        assert wep.ip_networks == (ip["address"],) and wep.interface_name == "cali4f3c2b1a9e8"
+        assert wep.node == "node1" and wep.orchestrator == "cni" and wep.uid == "u1"
+        assert json.loads(stored.value)["metadata"]["creationTimestamp"] == "2024-05-01T10:00:05Z"
+        # CHECK with the prevResult the runtime keeps.
+        check = request({"CNI_COMMAND": "CHECK"}, prevResult=doc)
+        await plugin.check(check, "node1", kv, dp)
+        # A repeated ADD gets the same address.
+        again = await plugin.add(req, "node1", kv, dp, now=1714557606.0, uid="u2")
+        assert again.ips[0].address == ip["address"]
+        # DEL twice: the second finds nothing and is still fine.
+        delete = request({"CNI_COMMAND": "DEL"})
+        await plugin.delete(delete, "node1", kv, dp)
+        assert await kv.get(wep_key) is None
+        assert await kv.get(handle_key(req.handle_id)) is None
+        await plugin.delete(delete, "node1", kv, dp)
+        with pytest.raises(CniError) as info:
+            await plugin.check(check, "node1", kv, dp)
+        assert info.value.code == CHECK_FAILED
+
+    with_store(tmp_path, body)
+
+
+def test_check_finds_a_broken_pod(tmp_path: Path) -> None:
+    async def body(kv: SqliteKV) -> None:
+        dp = FakeDataplane()
+        doc = json.loads((await plugin.add(request(), "node1", kv, dp, now=1.0, uid="u")).to_json())
+        check = request({"CNI_COMMAND": "CHECK"}, prevResult=doc)
+        dp.links[("/var/run/netns/pod1", "eth0")] = ["10.9.9.9/32"]
+        with pytest.raises(CniError, match="wrong addresses"):
+            await plugin.check(check, "node1", kv, dp)
+        wrong_prev = {**doc, "ips": [{"address": "10.1.1.1/32"}]}
+        with pytest.raises(CniError, match="prevResult"):
+            await plugin.check(
+                request({"CNI_COMMAND": "CHECK"}, prevResult=wrong_prev), "node1", kv, dp
+            )
+        with pytest.raises(CniError) as info:
+            await plugin.check(
+                request({"CNI_COMMAND": "CHECK", "CNI_NETNS": "/gone"}), "node1", kv, dp
+            )
+        assert info.value.code == UNKNOWN_CONTAINER
+
+    with_store(tmp_path, body)
+
+
+def test_missing_netns_releases_the_address(tmp_path: Path) -> None:
+    async def body(kv: SqliteKV) -> None:
+        dp = FakeDataplane(fail_create=NetnsMissing("/var/run/netns/pod1"))
+        with pytest.raises(CniError) as info:
+            await plugin.add(request(), "node1", kv, dp, now=1.0, uid="u")
+        assert info.value.code == UNKNOWN_CONTAINER
+        assert await kv.get(handle_key(request().handle_id)) is None
+        assert dp.removed == []  # nothing was plumbed, nothing to undo
+
+    with_store(tmp_path, body)
+
+
+def test_failed_endpoint_write_undoes_plumbing_and_ipam(tmp_path: Path) -> None:
+    async def body(kv: SqliteKV) -> None:
+        dp = FakeDataplane()
+        with pytest.raises(CniError, match="WorkloadEndpoint"):
+            await plugin.add(request(), "node1", kv, dp, now=1.0, uid="u")
+        assert dp.removed == ["cali4f3c2b1a9e8"] and dp.links == {}
+        assert await kv.get(handle_key(request().handle_id)) is None
+
+    with_store(tmp_path, body, FailingPutKV)
+
+
+def test_no_pool_is_an_ipam_error(tmp_path: Path) -> None:
+    async def body(kv: SqliteKV) -> None:
+        await kv.delete(POOLS_PREFIX + "p")
+        with pytest.raises(CniError, match="no configured Calico pools") as info:
+            await plugin.add(request(), "node1", kv, FakeDataplane(), now=1.0, uid="u")
+        assert info.value.code == 100
+
+    with_store(tmp_path, body)

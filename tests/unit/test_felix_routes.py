@@ -1,0 +1,127 @@
+"""felix's pure parts beside IPAM: the workload routes it wants and the changes to get
+there, the status value, the tunnel-address rules and the WorkloadEndpoint round trip."""
+
+from __future__ import annotations
+
+import json
+
+from bgpd.datastore.model import IPPool
+from felix.routes import DeviceRoute, RouteChange, desired_routes, reconcile
+from felix.status import status_key, status_value
+from felix.tunnel import ipip_pools, keeps, tunnel_handle, with_tunnel_address
+from felix.workload import WorkloadEndpoint, go_time_string, new_endpoint
+
+
+def wep(node: str, cid: str, ifname: str, *nets: str) -> WorkloadEndpoint:
+    return new_endpoint(
+        node=node,
+        container_id=cid,
+        endpoint="eth0",
+        interface_name=ifname,
+        ip_networks=nets,
+        mac="0a:58:00:00:00:01",
+        network="k8s-pod-network",
+    )
+
+
+def test_desired_routes_are_this_nodes_endpoints() -> None:
+    endpoints = [
+        wep("node1", "a", "cali1", "10.0.0.1/32", "fd00::1/128"),
+        wep("node2", "b", "cali2", "10.0.0.2/32"),
+        wep("node1", "c", "cali3", "10.0.0.3/32"),
+    ]
+    assert desired_routes(endpoints, "node1") == {
+        "10.0.0.1/32": DeviceRoute("10.0.0.1/32", "cali1"),
+        "fd00::1/128": DeviceRoute("fd00::1/128", "cali1"),
+        "10.0.0.3/32": DeviceRoute("10.0.0.3/32", "cali3"),
+    }
+
+
+def test_reconcile_adds_replaces_and_cleans_up() -> None:
+    desired = {
+        "10.0.0.1/32": DeviceRoute("10.0.0.1/32", "cali1"),
+        "10.0.0.3/32": DeviceRoute("10.0.0.3/32", "cali3"),
+        "10.0.0.4/32": DeviceRoute("10.0.0.4/32", "cali4"),  # its interface is not there yet
+    }
+    observed = [
+        DeviceRoute("10.0.0.1/32", "cali1"),  # right already
+        DeviceRoute("10.0.0.3/32", "caliold"),  # a stale pod's interface
+        DeviceRoute("10.0.0.9/32", "cali9"),  # no endpoint any more
+        DeviceRoute("10.9.0.0/24", "eth0"),  # not ours
+    ]
+    links = ["lo", "eth0", "cali1", "cali3", "caliold", "cali9"]
+    assert reconcile(desired, observed, links) == [
+        RouteChange(DeviceRoute("10.0.0.3/32", "caliold"), remove=True),
+        RouteChange(DeviceRoute("10.0.0.9/32", "cali9"), remove=True),
+        RouteChange(DeviceRoute("10.0.0.3/32", "cali3")),
+    ]
+    assert reconcile(desired, [*observed[:1], DeviceRoute("10.0.0.3/32", "cali3")], links) == []
+
+
+def test_status_value() -> None:
+    assert status_key("node1") == "/calico/felix/v2/no-region/host/node1/status"
+    doc = json.loads(status_value(now=1714557605.5, started=1714557600.0, first_update=True))
+    assert doc == {"time": "2024-05-01T10:00:05.500000Z", "uptime": 5.5, "first_update": True}
+
+
+def test_tunnel_address_rules() -> None:
+    pools = [
+        IPPool(name="ipip", cidr="10.1.0.0/16", ipip_mode="Always"),
+        IPPool(name="plain", cidr="10.2.0.0/16"),
+        IPPool(name="ws", cidr="10.3.0.0/16", ipip_mode="CrossSubnet", allowed_uses=("Workload",)),
+        IPPool(name="other", cidr="10.4.0.0/16", ipip_mode="Always", node_selector="rack == 'x'"),
+    ]
+    assert [p.name for p in ipip_pools(pools, {})] == ["ipip"]
+    assert [p.name for p in ipip_pools(pools, {"rack": "x"})] == ["ipip", "other"]
+    assert keeps("10.1.2.3", pools[:1]) and not keeps("10.2.0.1", pools[:1])
+    assert tunnel_handle("node1") == "ipip-tunnel-addr-node1"
+    node = b'{"kind":"Node","metadata":{"name":"n"},"spec":{"bgp":{"ipv4Address":"10.0.0.1/24"}}}'
+    set_ = with_tunnel_address(node, "10.1.0.1")
+    assert set_ is not None
+    assert json.loads(set_)["spec"]["bgp"] == {
+        "ipv4Address": "10.0.0.1/24",
+        "ipv4IPIPTunnelAddr": "10.1.0.1",
+    }
+    assert with_tunnel_address(set_, "10.1.0.1") is None
+    cleared = with_tunnel_address(set_, None)
+    assert cleared is not None and "ipv4IPIPTunnelAddr" not in json.loads(cleared)["spec"]["bgp"]
+    assert with_tunnel_address(node, None) is None
+
+
+def test_workload_endpoint_round_trip() -> None:
+    k8s = new_endpoint(
+        node="node1",
+        container_id="4f3c",
+        endpoint="eth0",
+        interface_name="cali3a1b2c3d4e5",
+        ip_networks=["192.168.221.65/32"],
+        mac="2a:1b:3c:4d:5e:6f",
+        network="k8s-pod-network",
+        k8s_namespace="default",
+        k8s_pod="nginx-7d9f",
+        uid="u",
+        now=1714557605.0,
+    )
+    assert k8s.name == "node1-k8s-nginx--7d9f-eth0"
+    assert k8s.key == (
+        "/calico/resources/v3/projectcalico.org/workloadendpoints/default/node1-k8s-nginx--7d9f-eth0"
+    )
+    doc = json.loads(k8s.to_json())
+    assert doc["spec"] == {
+        "orchestrator": "k8s",
+        "node": "node1",
+        "containerID": "4f3c",
+        "pod": "nginx-7d9f",
+        "endpoint": "eth0",
+        "ipNetworks": ["192.168.221.65/32"],
+        "profiles": ["kns.default", "ksa.default.default"],
+        "interfaceName": "cali3a1b2c3d4e5",
+        "mac": "2a:1b:3c:4d:5e:6f",
+    }
+    assert doc["metadata"]["creationTimestamp"] == "2024-05-01T10:00:05Z"
+    assert WorkloadEndpoint.from_json(k8s.to_json()) == k8s
+
+
+def test_go_time_string() -> None:
+    assert go_time_string(1714557605.1) == "2024-05-01 10:00:05.1 +0000 UTC"
+    assert go_time_string(1714557605.0) == "2024-05-01 10:00:05 +0000 UTC"
