@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import ipaddress
 import os
+import time
 from collections.abc import Callable, Iterable
 
 from bgpd.kernel.fib import (
@@ -46,6 +47,10 @@ log = get_logger("bgpd.kernel")
 
 AF_OF_FAMILY = {Family.IPV4_UNICAST: AF_INET, Family.IPV6_UNICAST: AF_INET6}
 MAX_FAILURES_LOGGED = 10
+FIB_RESYNC_DELAY = 0.5
+RETRY_MIN, RETRY_MAX = 1.0, 30.0
+"""Seconds after the last link event before our routes are re-read (a flap or a new pod's
+veth comes as a burst of events)."""
 
 # Why a prefix is not in the FIB (bgpctl explain).
 NOT_BEST = "no best path"
@@ -96,6 +101,8 @@ class KernelSync:
         self.monitor = monitor
         self.learner = learner if learner is not None else KernelLearner()
         self.on_learned: LearnedCallback | None = None
+        # Called with the seconds each netlink batch took (the FIB latency metric).
+        self.on_batch: Callable[[float], None] | None = None
         self.adopted = 0
         self._task: asyncio.Task[None] | None = None
         self._watch_task: asyncio.Task[None] | None = None
@@ -106,6 +113,11 @@ class KernelSync:
         self._skipped: dict[RouteKey, str] = {}
         # Next-hop tuples shared by every route via the same gateways (few per node).
         self._hops: dict[tuple[bytes, ...], tuple[Nexthop, ...]] = {}
+        self._converged = False
+        self._fib_resync: asyncio.TimerHandle | None = None
+        self._resync_task: asyncio.Task[None] | None = None
+        self._retry: asyncio.TimerHandle | None = None
+        self._retry_delay = RETRY_MIN
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -119,9 +131,11 @@ class KernelSync:
             observed = await self.routes.dump_ours(RT_TABLE_MAIN)
             self.fib.adopt(observed)
             self.adopted = len(observed)
+            self._converged = not observed
             if observed:
                 log.info("kernel routes adopted for graceful restart", count=len(observed))
         else:
+            self._converged = True
             swept = await self.routes.sweep()
             if swept:
                 log.info("kernel routes swept", count=swept)
@@ -135,6 +149,12 @@ class KernelSync:
         return self.adopted
 
     async def close(self) -> None:
+        if self._fib_resync is not None:
+            self._fib_resync.cancel()
+        if self._resync_task is not None:
+            self._resync_task.cancel()
+        if self._retry is not None:
+            self._retry.cancel()
         if self._watch_task is not None:
             self._watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -148,7 +168,60 @@ class KernelSync:
 
     def converged(self) -> None:
         """The RIB has re-learned what it will: remove adopted routes nobody wants."""
+        self._converged = True
         self.fib.reconcile_all()
+        self.flush()
+
+    def _links_went(self) -> None:
+        """A link changed: the kernel may have dropped our routes through it (IPv4 ones
+        without an RTM_DELROUTE) or now accept ones it refused. Re-read ours once the burst
+        of link events settles, then put back what is missing."""
+        if self._fib_resync is not None:
+            self._fib_resync.cancel()
+        self._fib_resync = asyncio.get_running_loop().call_later(
+            FIB_RESYNC_DELAY, self._start_fib_resync
+        )
+
+    def _schedule_retry(self, failed: bool) -> None:
+        """Refused routes (a next hop not reachable yet, a device still down) are tried
+        again with a growing pause, as long as some keep failing."""
+        if not failed:
+            self._retry_delay = RETRY_MIN
+            return
+        if self._retry is None and self.fib.failed:
+            self._retry = asyncio.get_running_loop().call_later(self._retry_delay, self._retry_now)
+            self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
+
+    def _retry_now(self) -> None:
+        self._retry = None
+        self.fib.retry_failed()
+        self.flush()
+
+    def _start_fib_resync(self) -> None:
+        self._fib_resync = None
+        if self._resync_task is not None and not self._resync_task.done():
+            self._links_went()  # one at a time: try again after this one
+            return
+        self._resync_task = asyncio.get_running_loop().create_task(self._resync_fib())
+
+    async def _resync_fib(self) -> None:
+        if self._task is not None and not self._task.done():
+            with contextlib.suppress(Exception):
+                await self._task
+        try:
+            observed = await self.routes.dump_ours(RT_TABLE_MAIN)
+        except OSError as exc:
+            log.error("kernel route dump failed", error=str(exc))
+            return
+        self.fib.adopt(observed)
+        self.fib.retry_failed()
+        if self._converged:
+            self.fib.reconcile_all()
+        else:
+            # Still restarting: adopted routes stay until converged().
+            self.fib.refresh_desired()
+        if self.fib.pending:
+            log.info("kernel routes out of sync after a link change", ops=self.fib.pending)
         self.flush()
 
     # --- learning -----------------------------------------------------------------------
@@ -192,6 +265,7 @@ class KernelSync:
                     changes += self.learner.link_changed(event.index, event.name)
             if links:
                 self._links_changed()
+                self._links_went()
             self._emit(changes)
 
     def _emit(self, changes: list[LearnChange]) -> None:
@@ -334,12 +408,16 @@ class KernelSync:
     async def _apply(self) -> None:
         while self.fib.pending:
             ops = self.fib.take_ops()
+            started = time.monotonic()
             try:
                 failures = await self.routes.apply(ops)
             except OSError as exc:
                 log.error("kernel route programming failed", error=str(exc), ops=len(ops))
                 failures = [RouteFailure(op, exc.errno or 0, str(exc)) for op in ops]
+            if self.on_batch is not None:
+                self.on_batch(time.monotonic() - started)
             self.fib.record_failures(failures)
+            self._schedule_retry(bool(failures))
             for failure in failures[:MAX_FAILURES_LOGGED]:
                 route = failure.op.route
                 log.warning(

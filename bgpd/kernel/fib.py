@@ -277,6 +277,13 @@ class FibState:
         for key in self._installed:
             self._dirty[key] = None
 
+    def refresh_desired(self) -> None:
+        """Mark every desired key for comparison (after `adopt` of a fresh dump): routes the
+        kernel dropped behind our back are put back; installed keys we do not want are left
+        alone until `reconcile_all()`."""
+        for key in self._desired:
+            self._dirty[key] = None
+
     def retry_failed(self) -> None:
         for key in self._failed:
             self._dirty[key] = None

@@ -231,6 +231,24 @@ def test_adopt_keeps_routes_until_reconcile_all() -> None:
     assert fib.take_ops() == []
 
 
+def test_refresh_desired_puts_back_what_the_kernel_dropped() -> None:
+    """A link flap: the kernel dropped a route of ours without telling; a fresh dump shows
+    it missing and only the desired keys are compared (adopted extras stay until
+    reconcile_all)."""
+    want = route("10.1.0.0/24", gw("10.0.0.2", 3), metric=0)
+    extra = route("10.2.0.0/24", gw("10.0.0.2", 3), metric=0)
+    fib = FibState()
+    fib.set(want)
+    (first,) = fib.take_ops()
+    assert first.route == want
+    fib.adopt({extra.key: extra})  # the dump: `want` is gone, `extra` is there
+    fib.refresh_desired()
+    ops = fib.take_ops()
+    assert [op.route for op in ops] == [want] and ops[0].kind is not OpKind.DELETE
+    fib.refresh_desired()
+    assert fib.take_ops() == []
+
+
 def failure(op: RouteOp, err: int) -> RouteFailure:
     return RouteFailure(op, err, "refused")
 
