@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -29,6 +30,7 @@ from bgpd.session.events import (
     StateChanged,
 )
 from bgpd.session.fsm import State
+from bgpd.session.limits import ConnectionRateLimiter
 from bgpd.session.peer import Peer
 from bgpd.session.session import Counters
 from bgpd.session.settings import GTSM_TTL, PeerSettings
@@ -45,10 +47,15 @@ from bgpd.wire.messages import Notification
 
 log = logging.getLogger(__name__)
 
-HIGH_WATER = 1 << 20
-"""Transport buffer level that pauses writing (asyncio's default of 64 KiB is small for a
-full-table dump)."""
-LOW_WATER = 256 << 10
+HIGH_WATER = 32 << 10
+"""Transport buffer level that pauses writing. The transport's buffer is a copy per
+connection, while the backlog behind it holds the update group's shared bytes objects: a
+low mark keeps a reflector with thousands of clients from holding thousands of copies
+(5000 clients x 1 MiB marks held 1.3 GB). The kernel's socket buffer still keeps the
+connection busy between a pause and the resume."""
+LOW_WATER = 8 << 10
+WRITE_PIECE = 16 << 10
+"""Largest slice of shared output handed to the transport at once (see `_write_pieces`)."""
 MAX_BUFFERED = 64 << 20
 """Bytes queued for one connection beyond which its peer is taken as not reading: reset."""
 CLOSE_TIMEOUT = 5.0
@@ -67,7 +74,9 @@ class SessionProtocol(asyncio.Protocol):
         self.paused = False
         self.closing = False
         self.overflowed = False
-        self._backlog: list[bytes] = []
+        # Output the transport has not taken yet: the update group's shared bytes (or views
+        # into them), never copied per connection.
+        self._backlog: deque[bytes | memoryview] = deque()
         self._backlog_size = 0
 
     # asyncio callbacks
@@ -96,12 +105,30 @@ class SessionProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.paused = False
-        if self._backlog and self.transport is not None:
-            data = b"".join(self._backlog)
-            self._backlog.clear()
-            self._backlog_size = 0
-            self.transport.write(data)
+        backlog = self._backlog
+        while backlog and not self.paused and self.transport is not None:
+            data = backlog.popleft()
+            self._backlog_size -= len(data)
+            rest = self._write_pieces(data)
+            if rest is not None:
+                backlog.appendleft(rest)
+                self._backlog_size += len(rest)
         self._driver._writable()
+
+    def _write_pieces(self, data: bytes | memoryview) -> memoryview | None:
+        """Hand `data` to the transport in WRITE_PIECE slices until it pauses; return the
+        rest, a view into `data`. asyncio copies what the socket does not take at once into
+        a buffer of the connection's own, so writing a tick's whole output (shared by the
+        update group) would copy it per member: 1.5 GB for 5000 clients."""
+        view = memoryview(data)
+        size = len(view)
+        pos = 0
+        while pos < size:
+            if self.paused or self.transport is None:
+                return view[pos:]
+            self.transport.write(view[pos : pos + WRITE_PIECE])
+            pos += WRITE_PIECE
+        return None
 
     # driver side
 
@@ -114,11 +141,16 @@ class SessionProtocol(asyncio.Protocol):
         """Queue `data`; False when the connection holds more than the driver's cap."""
         if self.transport is None or not data:
             return True
-        if self.paused:
+        if self.paused or self._backlog:
             self._backlog.append(data)
             self._backlog_size += len(data)
-        else:
+        elif len(data) <= WRITE_PIECE:
             self.transport.write(data)
+        else:
+            rest = self._write_pieces(data)
+            if rest is not None:
+                self._backlog.append(rest)
+                self._backlog_size += len(rest)
         return self.buffered <= self._driver.max_buffered
 
     def close(self) -> None:
@@ -260,6 +292,12 @@ class PeerDriver:
         self._peer.send_update_bytes(data, count)
         self._schedule_flush()
 
+    def close_for(self, notification: Notification, hold_down: float) -> None:
+        """Close the neighbor's connections with `notification` and refuse it for
+        `hold_down` seconds (maximum prefixes exceeded, say); it then starts again."""
+        self._peer.close_for(self._running_loop().time(), notification, hold_down)
+        self._process()
+
     def request_refresh(self, family: Family, subtype: int = 0) -> None:
         self._peer.send_route_refresh(family, subtype)
         self._schedule_flush()
@@ -339,14 +377,17 @@ class PeerDriver:
             self._flush_handle = self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
-        """Write every connection's output of this tick as one bytes object."""
+        """Write every connection's output of this tick: small pieces joined, an update
+        group's shared bytes as they are (never copied per peer)."""
         self._flush_handle = None
         loop = self._running_loop()
         for conn_id, proto in list(self._protocols.items()):
             if proto.closing:
                 continue
-            data = self._peer.data_to_send(conn_id)
-            if data and not proto.write(data):
+            ok = True
+            for data in self._peer.chunks_to_send(conn_id):
+                ok = proto.write(data) and ok
+            if not ok:
                 log.warning("%s: peer is not reading; %d bytes queued", self.name, proto.buffered)
                 proto.overflowed = True
                 self._peer.close_connection(
@@ -477,17 +518,29 @@ class PeerDriver:
 
 
 class Listener:
-    """The BGP listening socket: accepts connections from configured neighbors only."""
+    """The BGP listening socket: accepts connections from configured neighbors only, each
+    source address within a connection rate (`limits.ConnectionRateLimiter`)."""
 
-    def __init__(self, sock: socket.socket, lookup: Callable[[str], PeerDriver | None]) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        lookup: Callable[[str], PeerDriver | None],
+        limiter: ConnectionRateLimiter | None = None,
+    ) -> None:
         self._sock = sock
         self._lookup = lookup
+        self.limiter = limiter if limiter is not None else ConnectionRateLimiter()
+        self.refused = 0
         self._task: asyncio.Task[None] | None = None
         self._md5: dict[str, str] = {}
 
     @classmethod
     async def start(
-        cls, host: str, port: int, lookup: Callable[[str], PeerDriver | None]
+        cls,
+        host: str,
+        port: int,
+        lookup: Callable[[str], PeerDriver | None],
+        limiter: ConnectionRateLimiter | None = None,
     ) -> Listener:
         """Bind and listen. Host "::" is dual-stack (IPv4 peers arrive IPv4-mapped)."""
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -507,7 +560,7 @@ class Listener:
         except OSError:
             sock.close()
             raise
-        listener = cls(sock, lookup)
+        listener = cls(sock, lookup, limiter)
         listener._task = asyncio.get_running_loop().create_task(listener._accept_loop())
         return listener
 
@@ -555,10 +608,22 @@ class Listener:
                 await asyncio.sleep(0.1)
                 continue
             address = normalize_address(addr[0])
+            # Decided on the source address alone, before a byte is read: an unknown
+            # address keeps no state here, a known one is held to its connection rate.
             driver = self._lookup(address)
-            if driver is None or not driver.accept(conn):
-                log.info("refused a connection from %s", address)
-                conn.close()
+            if driver is None:
+                reason = "not a configured neighbor"
+            elif not self.limiter.allow(address, loop.time()):
+                reason = "connection rate exceeded"
+            elif not driver.accept(conn):
+                reason = "neighbor not accepting now"
+            else:
+                continue
+            self.refused += 1
+            # A flood of one address must not flood the log too.
+            level = logging.DEBUG if reason == "connection rate exceeded" else logging.INFO
+            log.log(level, "refused a connection from %s: %s", address, reason)
+            conn.close()
 
 
 def _strerror(exc: OSError) -> str:

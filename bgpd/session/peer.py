@@ -76,6 +76,7 @@ class Peer:
         self._idle_until: float | None = None
         self._error_delay = 0.0
         self._last_error_at: float | None = None
+        self._hold_down: float | None = None
 
     # --- state ----------------------------------------------------------------------------
 
@@ -124,7 +125,7 @@ class Peer:
     def stop(self, now: float, notification: Notification | None = ADMIN_SHUTDOWN) -> None:
         """Administrative stop: every connection gets `notification`; no reconnecting."""
         self._enabled = False
-        self._retry_at = self._idle_until = None
+        self._retry_at = self._idle_until = self._hold_down = None
         self._peer_event(EventType.MANUAL_STOP)
         for session in list(self._sessions.values()):
             session.close(now, notification)
@@ -203,6 +204,17 @@ class Peer:
             session.close(now, notification, reason=reason)
             self._pump(now)
 
+    def close_for(self, now: float, notification: Notification, hold_down: float) -> None:
+        """Close every connection with `notification` (a Cease: Maximum Number of Prefixes
+        Reached, say), then wait `hold_down` seconds in Idle, refusing connections, before
+        starting again."""
+        if not self._sessions:
+            return
+        self._hold_down = hold_down
+        for session in list(self._sessions.values()):
+            session.close(now, notification)
+        self._pump(now)
+
     def send_update_bytes(self, data: bytes, count: int | None = None) -> None:
         if self._established is None:
             raise LocalSessionError(f"{self.name} is not established")
@@ -220,6 +232,14 @@ class Peer:
         if session is not None:
             return session.data_to_send()
         return self._final.pop(conn_id, b"")
+
+    def chunks_to_send(self, conn_id: int) -> list[bytes]:
+        """`data_to_send` in pieces that keep shared pre-encoded bytes uncopied."""
+        session = self._sessions.get(conn_id)
+        if session is not None:
+            return session.chunks_to_send()
+        final = self._final.pop(conn_id, b"")
+        return [final] if final else []
 
     def next_event(self) -> SessionEvent | None:
         return self._events.popleft() if self._events else None
@@ -361,7 +381,12 @@ class Peer:
         failed = (sent is not None and sent.code != CEASE) or (
             received is not None and received.code != CEASE
         )
-        if failed:
+        if self._hold_down is not None:
+            self._peer_event(EventType.AUTOMATIC_STOP)
+            self._retry_at = None
+            self._idle_until = now + self._hold_down
+            self._hold_down = None
+        elif failed:
             self._peer_event(EventType.AUTOMATIC_STOP)
             self._retry_at = None
             self._idle_until = now + self._next_error_wait(now)

@@ -130,6 +130,10 @@ OpenHook = Callable[["Session", Open, float], bool]
 (Cease 7), which is how a `Peer` runs collision detection across its connections."""
 
 
+SHARED_CHUNK = 16 << 10
+"""Queued pieces at least this long are handed out uncopied by `chunks_to_send()`."""
+
+
 def count_messages(data: bytes) -> int:
     """How many BGP messages `data` holds, walking the length fields; the caller's bytes
     must be whole messages."""
@@ -297,6 +301,29 @@ class Session:
         data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
         self._out.clear()
         return data
+
+    def chunks_to_send(self) -> list[bytes]:
+        """What `data_to_send()` would return, as pieces to write in order: runs of small
+        pieces joined, pieces of SHARED_CHUNK octets or more as given. Those are usually an
+        update group's bytes, shared by every member; joining them would copy them per peer."""
+        out = self._out
+        if len(out) <= 1:
+            chunks = list(out)
+        else:
+            chunks = []
+            small: list[bytes] = []
+            for piece in out:
+                if len(piece) < SHARED_CHUNK:
+                    small.append(piece)
+                    continue
+                if small:
+                    chunks.append(b"".join(small))
+                    small = []
+                chunks.append(piece)
+            if small:
+                chunks.append(b"".join(small))
+        out.clear()
+        return chunks
 
     def next_event(self) -> SessionEvent | None:
         return self._events.popleft() if self._events else None

@@ -31,6 +31,9 @@ class PeerSettings:
     follows BIRD: iBGP multihop (64), eBGP direct (1).
     `add_path` pairs families with ADD_PATH_RECEIVE / ADD_PATH_SEND / ADD_PATH_BOTH; an
     empty tuple sends no ADD-PATH capability.
+    `max_prefixes` caps the prefixes accepted from the neighbor (None: no limit): past 75% a
+    warning, past the maximum a Cease 1 (RFC 4486) and `max_prefixes_restart` seconds in
+    Idle before the session may come back; `max_prefixes_warning_only` only logs.
     """
 
     name: str
@@ -58,6 +61,9 @@ class PeerSettings:
     enhanced_route_refresh: bool = True
     extended_message: bool = True
     four_octet_as: bool = True
+    max_prefixes: int | None = None
+    max_prefixes_warning_only: bool = False
+    max_prefixes_restart: float = 60.0
 
     def __post_init__(self) -> None:
         ipaddress.ip_address(self.peer_address)
@@ -90,6 +96,10 @@ class PeerSettings:
             0 <= self.graceful_restart_time <= MAX_RESTART_TIME
         ):
             raise ValueError(f"graceful_restart_time must be in 0..{MAX_RESTART_TIME}")
+        if self.max_prefixes is not None and self.max_prefixes < 1:
+            raise ValueError("max_prefixes must be at least 1")
+        if self.max_prefixes_restart < 0:
+            raise ValueError("max_prefixes_restart must not be negative")
         if not self.families:
             raise ValueError("at least one family is needed")
         for family, mode in self.add_path:

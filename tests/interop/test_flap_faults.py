@@ -1,0 +1,168 @@
+"""Flaps and faults: the link to a BIRD peer flapped (veth down/up) and the peer killed and
+restarted, many times. Afterwards bgpd's RIB and FIB must be exactly what a freshly started
+bgpd computes, and its open descriptors and memory must be back near where they were.
+
+CI runs 20 flaps and 10 restarts; on demand: PYBGPD_FLAPS=100 PYBGPD_RESTARTS=50.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from .bgpd_node import Bgpd, resources
+from .lab import Lab
+from .peers import BirdPeer, Neighbor, missing_programs
+from .wait import wait_for
+
+FLAPS = int(os.environ.get("PYBGPD_FLAPS", "20"))
+RESTARTS = int(os.environ.get("PYBGPD_RESTARTS", "10"))
+
+BGPD_V4, PEER_V4 = "10.0.12.1", "10.0.12.2"
+BGPD_V6, PEER_V6 = "fd00:12::1", "fd00:12::2"
+BGPD_AS, PEER_AS = 64512, 65002
+BLOCK_V4, BLOCK_V6 = "192.168.10.0/26", "fd10:0:0:10::/122"
+ROUTES = {
+    4: [f"10.99.{i}.0/24" for i in range(40)],
+    6: [str(ipaddress.ip_network(f"fd00:99:{i:x}::/64")) for i in range(20)],
+}
+FD_SLACK = 4
+RSS_SLACK_KIB = 24 << 10
+
+
+class Rig:
+    def __init__(self, lab: Lab) -> None:
+        if missing_programs(BirdPeer):
+            pytest.skip("bird2 not installed")
+        self.a, b = lab.add_node("bgpd"), lab.add_node("peer")
+        # A node keeps its configured addresses across a flap; without this the kernel drops
+        # global IPv6 addresses on link down and nothing in the lab would put them back.
+        self.a.sysctl(**{"net.ipv6.conf.all.keep_addr_on_down": 1})
+        link = lab.link(self.a, b, BGPD_V4, PEER_V4, BGPD_V6, PEER_V6)
+        self.ifname = link.a.ifname
+        self.docs = resources(
+            node="node1",
+            ipv4=f"{BGPD_V4}/24",
+            ipv6=f"{BGPD_V6}/64",
+            asn=BGPD_AS,
+            peers=[
+                {"peerIP": PEER_V4, "asNumber": PEER_AS},
+                {"peerIP": PEER_V6, "asNumber": PEER_AS},
+            ],
+            blocks=[BLOCK_V4, BLOCK_V6],
+        )
+        self.bird = BirdPeer(
+            b,
+            "10.255.0.2",
+            PEER_AS,
+            [Neighbor(BGPD_V4, BGPD_AS), Neighbor(BGPD_V6, BGPD_AS)],
+            routes_v4=ROUTES[4],
+            routes_v6=ROUTES[6],
+        )
+        self.bird.start()
+        self.bgpd = Bgpd(self.a, "node1", self.docs).start()
+
+    def converged(self) -> bool:
+        """Both sessions up, every BIRD route in bgpd's FIB via BIRD, our blocks at BIRD."""
+        if not all(self.bgpd.peer_state(p) == "Established" for p in (PEER_V4, PEER_V6)):
+            return False
+        for family, gateway in ((4, PEER_V4), (6, PEER_V6)):
+            fib = self.bgpd.kernel_routes(family)
+            if any(fib.get(p, {}).get("gateway") != gateway for p in ROUTES[family]):
+                return False
+        return BLOCK_V4 in self.bird.received_prefixes(
+            4
+        ) and BLOCK_V6 in self.bird.received_prefixes(6)
+
+    def wait_converged(self, what: str, timeout: float = 60) -> None:
+        wait_for(self.converged, timeout, interval=0.3, message=f"convergence {what}")
+
+    def snapshot(self) -> tuple[str, str]:
+        """bgpd's RIB (bgpctl routes --json) and FIB (our protocol's kernel routes)."""
+        rib = sorted(json.dumps(r, sort_keys=True) for r in self.bgpd.routes())
+        fib = {
+            f: sorted(json.dumps(r, sort_keys=True) for r in self.a.routes(f, proto=201))
+            for f in (4, 6)
+        }
+        return json.dumps(rib), json.dumps(fib, sort_keys=True)
+
+    def resources(self) -> tuple[int, int]:
+        """(open descriptors, RSS in KiB) of the bgpd process."""
+        assert self.bgpd.proc is not None
+        pid = self.bgpd.proc.pid
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return fds, int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    def check_against_fresh_daemon(self) -> None:
+        """Stop bgpd, start a fresh one with the same configuration: it must come to the very
+        same RIB and FIB."""
+        before = self.snapshot()
+        self.bgpd.stop()
+        self.bgpd = Bgpd(self.a, "node1", self.docs).start()
+        self.wait_converged("of the fresh daemon")
+        wait_for(
+            lambda: self.snapshot() == before,
+            30,
+            message=lambda: (
+                f"fresh daemon's RIB/FIB to equal the old one's:\n{_diff(before, self.snapshot())}"
+            ),
+        )
+
+    def check_no_leak(self, baseline: tuple[int, int]) -> None:
+        fds, rss = self.resources()
+        assert fds <= baseline[0] + FD_SLACK, f"descriptors {baseline[0]} -> {fds}"
+        assert rss <= baseline[1] + RSS_SLACK_KIB, f"RSS {baseline[1]} -> {rss} KiB"
+
+
+def _diff(old: tuple[str, str], new: tuple[str, str]) -> str:
+    lines = []
+    for label, a, b in (("RIB", old[0], new[0]), ("FIB", old[1], new[1])):
+        if a != b:
+            lines.append(f"{label} differs:\n  old {a[:1500]}\n  new {b[:1500]}")
+    return "\n".join(lines) or "(now equal)"
+
+
+@pytest.mark.interop
+def test_link_flaps_leave_rib_and_fib_as_a_fresh_start(lab: Lab) -> None:
+    rig = Rig(lab)
+    rig.wait_converged("at start")
+    baseline = rig.resources()
+    for i in range(FLAPS):
+        # Down: the kernel flushes routes via the link at once; the TCP sessions may live on.
+        rig.a.run(["ip", "link", "set", rig.ifname, "down"])
+        wait_for(
+            lambda: not rig.bgpd.kernel_prefixes(4) & set(ROUTES[4]),
+            10,
+            message=f"kernel dropped the routes at flap {i}",
+        )
+        rig.a.run(["ip", "link", "set", rig.ifname, "up"])
+        rig.wait_converged(f"after flap {i}", timeout=30)
+    rig.check_no_leak(baseline)
+    rig.check_against_fresh_daemon()
+
+
+@pytest.mark.interop
+def test_peer_killed_and_restarted_leaves_rib_and_fib_as_a_fresh_start(lab: Lab) -> None:
+    rig = Rig(lab)
+    rig.wait_converged("at start")
+    baseline = rig.resources()
+    for i in range(RESTARTS):
+        # No NOTIFICATION: the kernel closes its sockets. BIRD negotiated graceful restart,
+        # so bgpd keeps its routes, stale, until the new session's End-of-RIB sweeps them.
+        rig.bird.kill()
+        wait_for(
+            lambda: rig.bgpd.peer_state(PEER_V4) != "Established",
+            30,
+            message=f"bgpd saw the killed peer go ({i})",
+        )
+        rig.bird.start()
+        rig.wait_converged(f"after restart {i}")
+    rig.check_no_leak(baseline)
+    rig.check_against_fresh_daemon()
