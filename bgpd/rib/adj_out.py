@@ -22,6 +22,12 @@ its own AS. Each change has one source, so the corrections cost O(changes) in al
 O(members). With a single member, its own routes are simply left out. The invariant: a
 member has been sent exactly the group's Adj-RIB-Out minus the entries it is the source of.
 
+Export policy (Calico's calico_export_to_bgp_peers): an `ExportFilter` given to the
+`AdjRibOut` is asked per prefix, after the reflection rules, whether the route may go to a
+group (iBGP or not); what it rejects is never advertised, and withdrawn if it was. When the
+policy changes, `AdjRibOut.set_filter()` restages every best route so the next flush sends
+exactly the difference.
+
 A peer joining an existing group gets `initial_dump()`: the group's Adj-RIB-Out in slices
 (a generator, so the daemon can yield to the event loop between slices), then End-of-RIB
 per family. The member is in the group from the moment it joins, so flushes in between also
@@ -35,7 +41,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from bgpd.rib.attrcache import AttrCache
-from bgpd.rib.export import export_attrs, may_export_to
+from bgpd.rib.export import ExportFilter, export_attrs, may_export_to
 from bgpd.rib.route import PeerInfo, Route
 from bgpd.rib.table import BestChange
 from bgpd.wire import encode_end_of_rib, pack_announcements, pack_withdrawals
@@ -127,11 +133,23 @@ _NOTHING = GroupFlush()
 
 
 class UpdateGroup:
-    __slots__ = ("_by_source", "_out", "_pending", "cache", "cluster_id", "key", "members")
+    __slots__ = (
+        "_by_source",
+        "_out",
+        "_pending",
+        "cache",
+        "cluster_id",
+        "export_filter",
+        "key",
+        "members",
+    )
 
-    def __init__(self, key: GroupKey, *, cluster_id: int) -> None:
+    def __init__(
+        self, key: GroupKey, *, cluster_id: int, export_filter: ExportFilter | None = None
+    ) -> None:
         self.key = key
         self.cluster_id = cluster_id
+        self.export_filter = export_filter
         self.members: dict[str, PeerInfo] = {}
         self.cache = AttrCache()
         self._out: dict[Family, dict[bytes, _Entry]] = {f: {} for f in key.families}
@@ -157,6 +175,17 @@ class UpdateGroup:
         for change in changes:
             self.stage(change)
 
+    def restage(self, family: Family, routes: Iterable[Route]) -> None:
+        """Re-examine every prefix of `family` on the next flush: `routes` are the current
+        best routes; advertised prefixes not among them are withdrawn."""
+        pending = self._pending.get(family)
+        if pending is None:
+            return
+        for prefix in self._out[family]:
+            pending.setdefault(prefix, None)
+        for route in routes:
+            pending[route.prefix] = route
+
     def pending(self) -> int:
         return sum(len(p) for p in self._pending.values())
 
@@ -169,7 +198,7 @@ class UpdateGroup:
             out = self._out.get(family)
             if out is None:
                 continue
-            desired = self._export(route, memo)
+            desired = self._export(route, memo) if self._allowed(route) else None
             cur = out.get(route.prefix)
             if desired is None:
                 if cur is not None:
@@ -200,7 +229,9 @@ class UpdateGroup:
             withdrawn: list[bytes] = []
             for prefix, route in pending.items():
                 item = ADD_PATH_ID + prefix if add_path else prefix
-                desired = None if route is None else self._export(route, memo)
+                desired = None
+                if route is not None and self._allowed(route):
+                    desired = self._export(route, memo)
                 cur = out.get(prefix)
                 if desired is None or route is None:
                     if cur is not None:
@@ -279,11 +310,27 @@ class UpdateGroup:
         out = self._out.get(family, {})
         return {p: e[0] for p, e in out.items() if e[1] != member}
 
+    def entries(
+        self, family: Family, member: str | None = None
+    ) -> Iterator[tuple[bytes, PathAttributes, str]]:
+        """(prefix, exported attributes, source name) of what `member` has been sent."""
+        for prefix, (attrs, source) in self._out.get(family, {}).items():
+            if source != member:
+                yield prefix, attrs, source
+
+    def advertised_entry(self, family: Family, prefix: bytes) -> tuple[PathAttributes, str] | None:
+        """What the group holds for `prefix`: (exported attributes, source name)."""
+        return self._out.get(family, {}).get(prefix)
+
     def advertised_count(self, member: str, family: Family | None = None) -> int:
         families = self.key.families if family is None else {family} & self.key.families
         return sum(len(self._out[f]) - self._by_source[f].get(member, 0) for f in families)
 
     # --- internals --------------------------------------------------------------------
+
+    def _allowed(self, route: Route) -> bool:
+        f = self.export_filter
+        return f is None or f(route, self.key.ibgp)
 
     def _export(
         self,
@@ -341,10 +388,11 @@ class AdjRibOut:
     ends. A group is made on its first member's join (filled from the Loc-RIB) and dropped
     with its last."""
 
-    __slots__ = ("_by_member", "cluster_id", "groups")
+    __slots__ = ("_by_member", "cluster_id", "export_filter", "groups")
 
-    def __init__(self, cluster_id: int) -> None:
+    def __init__(self, cluster_id: int, export_filter: ExportFilter | None = None) -> None:
         self.cluster_id = cluster_id
+        self.export_filter = export_filter
         self.groups: dict[GroupKey, UpdateGroup] = {}
         self._by_member: dict[str, UpdateGroup] = {}
 
@@ -356,7 +404,9 @@ class AdjRibOut:
         self.leave(peer.name)
         group = self.groups.get(key)
         if group is None:
-            group = self.groups[key] = UpdateGroup(key, cluster_id=self.cluster_id)
+            group = self.groups[key] = UpdateGroup(
+                key, cluster_id=self.cluster_id, export_filter=self.export_filter
+            )
             for family in Family:
                 if family in key.families:
                     group.load(best(family))
@@ -374,6 +424,16 @@ class AdjRibOut:
 
     def group_of(self, name: str) -> UpdateGroup | None:
         return self._by_member.get(name)
+
+    def set_filter(
+        self, export_filter: ExportFilter | None, best: Callable[[Family], Iterable[Route]]
+    ) -> None:
+        """A new export policy: every group re-examines every prefix on the next flush."""
+        self.export_filter = export_filter
+        for group in self.groups.values():
+            group.export_filter = export_filter
+            for family in group.key.families:
+                group.restage(family, best(family))
 
     def stage(self, changes: Iterable[BestChange]) -> None:
         groups = list(self.groups.values())

@@ -28,6 +28,32 @@ class BestChange:
     multipath_changed: bool
     multipath: tuple[bytes, ...] = ()
 
+    # One per changed prefix: slot setters instead of the generated frozen __init__.
+    def __init__(
+        self,
+        family: Family,
+        prefix: bytes,
+        old: Route | None,
+        new: Route | None,
+        reason: BestPathReason | None,
+        multipath_changed: bool,
+        multipath: tuple[bytes, ...] = (),
+    ) -> None:
+        _SET_FAMILY(self, family)
+        _SET_PREFIX(self, prefix)
+        _SET_OLD(self, old)
+        _SET_NEW(self, new)
+        _SET_REASON(self, reason)
+        _SET_MP_CHANGED(self, multipath_changed)
+        _SET_MULTIPATH(self, multipath)
+
+
+_SET_FAMILY, _SET_PREFIX, _SET_OLD, _SET_NEW, _SET_REASON, _SET_MP_CHANGED, _SET_MULTIPATH = (
+    BestChange.__dict__[name].__set__
+    for name in ("family", "prefix", "old", "new", "reason", "multipath_changed", "multipath")
+)
+_ONLY_PATH = BestPathReason.ONLY_PATH
+
 
 def _same_path(a: Route | None, b: Route | None) -> bool:
     """Equal for everyone downstream: same source, path id and attribute object. The stale
@@ -58,6 +84,14 @@ class Destination:
 
     def update(self, route: Route) -> BestChange | None:
         """Add `route`, replacing the path from the same source with the same path id."""
+        if not self.paths:  # a new prefix: the reflector's common case, decided at once
+            self.paths.append(route)
+            nh = route.attrs.next_hop
+            multipath = () if nh is None else (nh,)
+            self.best, self.reason, self.multipath = route, _ONLY_PATH, multipath
+            return BestChange(
+                self.family, self.prefix, None, route, _ONLY_PATH, bool(multipath), multipath
+            )
         i = self._index(route.source.name, route.path_id)
         if i < 0:
             self.paths.append(route)
