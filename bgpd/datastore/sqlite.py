@@ -99,9 +99,13 @@ class SqliteStore:
         except (OSError, sqlite3.Error) as exc:
             raise Unavailable(f"sqlite://{path}: {exc}") from None
         self._lock = threading.Lock()
+        self._closed = False
 
     def close(self) -> None:
-        self._db.close()
+        # Under the lock: closing a connection another thread is using crashes the process.
+        with self._lock:
+            self._closed = True
+            self._db.close()
 
     # --- transactions ------------------------------------------------------------------
 
@@ -308,6 +312,8 @@ class SqliteStore:
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
+        if self._closed:
+            raise Unavailable(f"sqlite://{self.path}: the store is closed")
         try:
             yield
         except sqlite3.OperationalError as exc:
