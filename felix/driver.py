@@ -34,6 +34,7 @@ from bgpd.datastore import keys
 from bgpd.datastore.errors import Compacted, DatastoreError, LeaseNotFound
 from bgpd.datastore.kv import EventType, KeyValue, KVStore, mutate, open_kv
 from bgpd.log import configure_logging, get_logger
+from bgpd.sdnotify import Notifier, keep_alive
 from felix.ipam.allocator import USE_TUNNEL, AssignRequest, IpamError
 from felix.ipam.store import IpamStore
 from felix.routes import RTPROT_BOOT, DeviceRoute, RouteChange, desired_routes, reconcile
@@ -302,9 +303,12 @@ class Felix:
         # The first pass cleans up after endpoints deleted while felix was down.
         await self._pass(tunnel=True)
         log.info("felix.started", node=self.node, endpoints=len(self.endpoints))
+        notifier = Notifier()
+        notifier.notify("READY=1", f"STATUS={len(self.endpoints)} workload endpoints")
         tasks = [
             asyncio.create_task(self._watch()),
             asyncio.create_task(self._status_loop()),
+            asyncio.create_task(keep_alive(notifier)),
         ]
         next_tunnel = time.monotonic() + self.resync
         try:
