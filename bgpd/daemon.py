@@ -15,20 +15,39 @@ import os
 import signal
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bgpd import __version__
-from bgpd.control.api import DaemonStatus, PeerStatus, RouteEntry
+from bgpd.control.api import DaemonStatus, Explanation, ExportedRoute, PeerStatus, RouteEntry
+from bgpd.control.explain import PeerState, explain, exported_routes, source_name
+from bgpd.control.ops import ProtocolDetail
 from bgpd.control.server import ControlServer
+from bgpd.datastore.errors import DatastoreError
 from bgpd.datastore.file import load_file
-from bgpd.kernel.driver import KernelSync
+from bgpd.datastore.snapshot import Snapshot
+from bgpd.datastore.source import SnapshotSource, file_path, open_source
+from bgpd.datastore.status import StatusReporter, reporter_for
+from bgpd.kernel.driver import KernelSync, route_key
+from bgpd.kernel.learn import LearnChange
+from bgpd.kernel.programming import Programming
+from bgpd.lag import INTERVAL as LAG_INTERVAL
+from bgpd.lag import LagMeter
 from bgpd.log import get_logger
+from bgpd.metrics.collector import DaemonCollector, MetricsSnapshot
+from bgpd.metrics.driver import MetricsServer, parse_listen
+from bgpd.metrics.histogram import Histogram
+from bgpd.plan.diff import PeerAdded, PeerChange, PeerChanged, PeerRemoved, diff
+from bgpd.plan.errors import PlanError
+from bgpd.plan.export import ExportPolicy
 from bgpd.plan.peering import PeeringPlan, PeerSpec, compute
 from bgpd.rib.adj_out import AdjRibOut, GroupKey
+from bgpd.rib.export import ExportFilter, policy_filter
 from bgpd.rib.rib import Rib
-from bgpd.rib.route import LOCAL, PeerInfo, Route
+from bgpd.rib.route import KERNEL, LOCAL, PeerInfo, Route
 from bgpd.rib.table import BestChange
-from bgpd.session.driver import Listener, PeerDriver
+from bgpd.sdnotify import Notifier, session_summary
+from bgpd.session.driver import MAX_BUFFERED, Listener, PeerDriver
+from bgpd.session.errors import ADMIN_SHUTDOWN, CEASE_ADMIN_RESET, LocalSessionError
 from bgpd.session.events import (
     RouteRefreshReceived,
     SessionDown,
@@ -37,9 +56,13 @@ from bgpd.session.events import (
     StateChanged,
     UpdateReceived,
 )
+from bgpd.session.limits import PrefixLimit, PrefixVerdict
+from bgpd.session.session import count_messages
 from bgpd.session.settings import PeerSettings
-from bgpd.wire.attributes import AS_SEQUENCE, ORIGIN_IGP, PathAttributes
+from bgpd.wire.attributes import AS_SEQUENCE, ORIGIN_IGP, ORIGIN_INCOMPLETE, PathAttributes
+from bgpd.wire.errors import CEASE
 from bgpd.wire.family import Family, bytes_to_address, nlri_to_prefix, prefix_to_nlri
+from bgpd.wire.messages import Notification
 from bgpd.wire.options import CodecOptions
 
 log = get_logger("bgpd.daemon")
@@ -53,6 +76,9 @@ _RFC_STATE_NAMES = {
     "ESTABLISHED": "Established",
 }
 _FAMILY_OF_SPEC = {"ipv4": Family.IPV4_UNICAST, "ipv6": Family.IPV6_UNICAST}
+_FAMILY_LABEL = {family: label for label, family in _FAMILY_OF_SPEC.items()}
+# Seconds between STATUS= refreshes for systemd (a watchdog may ask for more often).
+SERVICE_TICK = 1.0
 
 
 class ConfigError(Exception):
@@ -69,6 +95,13 @@ class DaemonOptions:
     fib: bool = True
     secrets_dir: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
+    # Per-peer limits (issue 9): accepted prefixes (None: unlimited), the Idle time after a
+    # Cease 1, and the bytes queued for a peer that does not read before it is reset.
+    max_prefixes: int | None = None
+    max_prefixes_restart: float = 60.0
+    max_send_buffer: int = MAX_BUFFERED
+    # Prometheus endpoint, "ADDR:PORT" (None: off).
+    metrics_listen: str | None = None
 
 
 @dataclass(slots=True)
@@ -82,25 +115,38 @@ class _Peer:
     families: frozenset[Family] = frozenset()
     stale_timer: asyncio.TimerHandle | None = None
     dump_task: asyncio.Task[None] | None = None
+    prefix_limit: PrefixLimit | None = None
 
 
 def datastore_path(url: str) -> str:
-    """The file of a `file:///PATH.yaml` datastore URL (the only kind this build reads)."""
-    if url.startswith("file://"):
-        return url[len("file://") :]
-    if "://" not in url:
-        return url
-    raise ConfigError(f"unsupported datastore URL {url!r}: use file:///PATH.yaml")
+    """The file of a `file:///PATH.yaml` datastore URL."""
+    path = file_path(url)
+    if path is None:
+        raise ConfigError(f"not a file datastore URL {url!r}: use file:///PATH.yaml")
+    return path
 
 
 def load_plan(options: DaemonOptions) -> PeeringPlan:
-    snapshot = load_file(datastore_path(options.datastore))
+    """The plan from a file datastore, read synchronously (`bgpd --check`)."""
+    return plan_of(load_file(datastore_path(options.datastore)), options)
+
+
+def plan_of(snapshot: Snapshot, options: DaemonOptions) -> PeeringPlan:
+    """The node's plan from a snapshot, checked as the daemon would start it: every
+    session's settings and password resolve. Raises ConfigError / PlanError."""
     plan = compute(snapshot, options.node, options.env)
     if plan.node_ipv4 is None and plan.node_ipv6 is None:
         raise ConfigError(
             f"{options.datastore}: Node {options.node!r}: spec.bgp: no ipv4Address or "
             "ipv6Address for this node"
         )
+    for spec in plan.sessions:
+        # Every session is checked before anything starts: no half-configured daemon.
+        password = resolve_password(spec, options.secrets_dir)
+        try:
+            peer_settings(spec, _router_id_int(plan.router_id), password)
+        except ValueError as exc:
+            raise ConfigError(f"{options.datastore}: session {spec.name}: {exc}") from None
     return plan
 
 
@@ -157,14 +203,31 @@ def peer_settings(spec: PeerSpec, router_id: int, password: str | None) -> PeerS
 class Daemon:
     """Owns the RIB, the Adj-RIB-Out, the FIB state, the peers and the control socket."""
 
-    def __init__(self, options: DaemonOptions, plan: PeeringPlan) -> None:
+    def __init__(
+        self, options: DaemonOptions, plan: PeeringPlan, source: SnapshotSource | None = None
+    ) -> None:
         self.options = options
         self.plan = plan
+        self.source = source
+        # Routes of sessions a plan change removed, kept (stale) until their restart time
+        # so a session replaced by another (mesh -> reflector) loses no route meanwhile.
+        self._retired: dict[str, asyncio.TimerHandle] = {}
+        self._reconfig: asyncio.Lock | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self._reload_tasks: set[asyncio.Task[None]] = set()
+        # This node's BGP status, written to a sqlite/etcd datastore under a lease.
+        self._status_reporter: StatusReporter | None = None
         self.router_id = _router_id_int(plan.router_id)
         cluster = _router_id_int(plan.rr_cluster_id) if plan.rr_cluster_id else None
         self.rib = Rib(plan.local_as, self.router_id, cluster)
-        self.adj_out = AdjRibOut(self.rib.cluster_id)
         self.kernel: KernelSync | None = None
+        self.export_policy = ExportPolicy(plan.blocks, plan.pools)
+        self.adj_out = AdjRibOut(self.rib.cluster_id, self._export_filter())
+        # RFC 4724 restarting speaker: set while routes adopted from the FIB wait for the
+        # peers' End-of-RIB; holds the sessions (and families) still to send one.
+        self._gr_restarting = False
+        self._gr_waiting: dict[str, set[Family]] = {}
+        self._gr_timer: asyncio.TimerHandle | None = None
         self.peers: dict[str, _Peer] = {}
         self._by_address: dict[str, _Peer] = {}
         self.listeners: list[Listener] = []
@@ -172,16 +235,33 @@ class Daemon:
         self.started = time.time()
         self._flush_scheduled = False
         self._stopping = asyncio.Event()
+        self.loop_lag = LagMeter()
+        self._lag_timer: asyncio.TimerHandle | None = None
+        # systemd Type=notify (no-op outside systemd): READY/STATUS/WATCHDOG, see _service_*.
+        self.notifier = Notifier()
+        # Metrics read on scrape (bgpd/metrics); these two are observed as things happen.
+        self.fib_batches = Histogram()
+        self.lag_histogram = Histogram()
+        self.metrics: MetricsServer | None = None
+        self._service_timer: asyncio.TimerHandle | None = None
+        self._service_status = ""
 
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        self._lag_timer = loop.call_later(LAG_INTERVAL, self._probe_lag, loop.time() + LAG_INTERVAL)
         if self.options.fib:
-            self.kernel = KernelSync()
-            await self.kernel.start()
+            self.kernel = KernelSync(programming=Programming(self.plan.kernel))
+            self.kernel.learner.set_pools(p.cidr for p in self.plan.pools)
+            self.kernel.on_learned = self._on_learned
+            self.kernel.on_batch = self.fib_batches.observe
+            # Routes of ours still in the FIB mean bgpd restarted: keep them forwarding.
+            self._gr_restarting = await self.kernel.start(adopt=True) > 0
+            self.kernel.set_blackholes(self.plan.blackholes)
         for spec in self.plan.sessions:
             self._add_peer(spec)
+        self._gr_start()
         port = self.options.listen_port or self.plan.listen_port
         if self.options.listen_address:
             hosts: tuple[str, ...] = (self.options.listen_address,)
@@ -203,11 +283,23 @@ class Daemon:
         self._originate()
         self.control = ControlServer(self.options.control_socket, self)
         await self.control.start()
+        if self.options.metrics_listen:
+            host, metrics_port = parse_listen(self.options.metrics_listen)
+            self.metrics = MetricsServer(host, metrics_port, DaemonCollector(self.metrics_snapshot))
+            await self.metrics.start()
         for peer in self.peers.values():
             peer.driver.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._stopping.set)
+        self._reconfig = asyncio.Lock()
+        if self.source is not None:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+            self._watch_task = loop.create_task(self._watch(self.source))
+        self._status_reporter = reporter_for(self.options.datastore, self.plan.node, self.status)
+        if self._status_reporter is not None:
+            self._status_reporter.start()
         log.info(
             "bgpd started",
             node=self.plan.node,
@@ -219,6 +311,7 @@ class Daemon:
         )
         for note in self.plan.notes:
             log.warning("plan note", note=note)
+        self._service_start()
 
     async def run(self) -> None:
         await self.start()
@@ -231,16 +324,42 @@ class Daemon:
         self._stopping.set()
 
     async def stop(self) -> None:
-        """Close sessions with a Cease; our FIB routes stay for a graceful restart and are
-        swept by the next start (RFC 4724 restarting speaker)."""
+        """Close sessions (without a Cease where graceful restart is on); our FIB routes stay
+        and the next start adopts them (RFC 4724 restarting speaker)."""
         log.info("bgpd stopping")
+        self.notifier.notify("STOPPING=1")
+        if self._service_timer is not None:
+            self._service_timer.cancel()
+        if self._lag_timer is not None:
+            self._lag_timer.cancel()
+        for task in (self._watch_task, *self._reload_tasks):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self._status_reporter is not None:
+            await self._status_reporter.stop()
+        if self.source is not None:
+            await self.source.close()
+        for timer in self._retired.values():
+            timer.cancel()
         if self.control is not None:
             await self.control.close()
+        if self.metrics is not None:
+            await self.metrics.close()
+        # RFC 4724: a session that ends without a NOTIFICATION lets a graceful-restart peer
+        # keep our routes (and forwarding) while we restart; a Cease would flush them.
         await asyncio.gather(
-            *(p.driver.stop() for p in self.peers.values()), return_exceptions=True
+            *(
+                p.driver.stop(None if p.settings.graceful_restart_time else ADMIN_SHUTDOWN)
+                for p in self.peers.values()
+            ),
+            return_exceptions=True,
         )
         for listener in self.listeners:
             await listener.close()
+        if self._gr_timer is not None:
+            self._gr_timer.cancel()
         for peer in self.peers.values():
             if peer.stale_timer is not None:
                 peer.stale_timer.cancel()
@@ -249,13 +368,220 @@ class Daemon:
         if self.kernel is not None:
             await self.kernel.close()
 
+    def _probe_lag(self, due: float) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self.lag_histogram.observe(max(0.0, now - due))
+        summary = self.loop_lag.record(now - due, now)
+        if summary is not None:
+            log.info("event loop lag", p50_ms=summary.p50_ms, p99_ms=summary.p99_ms,
+                     max_ms=summary.max_ms, samples=summary.samples)
+        self._lag_timer = loop.call_at(now + LAG_INTERVAL, self._probe_lag, now + LAG_INTERVAL)
+
+    # --- service manager (systemd Type=notify) -------------------------------------------
+
+    def sessions_established(self) -> tuple[int, int]:
+        up = sum(1 for p in self.peers.values() if p.driver.state.name == "ESTABLISHED")
+        return up, len(self.peers)
+
+    def _service_start(self) -> None:
+        """READY=1 once the configuration is loaded and the listeners are up; then a tick that
+        keeps STATUS= current and, under WatchdogSec=, pings at half the interval: a wedged
+        loop stops pinging and systemd restarts the daemon."""
+        if not self.notifier.enabled:
+            return
+        self._service_status = session_summary(*self.sessions_established())
+        self.notifier.notify("READY=1", f"STATUS={self._service_status}", f"MAINPID={os.getpid()}")
+        self._service_tick()
+
+    def _service_tick(self) -> None:
+        lines = ["WATCHDOG=1"] if self.notifier.watchdog else []
+        status = session_summary(*self.sessions_established())
+        if status != self._service_status:
+            self._service_status = status
+            lines.append(f"STATUS={status}")
+        self.notifier.notify(*lines)
+        interval = SERVICE_TICK
+        if self.notifier.watchdog:
+            interval = min(interval, self.notifier.watchdog / 2)
+        self._service_timer = asyncio.get_running_loop().call_later(interval, self._service_tick)
+
     def _add_peer(self, spec: PeerSpec) -> None:
         password = resolve_password(spec, self.options.secrets_dir)
         settings = peer_settings(spec, self.router_id, password)
-        driver = PeerDriver(settings, self._on_event)
-        peer = _Peer(spec, settings, driver)
+        if self._gr_restarting and settings.graceful_restart_time is not None:
+            settings = replace(settings, graceful_restart_restarting=True)
+        if self.options.max_prefixes is not None:
+            settings = replace(
+                settings,
+                max_prefixes=self.options.max_prefixes,
+                max_prefixes_restart=self.options.max_prefixes_restart,
+            )
+        driver = PeerDriver(settings, self._on_event, max_buffered=self.options.max_send_buffer)
+        limit = PrefixLimit(settings.max_prefixes) if settings.max_prefixes else None
+        peer = _Peer(spec, settings, driver, prefix_limit=limit)
         self.peers[spec.name] = peer
         self._by_address[str(ipaddress.ip_address(spec.peer_address))] = peer
+
+    # --- live reconfiguration -----------------------------------------------------------
+
+    def request_reload(self) -> None:
+        """SIGHUP: read the datastore again and apply what changed."""
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self._reload_tasks.add(task)
+        task.add_done_callback(self._reload_tasks.discard)
+
+    async def reload(self) -> None:
+        if self.source is None:
+            return
+        self.notifier.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        try:
+            snapshot = await self.source.load()
+        except DatastoreError as exc:
+            log.error("reload failed; keeping the current plan", error=str(exc))
+        else:
+            await self.apply_snapshot(snapshot)
+        finally:
+            self.notifier.notify("READY=1")
+
+    async def _watch(self, source: SnapshotSource) -> None:
+        try:
+            async for snapshot in source.updates():
+                await self.apply_snapshot(snapshot)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("datastore watch failed; changes are no longer followed")
+
+    async def apply_snapshot(self, snapshot: Snapshot) -> None:
+        """A new datastore state: plan it and apply the difference, or, when it cannot be
+        planned, log why and keep running the current plan (DESIGN principle 7)."""
+        try:
+            plan = plan_of(snapshot, self.options)
+        except (ConfigError, PlanError, DatastoreError) as exc:
+            log.error("new configuration refused; keeping the current plan", error=str(exc))
+            return
+        await self.apply_plan(plan)
+
+    async def apply_plan(self, new: PeeringPlan) -> None:
+        """Move to `new`: start added sessions, stop removed ones, restart changed ones, and
+        leave every other session (and its routes) alone. A new router ID or AS restarts all
+        sessions, since every OPEN carries them."""
+        if self._reconfig is None:
+            self._reconfig = asyncio.Lock()
+        async with self._reconfig:
+            old = self.plan
+            identity = (old.router_id, old.local_as) != (new.router_id, new.local_as)
+            changes: list[PeerChange]
+            if identity:
+                changes = [PeerRemoved(s) for s in old.sessions]
+                changes += [PeerAdded(s) for s in new.sessions]
+            else:
+                changes = diff(old, new)
+            if old == new:
+                return
+            if changes:
+                log.info(
+                    "applying configuration change", node=new.node,
+                    added=[c.name for c in changes if isinstance(c, PeerAdded)],
+                    removed=[c.name for c in changes if isinstance(c, PeerRemoved)],
+                    changed=[c.name for c in changes if isinstance(c, PeerChanged)],
+                )
+            if new.listen_port != old.listen_port or new.listen_addresses != old.listen_addresses:
+                log.warning("listen port or addresses changed: takes effect at the next start")
+            # A restarted session's routes stay (stale) until it sends them again. So do those
+            # of a Calico node's session removed while others are added (the mesh giving way
+            # to reflectors): until the new sessions carry them. An external peer's go now.
+            replacing = not identity and any(isinstance(c, PeerAdded) for c in changes)
+            # Closing waits for each connection to flush its last message: all at once.
+            await asyncio.gather(
+                *(
+                    self._remove_peer(
+                        change.name,
+                        keep_routes=isinstance(change, PeerChanged)
+                        or (replacing and change.spec.calico_node),
+                    )
+                    for change in changes
+                    if isinstance(change, (PeerRemoved, PeerChanged))
+                )
+            )
+            if identity:
+                self.router_id = _router_id_int(new.router_id)
+                self.rib.router_id = self.router_id
+                self.rib.local_as = new.local_as
+            if identity or new.rr_cluster_id != old.rr_cluster_id:
+                cluster = _router_id_int(new.rr_cluster_id) if new.rr_cluster_id else None
+                self.rib.cluster_id = self.router_id if cluster is None else cluster
+                self.adj_out.cluster_id = self.rib.cluster_id
+                for group in self.adj_out.groups.values():
+                    group.cluster_id = self.rib.cluster_id
+            # Export policy, originated blocks, blackholes, kernel programming.
+            self.apply_routing_plan(new)
+            for spec in new.sessions:
+                peer = self.peers.get(spec.name)
+                if peer is not None and peer.spec is not spec:
+                    peer.spec = spec  # same session (plan.diff.same_session), new bookkeeping
+            for change in changes:
+                if isinstance(change, PeerAdded):
+                    self._start_peer(change.spec)
+                elif isinstance(change, PeerChanged):
+                    self._start_peer(change.new)
+
+    def _start_peer(self, spec: PeerSpec) -> None:
+        self._add_peer(spec)
+        peer = self.peers[spec.name]
+        for listener in self.listeners:
+            if peer.settings.password:
+                listener.set_md5(peer.settings.peer_address, peer.settings.password)
+        peer.driver.start()
+
+    async def _remove_peer(self, name: str, *, keep_routes: bool) -> None:
+        peer = self.peers.pop(name)
+        address = str(ipaddress.ip_address(peer.spec.peer_address))
+        if self._by_address.get(address) is peer:
+            del self._by_address[address]
+            if peer.settings.password:
+                for listener in self.listeners:
+                    listener.set_md5(peer.settings.peer_address, None)
+        if peer.dump_task is not None:
+            peer.dump_task.cancel()
+        if peer.stale_timer is not None:
+            peer.stale_timer.cancel()
+        self.adj_out.leave(name)
+        # A Calico node is usually reconfigured by the same change: closing without a
+        # NOTIFICATION lets its graceful-restart helper keep our routes until its own plan
+        # catches up (RFC 4724), so switching the mesh to reflectors drops no route.
+        if peer.spec.calico_node:
+            await peer.driver.stop(None)
+        else:
+            await peer.driver.stop()
+        if not self.rib.has_peer(name):
+            return
+        if keep_routes:
+            kept = self.rib.mark_stale(name)
+            old_timer = self._retired.pop(name, None)
+            if old_timer is not None:
+                old_timer.cancel()
+            self._retired[name] = asyncio.get_running_loop().call_later(
+                peer.spec.max_restart_time, self._retire_expired, name
+            )
+            log.info(
+                "session stopped; its routes stay until the new sessions have them",
+                peer=name, routes=kept, for_seconds=peer.spec.max_restart_time,
+            )
+        else:
+            self._changed(self.rib.remove_peer(name))
+            log.info("session removed and its routes withdrawn", peer=name)
+
+    def _retire_expired(self, name: str) -> None:
+        self._retired.pop(name, None)
+        if not self.rib.has_peer(name):
+            return
+        peer = self.peers.get(name)
+        if peer is not None and peer.driver.state.name == "ESTABLISHED":
+            self._changed(self.rib.sweep_stale(name))
+        else:
+            self._changed(self.rib.remove_peer(name))
 
     def _lookup(self, address: str) -> PeerDriver | None:
         peer = self._by_address.get(address)
@@ -330,6 +656,10 @@ class Daemon:
             else None,
             next_hop_self=spec.next_hop_self,
         )
+        if self._gr_restarting and peer.spec.name in self._gr_waiting:
+            self._gr_waiting[peer.spec.name] = set(neg.families)
+            if not neg.families:
+                self._gr_end_of_rib(peer.spec.name, None)
         # Stage what is pending first so the new member's dump and later flushes agree.
         self._flush()
         group = self.adj_out.join(info, key, self.rib.iter_best)
@@ -359,12 +689,30 @@ class Daemon:
         eor = update.end_of_rib
         if eor is not None:
             self._changed(self.rib.sweep_stale(peer.spec.name, eor))
+            self._gr_end_of_rib(peer.spec.name, eor)
             return
         assert peer.options is not None
         self._changed(self.rib.apply_update(peer.spec.name, update, peer.options))
+        if peer.prefix_limit is not None:
+            self._enforce_prefix_limit(peer, peer.prefix_limit)
+
+    def _enforce_prefix_limit(self, peer: _Peer, limit: PrefixLimit) -> None:
+        count = self.rib.counts(peer.spec.name).accepted
+        verdict = limit.check(count)
+        if verdict is None:
+            return
+        log.warning(
+            "maximum prefixes", peer=peer.spec.name, prefixes=count, maximum=limit.maximum,
+            action=verdict.value,
+        )
+        if verdict is PrefixVerdict.TEAR_DOWN:
+            note = limit.notification(_FAMILY_OF_SPEC[peer.spec.family])
+            peer.driver.close_for(note, peer.settings.max_prefixes_restart)
 
     def _on_down(self, peer: _Peer, event: SessionDown) -> None:
         name = peer.spec.name
+        if peer.prefix_limit is not None:
+            peer.prefix_limit.reset()
         log.info(
             "session down", peer=name, address=peer.spec.peer_address, reason=event.reason,
         )
@@ -401,6 +749,100 @@ class Daemon:
                 self._dump(peer, group.initial_dump(peer.spec.name))
             )
 
+    # --- kernel: learned routes, export policy, restart -----------------------------------
+
+    def _export_filter(self) -> ExportFilter:
+        return policy_filter(self.export_policy, self._ifname_of)
+
+    def _ifname_of(self, route: Route) -> str | None:
+        if self.kernel is None or route.source is not KERNEL:
+            return None
+        learned = self.kernel.learner.get(route_key(route.family, route.prefix))
+        return learned.ifname if learned is not None else None
+
+    def _on_learned(self, changes: list[LearnChange]) -> None:
+        """Felix's routes (and other non-ours routes inside pools) as KERNEL-source routes."""
+        out: list[BestChange] = []
+        attrs = PathAttributes(origin=ORIGIN_INCOMPLETE)
+        for change in changes:
+            family, nlri = prefix_to_nlri(_key_prefix(change.key))
+            if change.route is not None:
+                out.extend(self.rib.originate(family, nlri, attrs, source=KERNEL))
+            else:
+                out.extend(self.rib.withdraw_local(family, nlri, source=KERNEL))
+        self._changed(out)
+
+    def apply_routing_plan(self, plan: PeeringPlan) -> None:
+        """The routing half of a new plan: export policy, originated blocks, blackholes, pools
+        learned from the kernel and the per-pool FIB programming. Called by reconfiguration
+        after `self.plan` has the new value or with the plan about to become it."""
+        old = self.plan
+        self.plan = plan
+        if (plan.blocks, plan.pools) != (old.blocks, old.pools):
+            self.export_policy = ExportPolicy(plan.blocks, plan.pools)
+            self._flush()
+            self.adj_out.set_filter(self._export_filter(), self.rib.iter_best)
+            self._schedule_flush()
+        if plan.originate != old.originate:
+            changes: list[BestChange] = []
+            wanted = {o.prefix for o in plan.originate}
+            for org in old.originate:
+                if org.prefix not in wanted:
+                    family, nlri = prefix_to_nlri(org.prefix)
+                    changes.extend(self.rib.withdraw_local(family, nlri))
+            self._changed(changes)
+            self._originate()
+        if self.kernel is not None:
+            self.kernel.set_blackholes(plan.blackholes)
+            if plan.kernel != old.kernel:
+                self.kernel.set_programming(Programming(plan.kernel))
+            self.kernel.set_pools(p.cidr for p in plan.pools)
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _gr_start(self) -> None:
+        if not self._gr_restarting:
+            return
+        self._gr_waiting = {name: set() for name in self.peers}
+        wait = max((p.spec.max_restart_time for p in self.peers.values()), default=0)
+        log.info("graceful restart: keeping FIB routes until peers send End-of-RIB",
+                 peers=len(self._gr_waiting), timeout=wait)
+        if not self._gr_waiting:
+            self._gr_done("no peers")
+            return
+        self._gr_timer = asyncio.get_running_loop().call_later(
+            wait, self._gr_done, "restart timer expired"
+        )
+
+    def _gr_end_of_rib(self, name: str, family: Family | None) -> None:
+        if not self._gr_restarting or name not in self._gr_waiting:
+            return
+        pending = self._gr_waiting[name]
+        if family is not None:
+            pending.discard(family)
+        if not pending:
+            del self._gr_waiting[name]
+            if not self._gr_waiting:
+                self._gr_done("End-of-RIB from every peer")
+
+    def _gr_done(self, why: str) -> None:
+        if not self._gr_restarting:
+            return
+        self._gr_restarting = False
+        self._gr_waiting = {}
+        if self._gr_timer is not None:
+            self._gr_timer.cancel()
+            self._gr_timer = None
+        log.info("graceful restart converged; removing stale FIB routes", reason=why)
+        if self.kernel is not None:
+            # Let this tick's changes reach the FIB state first.
+            self._flush()
+            self.kernel.converged()
+
     # --- propagation ----------------------------------------------------------------------
 
     def _changed(self, changes: list[BestChange]) -> None:
@@ -417,12 +859,17 @@ class Daemon:
     def _flush(self) -> None:
         self._flush_scheduled = False
         for group, out in self.adj_out.flush():
+            # The group's bytes go to every member: count their messages once, not per peer.
+            counts: dict[int, int] = {}
             for name in group.members:
                 peer = self.peers.get(name)
                 if peer is None:
                     continue
                 for data in out.for_member(name):
-                    peer.driver.send(data)
+                    n = counts.get(id(data))
+                    if n is None:
+                        n = counts[id(data)] = count_messages(data)
+                    peer.driver.send(data, n)
         if self.kernel is not None:
             self.kernel.flush()
 
@@ -484,12 +931,116 @@ class Daemon:
                 entries.append(self._route_entry(route, route is best, reason, family, nlri))
         return entries
 
+    def exported(self, peer: str) -> list[ExportedRoute]:
+        name = self._peer_name(peer)
+        if name not in self.peers:
+            raise KeyError(peer)
+        if self.adj_out.group_of(name) is None:
+            return []
+        return exported_routes(self.adj_out, name)
+
+    def _peer_name(self, text: str) -> str:
+        if text in self.peers:
+            return text
+        with contextlib.suppress(ValueError):
+            peer = self._by_address.get(str(ipaddress.ip_address(text)))
+            if peer is not None:
+                return peer.spec.name
+        return text
+
+    def explain(self, prefix: str) -> Explanation:
+        peers = [
+            PeerState(
+                name=p.spec.name,
+                state=_RFC_STATE_NAMES[p.driver.state.name],
+                established=p.driver.state.name == "ESTABLISHED",
+                ibgp=p.spec.peer_as == p.spec.local_as,
+                rr_client=p.spec.rr_client,
+            )
+            for p in self.peers.values()
+        ]
+        return explain(
+            self.rib,
+            self.adj_out,
+            prefix,
+            peers,
+            self.export_policy,
+            self.kernel.fib_state if self.kernel is not None else None,
+            self._ifname_of,
+        )
+
+    # --- operator commands (control/ops.py) ------------------------------------------------
+
+    def protocols(self) -> list[ProtocolDetail]:
+        statuses = {p.name: p for p in self.status().peers}
+        details = []
+        for peer in self.peers.values():
+            session = peer.driver.peer.established
+            neg = session.negotiated if session is not None else None
+            stats = peer.driver.stats
+            details.append(
+                ProtocolDetail(
+                    peer=statuses[peer.spec.name],
+                    neighbor_id=str(ipaddress.IPv4Address(neg.peer_id)) if neg else None,
+                    hold_time=neg.hold_time if neg else None,
+                    keepalive_time=neg.keepalive_time if neg else None,
+                    configured_hold_time=peer.settings.hold_time,
+                    families=sorted(_FAMILY_LABEL[f] for f in neg.families) if neg else [],
+                    route_refresh=bool(neg and neg.route_refresh),
+                    source_address=peer.spec.source_address,
+                    messages_received=stats.messages_received,
+                    messages_sent=stats.messages_sent,
+                    updates_received=stats.updates_received,
+                    updates_sent=stats.updates_sent,
+                )
+            )
+        return details
+
+    def metrics_snapshot(self) -> MetricsSnapshot:
+        return MetricsSnapshot(
+            node=self.plan.node,
+            router_id=self.plan.router_id,
+            asn=self.plan.local_as,
+            version=__version__,
+            started=self.started,
+            protocols=self.protocols(),
+            rib_routes={label: self.rib.loc.size(f) for f, label in _FAMILY_LABEL.items()},
+            fib_routes=len(self.kernel.fib) if self.kernel is not None else None,
+            fib_batches=self.fib_batches if self.kernel is not None else None,
+            loop_lag=self.lag_histogram,
+        )
+
+    def reset_peer(self, name: str) -> str:
+        """`bgpctl neighbor NAME reset`: Cease / Administrative Reset, then start again."""
+        peer = self.peers[self._peer_name(name)]
+        if not peer.driver.peer.connection_ids():
+            return f"{peer.spec.name}: no connection to reset ({peer.driver.state_text})"
+        peer.driver.close_for(Notification(CEASE, CEASE_ADMIN_RESET), 0.0)
+        log.info("session reset by operator", peer=peer.spec.name)
+        return f"{peer.spec.name}: session reset"
+
+    def refresh_peer(self, name: str) -> list[str]:
+        """`bgpctl neighbor NAME refresh`: ROUTE-REFRESH for each negotiated family."""
+        peer = self.peers[self._peer_name(name)]
+        session = peer.driver.peer.established
+        if session is None or session.negotiated is None:
+            raise ValueError(f"session is {peer.driver.state_text}, not Established")
+        if not session.negotiated.route_refresh:
+            raise ValueError("the peer did not advertise the route refresh capability")
+        families = sorted(session.negotiated.families, key=lambda f: f.value)
+        try:
+            for family in families:
+                peer.driver.request_refresh(family)
+        except LocalSessionError as exc:
+            raise ValueError(str(exc)) from None
+        log.info("route refresh requested by operator", peer=peer.spec.name)
+        return [_FAMILY_LABEL[f] for f in families]
+
     def _route_entry(
         self, route: Route, best: bool, reason: object, family: Family, nlri: bytes
     ) -> RouteEntry:
         a = route.attrs
-        source = route.source
-        from_peer = "local" if route.is_local else source.name
+        from_peer = source_name(route)  # "local", "kernel" or the peer's name
         in_fib: bool | None = None
         if self.kernel is not None and not route.is_local and best:
             in_fib = self.kernel.in_fib(family, nlri)
@@ -514,6 +1065,11 @@ class Daemon:
         )
 
 
+def _key_prefix(key: tuple[int, bytes, int, int]) -> str:
+    _af, dst, plen, _table = key
+    return f"{ipaddress.ip_address(dst)}/{plen}"
+
+
 def _as_path_text(attrs: PathAttributes) -> str:
     """BIRD's notation: sequences as plain numbers, sets in braces."""
     parts: list[str] = []
@@ -526,15 +1082,13 @@ def _as_path_text(attrs: PathAttributes) -> str:
 
 
 async def run_daemon(options: DaemonOptions) -> None:
-    plan = load_plan(options)
-    for spec in plan.sessions:
-        # Every session's settings are checked before anything starts: no half-configured daemon.
-        password = resolve_password(spec, options.secrets_dir)
-        try:
-            peer_settings(spec, _router_id_int(plan.router_id), password)
-        except ValueError as exc:
-            raise ConfigError(f"{options.datastore}: session {spec.name}: {exc}") from None
-    daemon = Daemon(options, plan)
+    source = open_source(options.datastore, options.node)
+    try:
+        plan = plan_of(await source.load(), options)
+    except BaseException:
+        await source.close()
+        raise
+    daemon = Daemon(options, plan, source)
     await daemon.run()
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from bgpd import __version__
+from bgpd.cli import datastore_cmds, ops_cmds, route_cmds
 from bgpd.cli.client import (
     DEFAULT_SOCKET,
     DEFAULT_TIMEOUT,
@@ -116,6 +117,10 @@ COMMANDS: list[Command] = [
     ),
 ]
 
+route_cmds.register(COMMANDS, GROUPS, Command)
+ops_cmds.register(COMMANDS, GROUPS, Command)
+datastore_cmds.register(COMMANDS, Command)
+
 
 def _positive_seconds(text: str) -> float:
     try:
@@ -142,6 +147,7 @@ def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentPar
         default=DEFAULT_TIMEOUT,
         help=f"give up on bgpd after this long (default: {DEFAULT_TIMEOUT:g})",
     )
+    datastore_cmds.add_datastore_option(parser)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
 
     # One subparsers action per word level, created on demand as command paths are added.

@@ -15,8 +15,9 @@ import ipaddress
 import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+from bgpd.control import ops
 from bgpd.control.api import DaemonView, RouteEntry
 from bgpd.control.errors import RequestError
 
@@ -66,11 +67,22 @@ def _net_order(prefix: str) -> tuple[int, int, int]:
     return (net.version, int(net.network_address), net.prefixlen)
 
 
+def _operator(
+    run: Callable[[Mapping[str, Any], ops.OpsView], object],
+) -> Callable[[Mapping[str, Any], DaemonView], object]:
+    # The daemon is both views; ops.py keeps its own so it need not import this module.
+    return lambda request, view: run(request, cast(ops.OpsView, view))
+
+
 COMMANDS: dict[str, _Command] = {
     "status": _Command(_status, frozenset()),
     "routes": _Command(_routes, frozenset({"prefix"})),
     "exported": _Command(_exported, frozenset({"peer"})),
     "explain": _Command(_explain, frozenset({"prefix"})),
+    "protocols": _Command(_operator(ops.protocols), frozenset({"name"})),
+    "reset": _Command(_operator(ops.reset), frozenset({"peer"})),
+    "refresh": _Command(_operator(ops.refresh), frozenset({"peer"})),
+    "reload": _Command(_operator(ops.reload), frozenset()),
 }
 
 

@@ -101,8 +101,12 @@ class Bgpd:
         *,
         extra_args: tuple[str, ...] = (),
         secrets: dict[str, dict[str, str]] | None = None,
+        datastore: str | None = None,
     ) -> None:
+        """`datastore` (sqlite:// or etcd://) replaces the resource file: `docs` are then
+        left for the test to write there (e.g. with `bgpctl apply`)."""
         self.node = node
+        self.datastore = datastore
         self.name = name
         self.dir = node.workdir / "bgpd"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -131,7 +135,7 @@ class Bgpd:
             "--node",
             self.name,
             "--datastore",
-            f"file://{self.config}",
+            self.datastore or f"file://{self.config}",
             "--control-socket",
             str(self.socket),
             "--log-level",

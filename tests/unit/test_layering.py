@@ -13,8 +13,16 @@ IO_ALLOWED = {
     "bgpd/session/driver.py",
     "bgpd/kernel/netlink.py",
     "bgpd/datastore/etcd.py",
+    # The embedded store runs its blocking sqlite3 calls in threads and polls for watches.
+    "bgpd/datastore/sqlite.py",
+    # Calico's datastore as a source: merges watch streams, debounces, backs off in outages.
+    "bgpd/datastore/calico.py",
+    # Writes this node's BGP status every few seconds under a lease it keeps alive.
+    "bgpd/datastore/status.py",
     "bgpd/control/server.py",
     "bgpd/daemon.py",
+    # systemd's notify protocol: one AF_UNIX datagram per message to $NOTIFY_SOCKET.
+    "bgpd/sdnotify.py",
 }
 
 
@@ -49,7 +57,8 @@ def test_session_imports_only_wire() -> None:
 def test_only_drivers_do_io() -> None:
     for path in modules("bgpd") + modules("felix"):
         rel = path.relative_to(ROOT).as_posix()
-        if rel in IO_ALLOWED or rel.startswith("bgpd/cli/"):
+        # Any room's driver.py is its thin asyncio shell (STYLE.md).
+        if rel in IO_ALLOWED or rel.startswith("bgpd/cli/") or path.name == "driver.py":
             continue
         io = {m for m in imports(path) if m.split(".")[0] in IO_MODULES}
         assert not io, f"{rel} imports {sorted(io)}: I/O belongs in a driver"
