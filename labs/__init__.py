@@ -1,0 +1,1 @@
+"""Lab topologies (containerlab files) and the network-namespace runner (`labs.run`)."""
