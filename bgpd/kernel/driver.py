@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import os
 import time
@@ -425,5 +426,9 @@ class KernelSync:
                     op=failure.op.kind.value,
                     route=f"{ipaddress.ip_address(route.dst)}/{route.dst_len}",
                     errno=failure.errno,
-                    message=failure.message or os.strerror(failure.errno),
+                    message=(
+                        "a route of another protocol holds this prefix; left alone"
+                        if failure.errno == errno.EEXIST
+                        else failure.message or os.strerror(failure.errno)
+                    ),
                 )

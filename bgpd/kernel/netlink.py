@@ -212,7 +212,7 @@ class KernelRoutes:
             if op.kind is OpKind.DELETE:
                 msg = encode_delroute(op.route, seq, protocol, ack)
             else:
-                msg = encode_newroute(op.route, seq, protocol, ack)
+                msg = encode_newroute(op.route, seq, protocol, ack, op.kind is OpKind.ADD)
             if chunk and (size + len(msg) > limit or len(chunk) >= per_chunk):
                 await self._send(sock, b"".join(chunk), batch)
                 chunk = []

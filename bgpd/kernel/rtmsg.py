@@ -39,6 +39,7 @@ NLM_F_ACK = 0x04
 NLM_F_DUMP_INTR = 0x10
 NLM_F_DUMP = 0x300
 NLM_F_REPLACE = 0x100
+NLM_F_EXCL = 0x200
 NLM_F_CREATE = 0x400
 NLM_F_CAPPED = 0x100  # in an NLMSG_ERROR: the request's payload is left out
 NLM_F_ACK_TLVS = 0x200  # in an NLMSG_ERROR: extended-ack attributes follow
@@ -63,6 +64,9 @@ RT_TABLE_UNSPEC = 0
 RTN_UNICAST = 1
 
 NEWROUTE_FLAGS = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE
+# A route we do not hold yet: never overwrite another protocol's route (a connected subnet,
+# Felix's workload route) that happens to have the same prefix, metric and table.
+ADDROUTE_FLAGS = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL
 
 _HDR = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
 # rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
@@ -113,13 +117,18 @@ def _rtm_table(table: int) -> int:
     return table if table < 256 else RT_TABLE_UNSPEC
 
 
-def encode_newroute(route: KernelRoute, seq: int, protocol: int, ack: bool = True) -> bytes:
-    """RTM_NEWROUTE with NLM_F_CREATE|NLM_F_REPLACE: installs or overwrites the route.
+def encode_newroute(
+    route: KernelRoute, seq: int, protocol: int, ack: bool = True, exclusive: bool = False
+) -> bytes:
+    """RTM_NEWROUTE with NLM_F_CREATE|NLM_F_REPLACE: installs or overwrites the route;
+    with `exclusive`, NLM_F_CREATE|NLM_F_EXCL: installs it only where no route is (EEXIST).
 
     Attributes in this order: RTA_TABLE, RTA_DST, RTA_PRIORITY, then RTA_GATEWAY + RTA_OIF
     or RTA_MULTIPATH.
     """
-    flags = NEWROUTE_FLAGS | NLM_F_ACK if ack else NEWROUTE_FLAGS
+    flags = ADDROUTE_FLAGS if exclusive else NEWROUTE_FLAGS
+    if ack:
+        flags |= NLM_F_ACK
     nhs = route.nexthops
     if len(nhs) == 1 and nhs[0].gateway:
         nh = nhs[0]
@@ -207,7 +216,7 @@ def encode_delroute(route: KernelRoute, seq: int, protocol: int, ack: bool = Tru
 def encode_op(op: RouteOp, seq: int, protocol: int, ack: bool = True) -> bytes:
     if op.kind is OpKind.DELETE:
         return encode_delroute(op.route, seq, protocol, ack)
-    return encode_newroute(op.route, seq, protocol, ack)
+    return encode_newroute(op.route, seq, protocol, ack, op.kind is OpKind.ADD)
 
 
 def encode_route_dump(family: int, seq: int, protocol: int = 0, table: int = 0) -> bytes:

@@ -346,3 +346,27 @@ def test_small_receive_buffer_still_hears_every_failure(lab: Lab) -> None:
             assert len(await kr.dump_ours()) == 100
 
     run(body())
+
+
+def test_add_never_overwrites_another_protocols_route(lab: Lab) -> None:
+    """A BGP route for the connected subnet (or for Felix's workload /32) is refused with
+    EEXIST rather than replacing the kernel's route; the other adds in the batch land."""
+    lab.ip("route", "add", "10.213.0.5/32", "via", "10.77.0.2", "proto", "boot")
+    connected = route("10.77.0.0/24", "10.77.0.2")
+    workload = route("10.213.0.5/32", "10.77.0.2")
+    fine = route("10.214.0.0/24", "10.77.0.2")
+
+    async def body() -> list[Any]:
+        async with KernelRoutes(netns=lab.ns) as kr:
+            return await kr.apply(adds([connected, workload, fine]))
+
+    failures = run(body())
+    assert sorted((f.op.route.dst_len, f.errno) for f in failures) == [
+        (24, errno.EEXIST),
+        (32, errno.EEXIST),
+    ]
+    kernel = json.loads(lab.ip("-j", "route", "show", "10.77.0.0/24"))
+    assert [r.get("protocol") for r in kernel] == ["kernel"]
+    # `ip` leaves out the protocol when it is boot, the default: ask for it instead.
+    assert json.loads(lab.ip("-j", "route", "show", "10.213.0.5/32", "proto", "boot"))
+    assert [r["dst"] for r in lab.ours()] == ["10.214.0.0/24"]
