@@ -18,9 +18,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# The repository (for labs.run) and tests/ (the lab plumbing the interop tests run on).
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from interop.lab import Lab  # noqa: E402  (labs.run puts tests/ on sys.path)
+from interop.lab import Lab  # noqa: E402
 
 from labs.run import Running, load  # noqa: E402
 
