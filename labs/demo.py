@@ -1,31 +1,48 @@
-"""The demo: the mesh3 lab (labs/mesh3.clab.yml, the file containerlab deploys) brought up on
-network namespaces: three Calico nodes running bgpd in a node-to-node mesh on one segment, and
-a BIRD top-of-rack router peering with all of them over eBGP (a global BGPPeer).
+"""The demo: a 3-node Calico cluster on network namespaces, the whole path of a packet.
 
-Every node advertises its IPAM block; each learns the others' blocks and installs them in its
-kernel. Shown: `bgpctl status` (calicoctl's layout), `bgpctl show protocols`, `bgpctl routes`,
-the kernel routes bgpd programmed, BIRD's view and a ping across the segment. Everything is
-torn down at the end, even on failure.
+Three nodes on one L2 segment, each running bgpd (node-to-node mesh) and felix, all sharing
+one embedded datastore (a SQLite file every namespace sees). One pod per node is created
+through the CNI plugin (felix-cni ADD, run as a container runtime runs it, into the pod's own
+network namespace): IPAM gives each node a block of 192.168.0.0/16, bgpd advertises it and
+installs the others' blocks, and every pod pings every other pod across nodes. Shown:
+`bgpctl status` of each node and the ping matrix; everything is torn down at the end, even
+on failure.
 
 Run as root: `python3 labs/demo.py` (after scripts/setup.sh; scripts/demo.sh does both).
 """
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-# The repository (for labs.run) and tests/ (the lab plumbing the interop tests run on).
+# The repository (bgpd, felix) and tests/ (the lab plumbing the interop tests run on).
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from interop.lab import Lab  # noqa: E402
+from interop.bgpd_node import Bgpd, resources  # noqa: E402
+from interop.felix_node import Felix, Pod, add_pod, del_pod  # noqa: E402
+from interop.lab import Lab, Node  # noqa: E402
+from interop.test_felix_pods import bgpctl_apply  # noqa: E402
+from interop.wait import wait_for  # noqa: E402
 
-from labs.run import Running, load  # noqa: E402
-
-TOPOLOGY = ROOT / "labs" / "mesh3.clab.yml"
+NODES = ("node1", "node2", "node3")
+POOL: dict[str, Any] = {
+    "apiVersion": "projectcalico.org/v3",
+    "kind": "IPPool",
+    "metadata": {"name": "default-ipv4-ippool"},
+    "spec": {
+        "cidr": "192.168.0.0/16",
+        "blockSize": 26,
+        "ipipMode": "Never",  # one segment: pod traffic is routed natively
+        "natOutgoing": False,
+        "nodeSelector": "all()",
+    },
+}
 STARTED = time.monotonic()
 
 
@@ -37,39 +54,77 @@ def banner(text: str) -> None:
     print(f"\n=== {text} " + "=" * max(0, 70 - len(text)), flush=True)
 
 
-def main() -> int:
-    topology = load(TOPOLOGY)
-    step(f"lab {topology.name}: {len(topology.nodes)} namespaces from {TOPOLOGY.name}")
-    with Lab(workdir=Path("/tmp/pybgpd-demo")) as lab:
-        running = Running(topology, lab).up()
-        step("BIRD (top of rack) and bgpd on node1..node3 started")
-        running.converge(timeout=60)
-        step("converged: sessions Established, blocks in every node's FIB and at the ToR")
+def ping_matrix(pods: list[Pod]) -> bool:
+    """Every pod pings every other pod; a line per pair. True when all answered."""
+    ok = True
+    for a, b in itertools.permutations(pods, 2):
+        try:
+            # The first pings may race the block routes reaching the other nodes' FIBs.
+            wait_for(lambda a=a, b=b: a.netns.ping(b.address), 20, interval=0.1)
+            verdict = "ok"
+        except AssertionError:
+            verdict = "FAILED"
+            ok = False
+        print(f"  {a.name} ({a.host}, {a.address}) -> {b.name} ({b.host}, {b.address}): "
+              f"{verdict}", flush=True)
+    return ok
 
-        node1 = running.bgpds["node1"]
-        banner("bgpctl status (node1)")
-        print(node1.bgpctl("status").stdout)
-        banner("bgpctl show protocols (node1)")
-        print(node1.bgpctl("show", "protocols").stdout)
-        banner("bgpctl routes (node1)")
-        print(node1.bgpctl("routes").stdout)
-        banner("ip route show proto 201 (node1's kernel: routes bgpd installed)")
-        print(running.hosts["node1"].run(["ip", "route", "show", "proto", "201"]).stdout)
-        banner("BIRD on the top-of-rack router: birdc show route")
-        tor = running.routers["tor"]
-        assert hasattr(tor, "birdc")
-        print(tor.birdc("show route"))
-        banner("ping node3 from node1 across the segment")
-        result = running.hosts["node1"].run(["ping", "-c", "1", "-W", "2", "10.0.0.3"], check=False)
-        print(result.stdout.strip().splitlines()[-2] if result.stdout else result.stderr)
-        step("demo done: tearing the lab down")
+
+def main() -> int:
+    with Lab() as lab:
+        switch = lab.add_switch("seg")
+        hosts: dict[str, Node] = {}
+        ips: dict[str, str] = {}
+        for name in NODES:
+            hosts[name] = lab.add_node(name)
+            ips[name] = switch.attach(hosts[name]).v4 or ""
+        step("lab: 3 node namespaces on one segment (" + ", ".join(ips.values()) + ")")
+
+        url = f"sqlite://{lab.workdir}/calico.db"  # every namespace sees the same file
+        docs = resources(
+            node=NODES[0],
+            ipv4=f"{ips[NODES[0]]}/24",
+            other_nodes={n: (f"{ips[n]}/24", None) for n in NODES[1:]},
+            pools=[],
+        )
+        bgpctl_apply(hosts[NODES[0]], url, lab.workdir, [*docs, POOL])
+        step(f"datastore {url}: BGPConfiguration, 3 Nodes, IPPool 192.168.0.0/16 applied")
+
+        bgpds = {n: Bgpd(hosts[n], n, [], datastore=url).start() for n in NODES}
+        step("bgpd started on node1..node3")
+        for n in NODES:
+            Felix(hosts[n], n, url).start()
+        step("felix started on node1..node3")
+        for n in NODES:
+            bgpds[n].wait_established(*(ips[o] for o in NODES if o != n), timeout=40)
+        step("BGP mesh: every node's sessions Established")
+
+        pods = [add_pod(lab, hosts[n], n, url, f"pod{i}") for i, n in enumerate(NODES, 1)]
+        step("pods created through felix-cni ADD: " + ", ".join(
+            f"{p.name} on {p.host} = {p.address}" for p in pods))
+
+        for n in NODES:
+            banner(f"bgpctl status ({n})")
+            print(bgpds[n].bgpctl("status").stdout.rstrip(), flush=True)
+        banner("ip route (node1's kernel: pod routes from felix, blocks from bgpd)")
+        print(hosts[NODES[0]].run(["ip", "route"]).stdout.rstrip(), flush=True)
+
+        banner("pods ping every pod on the other nodes")
+        ok = ping_matrix(pods)
+        step("pings: every pod reached every other pod" if ok else "pings: some pings FAILED")
+
+        for pod in pods:
+            del_pod(hosts[pod.host], url, pod)
+        step("pods deleted through felix-cni DEL; tearing the lab down")
     step("lab torn down")
-    return 0
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except subprocess.CalledProcessError as exc:
-        print(f"demo: {exc}\n{exc.stdout or ''}{exc.stderr or ''}", file=sys.stderr)
+    except (subprocess.CalledProcessError, AssertionError) as exc:
+        detail = f"\n{exc.stdout or ''}{exc.stderr or ''}" if isinstance(
+            exc, subprocess.CalledProcessError) else ""
+        print(f"demo failed: {exc}{detail}", file=sys.stderr)
         sys.exit(1)

@@ -1,5 +1,5 @@
 """bgpctl's operator commands: `show protocols [all] [NAME]` (BIRD's layout), `neighbor NAME
-reset|refresh`, `reload`, and the probes `check ready` / `check live`.
+reset|refresh`, `reload`, and the probes `check ready` / `check live`; each takes `--json`.
 
 `register()` adds them to bgpctl's `COMMANDS` (as route_cmds does). The formatters are pure
 (records and `now` in, text out) and checked against golden files.
@@ -152,27 +152,37 @@ def _neighbor_arguments(parser: argparse.ArgumentParser) -> None:
         help="reset: close the session (Cease, Administrative Reset) and let it start again; "
         "refresh: ask the peer to send its routes again (ROUTE-REFRESH), keeping the session",
     )
+    _json_flag(parser)
+
+
+def _json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
 def _run_neighbor(args: argparse.Namespace, ctx: Context) -> int:
     if args.action == "reset":
         result = ctx.client().request("reset", peer=args.name)
-        ctx.stdout.write(f"{result}\n")
+        if args.json:
+            ctx.print_json({"peer": args.name, "action": "reset", "result": str(result)})
+        else:
+            ctx.stdout.write(f"{result}\n")
         return 0
     families = ctx.client().request("refresh", peer=args.name)
     if not isinstance(families, list):
         raise ResponseError("unreadable refresh answer from bgpd")
-    ctx.stdout.write(f"{args.name}: route refresh requested for {', '.join(families)}\n")
+    if args.json:
+        ctx.print_json({"peer": args.name, "action": "refresh", "families": families})
+    else:
+        ctx.stdout.write(f"{args.name}: route refresh requested for {', '.join(families)}\n")
     return 0
 
 
-def _no_arguments(parser: argparse.ArgumentParser) -> None:
-    del parser
-
-
 def _run_reload(args: argparse.Namespace, ctx: Context) -> int:
-    ctx.client().request("reload")
-    ctx.stdout.write("bgpd: reload requested (the datastore is read again)\n")
+    result = ctx.client().request("reload")
+    if args.json:
+        ctx.print_json({"action": "reload", "result": str(result)})
+    else:
+        ctx.stdout.write("bgpd: reload requested (the datastore is read again)\n")
     return 0
 
 
@@ -181,13 +191,29 @@ def _run_reload(args: argparse.Namespace, ctx: Context) -> int:
 
 def _run_ready(args: argparse.Namespace, ctx: Context) -> int:
     status = ctx.client().status()
-    down = [p for p in status.peers if p.bgp_state != "Established"]
+    down = sorted(
+        (p for p in status.peers if p.bgp_state != "Established"), key=lambda p: p.name
+    )
     total = len(status.peers)
+    if args.json:
+        ctx.print_json(
+            {
+                "ready": not down,
+                "established": total - len(down),
+                "total": total,
+                "not_established": [
+                    {"name": p.name, "address": p.address, "state": p.bgp_state,
+                     "info": bird_info(p)}
+                    for p in down
+                ],
+            }
+        )
+        return NOT_READY if down else 0
     if not down:
         ctx.stdout.write(f"ready: {total}/{total} sessions established\n")
         return 0
     ctx.stdout.write(f"not ready: {total - len(down)}/{total} sessions established\n")
-    for p in sorted(down, key=lambda p: p.name):
+    for p in down:
         ctx.stdout.write(f"  {p.name} ({p.address}): {bird_info(p)}\n")
     return NOT_READY
 
@@ -200,6 +226,7 @@ def _live_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help=f"fail unless bgpd answers within this long (default {LIVE_TIMEOUT:g})",
     )
+    _json_flag(parser)
 
 
 def _run_live(args: argparse.Namespace, ctx: Context) -> int:
@@ -207,7 +234,10 @@ def _run_live(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError("check live: --within must be positive")
     with ControlClient(ctx.socket_path, args.within) as client:
         client.request("status")
-    ctx.stdout.write("live: bgpd answered\n")
+    if args.json:
+        ctx.print_json({"live": True})
+    else:
+        ctx.stdout.write("live: bgpd answered\n")
     return 0
 
 
@@ -239,7 +269,7 @@ def register(
         command(
             ("reload",),
             "make bgpd read its datastore again and apply the changes (as SIGHUP does)",
-            _no_arguments,
+            _json_flag,
             _run_reload,
         )
     )
@@ -248,7 +278,7 @@ def register(
             ("check", "ready"),
             "readiness probe: exit 0 when every configured session is Established, "
             f"{NOT_READY} (listing the others) when not, 3 when bgpd does not answer",
-            _no_arguments,
+            _json_flag,
             _run_ready,
         )
     )

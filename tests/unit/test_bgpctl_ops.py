@@ -141,6 +141,13 @@ class FakeView:
     def request_reload(self) -> None:
         self.reloads += 1
 
+    def exported(self, peer: str) -> list[object]:
+        self._find(peer)
+        return []
+
+    def explain(self, prefix: str) -> object:
+        raise AssertionError(f"explain {prefix!r}: only reached with a valid prefix")
+
 
 def test_protocols_handler_filters_by_name_or_address() -> None:
     view = FakeView()
@@ -328,3 +335,123 @@ def test_cli_check_live(sock: str, tmp_path: Path, capsys: pytest.CaptureFixture
         listener.close()
     code, _, err = run(["--control-socket", sock, "check", "live", "--within", "0"], capsys)
     assert code == 2
+
+
+def test_cli_json_neighbor_reload(
+    sock: str, view: FakeView, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(["--control-socket", sock, "neighbor", "10.0.0.2", "reset", "--json"],
+                         capsys)
+    assert (code, err) == (0, "")
+    assert json.loads(out) == {
+        "peer": "10.0.0.2", "action": "reset", "result": "Mesh_10_0_0_2: session reset",
+    }
+    code, out, err = run(
+        ["--control-socket", sock, "neighbor", "Mesh_10_0_0_2", "refresh", "--json"], capsys
+    )
+    assert (code, err) == (0, "")
+    assert json.loads(out) == {"peer": "Mesh_10_0_0_2", "action": "refresh", "families": ["ipv4"]}
+    assert (view.resets, view.refreshes) == (["Mesh_10_0_0_2"], ["Mesh_10_0_0_2"])
+    code, out, err = run(["--control-socket", sock, "reload", "--json"], capsys)
+    assert (code, err) == (0, "")
+    assert json.loads(out) == {"action": "reload", "result": "reload requested"}
+    assert view.reloads == 1
+
+
+def test_cli_json_probes(sock: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(["--control-socket", sock, "check", "ready", "--json"], capsys)
+    assert (code, err) == (1, "")
+    assert json.loads(out) == {
+        "ready": False,
+        "established": 2,
+        "total": 5,
+        "not_established": [
+            {"name": "Mesh_10_0_0_3", "address": "10.0.0.3", "state": "Active",
+             "info": "Active Socket: Connection refused"},
+            {"name": "Mesh_10_0_0_4", "address": "10.0.0.4", "state": "Idle",
+             "info": "Passive"},
+            {"name": "Mesh_fd00__2", "address": "fd00::2", "state": "OpenSent",
+             "info": "OpenSent"},
+        ],
+    }
+    up = [d for d in DETAILS if d.peer.bgp_state == "Established"]
+    for path in serve(str(tmp_path / "up.sock"), FakeView(up)):
+        capsys.readouterr()
+        code, out, err = run(["--control-socket", path, "check", "ready", "--json"], capsys)
+        assert (code, err) == (0, "")
+        assert json.loads(out) == {
+            "ready": True, "established": 2, "total": 2, "not_established": [],
+        }
+    capsys.readouterr()  # the server's closing log line
+    assert run(["--control-socket", sock, "check", "live", "--json"], capsys) == (
+        0, '{\n  "live": true\n}\n', "",
+    )
+
+
+# --- errors: the same exit status and one stderr line with or without --json; nothing on
+# stdout, so a script parsing the JSON never sees half an answer.
+
+JSON_OR_TEXT = pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+
+EVERY_COMMAND = [
+    ["status"],
+    ["routes"],
+    ["routes", "10.0.0.0/8"],
+    ["show", "protocols"],
+    ["show", "route", "export", "Mesh_10_0_0_2"],
+    ["explain", "10.0.0.0/8"],
+    ["neighbor", "Mesh_10_0_0_2", "reset"],
+    ["neighbor", "Mesh_10_0_0_2", "refresh"],
+    ["reload"],
+    ["check", "ready"],
+    ["check", "live"],
+]
+
+
+@JSON_OR_TEXT
+@pytest.mark.parametrize("argv", EVERY_COMMAND, ids=" ".join)
+def test_cli_daemon_down(
+    argv: list[str], as_json: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = str(tmp_path / "bgpd.sock")
+    flags = ["--json"] if as_json else []
+    assert run(["--control-socket", missing, *argv, *flags], capsys) == (
+        3,
+        "",
+        f"bgpctl: cannot reach bgpd at {missing}: No such file or directory (is bgpd running?)\n",
+    )
+
+
+@JSON_OR_TEXT
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["neighbor", "ghost", "reset"], "no such peer 'ghost'"),
+        (["neighbor", "ghost", "refresh"], "no such peer 'ghost'"),
+        (["show", "route", "export", "ghost"], "no such peer 'ghost'"),
+        (["show", "protocols", "ghost"], "no such protocol 'ghost'"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else "",
+)
+def test_cli_bad_peer(
+    argv: list[str], error: str, as_json: bool, sock: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flags = ["--json"] if as_json else []
+    assert run(["--control-socket", sock, *argv, *flags], capsys) == (1, "", f"bgpctl: {error}\n")
+
+
+@JSON_OR_TEXT
+@pytest.mark.parametrize(
+    "argv",
+    [["routes", "10.65.1.1/26"], ["explain", "300.1.1.1"], ["explain", "nonsense"],
+     ["routes", "fd00::1/200"]],
+    ids=" ".join,
+)
+def test_cli_bad_prefix(
+    argv: list[str], as_json: bool, sock: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flags = ["--json"] if as_json else []
+    code, out, err = run(["--control-socket", sock, *argv, *flags], capsys)
+    assert (code, out) == (1, "")
+    assert err.startswith(f"bgpctl: invalid prefix '{argv[-1]}': "), err
+    assert err.count("\n") == 1
