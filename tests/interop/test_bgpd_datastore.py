@@ -91,8 +91,14 @@ def test_bgpd_follows_the_sqlite_datastore(lab: Lab, tmp_path: Path) -> None:
         return {n["node"] for n in json.loads(r.stdout)} if r.returncode == 0 else set()
 
     wait_for(lambda: reports() == {"node1", "node2"}, 20, message="both nodes reported")
-    text = bgpctl(url, "status", "--all-nodes").stdout
-    assert "Established" in text and "node specific" in text
+    # A report is written every few seconds: the first may predate the sessions.
+    text = wait_for(
+        lambda: (t := bgpctl(url, "status", "--all-nodes").stdout).count("Established") >= 2
+        and t,
+        20,
+        message="both nodes report their session Established",
+    )
+    assert "node specific" in text
     # A stopped node withdraws its report.
     nodes["node2"].stop()
     wait_for(lambda: reports() == {"node1"}, 20, message="node2's report withdrawn")
