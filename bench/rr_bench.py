@@ -13,6 +13,7 @@ are regenerated from it. See bench/README.md.
 
 from __future__ import annotations
 
+import abc
 import argparse
 import contextlib
 import dataclasses
@@ -105,7 +106,7 @@ def client_addresses(count: int) -> list[str]:
 # ------------------------------------------------------------------ reflectors under test
 
 
-class Reflector:
+class Reflector(abc.ABC):
     """One daemon under test in the reflector's namespace."""
 
     name = ""
@@ -114,14 +115,14 @@ class Reflector:
         self.node = node
         self.addresses = addresses
 
-    def start(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def start(self) -> None: ...
 
-    def pids(self) -> list[int]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def pids(self) -> list[int]: ...
 
-    def stop(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def stop(self) -> None: ...
 
     def listening(self) -> bool:
         out = self.node.run(["ss", "-Hltn", "sport = :179"], check=False).stdout
