@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TypeVar
 
 from bgpd.kernel.fib import (
     AF_INET,
@@ -75,6 +76,7 @@ _SEQ_MASK = 0xFFFFFFFF
 # may hold no more messages than the receive buffer can answer before we drain it.
 _ANSWER_COST = 1024
 _DUMP_RETRIES = 5
+_T = TypeVar("_T")
 _SWEEP_PASSES = 4
 
 
@@ -272,30 +274,9 @@ class KernelRoutes:
     async def links(self) -> list[tuple[int, str]]:
         """Every interface of the namespace as (ifindex, name)."""
         async with self._lock:
-            sock = self._require()
-            for _ in range(_DUMP_RETRIES):
-                seq = self._next_seq(1)
-                await self._sendall(sock, encode_link_dump(seq))
-                out: list[tuple[int, str]] = []
-                interrupted = done = False
-                async with asyncio.timeout(self.timeout):
-                    while not done:
-                        for mtype, flags, mseq, body in split_messages(await self._recv(sock)):
-                            if mseq != seq:
-                                continue
-                            interrupted |= bool(flags & NLM_F_DUMP_INTR)
-                            if mtype == RTM_NEWLINK:
-                                out.append(decode_link(body))
-                            elif mtype == NLMSG_DONE:
-                                done = True
-                            elif mtype == NLMSG_ERROR:
-                                err, message = decode_error(body, flags)
-                                if err:
-                                    raise OSError(err, f"link dump: {message or os.strerror(err)}")
-                                done = True
-                if not interrupted:
-                    return out
-        raise OSError(errno.EAGAIN, "link dump kept being interrupted")
+            return await self._dump_request(
+                self._require(), encode_link_dump, RTM_NEWLINK, decode_link, "link dump"
+            )
 
     async def link_index(self, name: str) -> int:
         """The ifindex of interface `name` in the socket's namespace."""
@@ -366,32 +347,49 @@ class KernelRoutes:
     async def _dump_family(
         self, sock: socket.socket, family: int, protocol: int, table: int
     ) -> list[RouteEntry]:
+        return await self._dump_request(
+            sock,
+            lambda seq: encode_route_dump(family, seq, protocol, table),
+            RTM_NEWROUTE,
+            lambda body: decode_route(body, protocol or None),
+            "route dump",
+        )
+
+    async def _dump_request(
+        self,
+        sock: socket.socket,
+        request: Callable[[int], bytes],
+        reply_type: int,
+        decode: Callable[[bytes], _T | None],
+        what: str,
+    ) -> list[_T]:
+        """Send one dump request and collect the decoded replies; a dump the kernel marks
+        as interrupted (the table changed under it) is asked again."""
         for _ in range(_DUMP_RETRIES):
             seq = self._next_seq(1)
-            await self._sendall(sock, encode_route_dump(family, seq, protocol, table))
-            entries: list[RouteEntry] = []
-            interrupted = False
-            done = False
+            await self._sendall(sock, request(seq))
+            out: list[_T] = []
+            interrupted = done = False
             async with asyncio.timeout(self.timeout):
                 while not done:
                     for mtype, flags, mseq, body in split_messages(await self._recv(sock)):
                         if mseq != seq:
                             continue
                         interrupted |= bool(flags & NLM_F_DUMP_INTR)
-                        if mtype == RTM_NEWROUTE:
-                            entry = decode_route(body, protocol or None)
-                            if entry is not None:
-                                entries.append(entry)
+                        if mtype == reply_type:
+                            item = decode(body)
+                            if item is not None:
+                                out.append(item)
                         elif mtype == NLMSG_DONE:
                             done = True
                         elif mtype == NLMSG_ERROR:
                             err, message = decode_error(body, flags)
                             if err:
-                                raise OSError(err, f"route dump: {message or os.strerror(err)}")
+                                raise OSError(err, f"{what}: {message or os.strerror(err)}")
                             done = True
             if not interrupted:
-                return entries
-        raise OSError(errno.EAGAIN, "route dump kept being interrupted by table changes")
+                return out
+        raise OSError(errno.EAGAIN, f"{what} kept being interrupted by table changes")
 
 
 @dataclass(frozen=True, slots=True)
