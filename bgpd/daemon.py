@@ -19,7 +19,16 @@ from dataclasses import dataclass, field, replace
 
 from bgpd import __version__
 from bgpd.control.api import DaemonStatus, Explanation, ExportedRoute, PeerStatus, RouteEntry
-from bgpd.control.explain import PeerState, explain, exported_routes, source_name
+from bgpd.control.explain import (
+    PeerState,
+    as_path_text,
+    community_texts,
+    explain,
+    exported_routes,
+    large_community_texts,
+    origin_text,
+    source_name,
+)
 from bgpd.control.ops import ProtocolDetail
 from bgpd.control.server import ControlServer
 from bgpd.datastore.errors import DatastoreError
@@ -59,7 +68,7 @@ from bgpd.session.events import (
 from bgpd.session.limits import PrefixLimit, PrefixVerdict
 from bgpd.session.session import count_messages
 from bgpd.session.settings import PeerSettings
-from bgpd.wire.attributes import AS_SEQUENCE, ORIGIN_IGP, ORIGIN_INCOMPLETE, PathAttributes
+from bgpd.wire.attributes import ORIGIN_IGP, ORIGIN_INCOMPLETE, PathAttributes
 from bgpd.wire.errors import CEASE
 from bgpd.wire.family import Family, bytes_to_address, nlri_to_prefix, prefix_to_nlri
 from bgpd.wire.messages import Notification
@@ -1050,12 +1059,12 @@ class Daemon:
             next_hop=bytes_to_address(a.next_hop) if a.next_hop else "self",
             best=best,
             from_peer=from_peer,
-            as_path=_as_path_text(a),
-            origin=("IGP", "EGP", "incomplete")[a.origin] if a.origin < 3 else str(a.origin),
+            as_path=as_path_text(a),
+            origin=origin_text(a),
             local_pref=a.local_pref,
             med=a.med,
-            communities=[f"{c >> 16}:{c & 0xFFFF}" for c in a.communities],
-            large_communities=[f"{x}:{y}:{z}" for x, y, z in a.large_communities],
+            communities=community_texts(a),
+            large_communities=large_community_texts(a),
             originator_id=str(ipaddress.IPv4Address(a.originator_id))
             if a.originator_id is not None
             else None,
@@ -1068,17 +1077,6 @@ class Daemon:
 def _key_prefix(key: tuple[int, bytes, int, int]) -> str:
     _af, dst, plen, _table = key
     return f"{ipaddress.ip_address(dst)}/{plen}"
-
-
-def _as_path_text(attrs: PathAttributes) -> str:
-    """BIRD's notation: sequences as plain numbers, sets in braces."""
-    parts: list[str] = []
-    for seg_type, asns in attrs.as_path:
-        if seg_type == AS_SEQUENCE:
-            parts.extend(map(str, asns))
-        else:
-            parts.append("{" + ",".join(map(str, asns)) + "}")
-    return " ".join(parts)
 
 
 async def run_daemon(options: DaemonOptions) -> None:

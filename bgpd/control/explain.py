@@ -36,6 +36,7 @@ class PeerState:
 
 
 def as_path_text(attrs: PathAttributes) -> str:
+    """BIRD's notation: sequences as plain numbers, sets in braces."""
     parts: list[str] = []
     for seg_type, asns in attrs.as_path:
         if seg_type == AS_SEQUENCE:
@@ -45,8 +46,16 @@ def as_path_text(attrs: PathAttributes) -> str:
     return " ".join(parts)
 
 
-def _origin(attrs: PathAttributes) -> str:
+def origin_text(attrs: PathAttributes) -> str:
     return ("IGP", "EGP", "incomplete")[attrs.origin] if attrs.origin < 3 else str(attrs.origin)
+
+
+def community_texts(attrs: PathAttributes) -> list[str]:
+    return [f"{c >> 16}:{c & 0xFFFF}" for c in attrs.communities]
+
+
+def large_community_texts(attrs: PathAttributes) -> list[str]:
+    return [f"{x}:{y}:{z}" for x, y, z in attrs.large_communities]
 
 
 def source_name(route: Route) -> str:
@@ -70,11 +79,11 @@ def exported_routes(adj_out: AdjRibOut, peer: str) -> list[ExportedRoute]:
                     prefix=nlri_to_prefix(family, prefix),
                     next_hop=bytes_to_address(attrs.next_hop) if attrs.next_hop else "self",
                     as_path=as_path_text(attrs),
-                    origin=_origin(attrs),
+                    origin=origin_text(attrs),
                     local_pref=attrs.local_pref,
                     med=attrs.med,
-                    communities=[f"{c >> 16}:{c & 0xFFFF}" for c in attrs.communities],
-                    large_communities=[f"{x}:{y}:{z}" for x, y, z in attrs.large_communities],
+                    communities=community_texts(attrs),
+                    large_communities=large_community_texts(attrs),
                     from_peer={"<local>": "local", "<kernel>": "kernel"}.get(source, source),
                 )
             )
