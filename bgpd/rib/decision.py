@@ -207,23 +207,58 @@ def _eliminate(step: Step, candidates: list[Route]) -> list[Route]:
     return [r for r in candidates if not any(prefer(o, r) < 0 for o in candidates)]
 
 
+def _lowest_med(candidates: list[Route]) -> list[Route]:
+    """The MED step in one pass: keep each neighbouring AS's lowest-MED routes (the same
+    survivors as comparing every pair with `prefer_med`)."""
+    lowest: dict[int | None, int] = {}
+    for r in candidates:
+        attrs = r.attrs
+        first, med = attrs.first_as(), attrs.med or 0
+        if med < lowest.get(first, med + 1):
+            lowest[first] = med
+    return [r for r in candidates if (r.attrs.med or 0) == lowest[r.attrs.first_as()]]
+
+
+def _head_key(r: Route) -> tuple[int, int, int, int]:
+    return (_local_origin_key(r), _local_pref_key(r), _as_path_key(r), _origin_key(r))
+
+
+_HEAD = 4
+"""The leading steps that are total orders on one route's own values: eliminated in one pass
+over their keys taken together."""
+_MED = STEPS.index(next(s for s in STEPS if s.reason is BestPathReason.MED))
+
+
+def _head_reason(keys: list[tuple[int, int, int, int]], low: tuple[int, int, int, int]) -> int:
+    """Index of the last head step that, run alone in order, would eliminate a route."""
+    for j in range(_HEAD - 1, -1, -1):
+        if any(k[:j] == low[:j] and k[j] != low[j] for k in keys):
+            return j
+    raise AssertionError("called only when some route was eliminated")
+
+
 def select(paths: Sequence[Route]) -> Selection:
     """Run the decision process over all candidates (at least one)."""
     if len(paths) == 1:
         only = paths[0]
         return Selection(only, BestPathReason.ONLY_PATH, (only,))
-    candidates = list(paths)
     reason = BestPathReason.UNKNOWN
+    keys = [_head_key(r) for r in paths]
+    low = min(keys)
+    candidates = [r for r, k in zip(paths, keys, strict=True) if k == low]
+    if len(candidates) < len(paths):
+        reason = STEPS[_head_reason(keys, low)].reason
     multipath: tuple[Route, ...] | None = None
-    for i, step in enumerate(STEPS):
-        survivors = _eliminate(step, candidates)
+    for i in range(_MED, len(STEPS)):
+        if len(candidates) == 1:
+            break
+        step = STEPS[i]
+        survivors = _lowest_med(candidates) if i == _MED else _eliminate(step, candidates)
         if len(survivors) < len(candidates):
             candidates = survivors
             reason = step.reason
         if i + 1 == MULTIPATH_STEPS:
             multipath = tuple(candidates)
-        if len(candidates) == 1:
-            break
     best = candidates[0]
     return Selection(best, reason, multipath if multipath is not None else (best,))
 

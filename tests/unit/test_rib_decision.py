@@ -5,8 +5,17 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from bgpd.rib.decision import BestPathReason, compare, ranked, select
+from bgpd.rib.decision import (
+    MULTIPATH_STEPS,
+    STEPS,
+    BestPathReason,
+    compare,
+    ranked,
+    select,
+)
 from bgpd.rib.route import KERNEL, LOCAL, PeerInfo, Route, Source
 from bgpd.wire.attributes import AS_SEQUENCE, AS_SET, ORIGIN_EGP, ORIGIN_IGP, PathAttributes
 from bgpd.wire.family import Family, prefix_to_nlri
@@ -147,3 +156,50 @@ def test_ranked_puts_best_first() -> None:
     c = route(EBGP_A, as_path=seq(65001))
     assert ranked([c, b, a]) == [a, b, c]
     assert ranked([]) == []
+
+
+def _eliminations(paths: list[Route]) -> tuple[Route, BestPathReason, tuple[Route, ...]]:
+    """The RFC's definition, straight: every step removes each route some other candidate
+    is preferred to (pairwise, with the step's `prefer`), in order."""
+    candidates, reason, multipath = list(paths), BestPathReason.UNKNOWN, None
+    for i, step in enumerate(STEPS):
+        survivors = [r for r in candidates if not any(step.prefer(o, r) < 0 for o in candidates)]
+        if len(survivors) < len(candidates):
+            candidates, reason = survivors, step.reason
+        if i + 1 == MULTIPATH_STEPS:
+            multipath = tuple(candidates)
+        if len(candidates) == 1:
+            break
+    best = candidates[0]
+    if len(paths) == 1:
+        reason = BestPathReason.ONLY_PATH
+    return best, reason, multipath if multipath is not None else (best,)
+
+
+SOURCES = [LOCAL, KERNEL, IBGP_A, IBGP_B, EBGP_A, EBGP_B]
+candidate = st.builds(
+    lambda source, lp, path, origin, med, oid, clusters, pid: route(
+        source,
+        pid,
+        local_pref=lp,
+        as_path=seq(*path) if path else (),
+        origin=origin,
+        med=med,
+        originator_id=oid,
+        cluster_list=tuple(clusters),
+    ),
+    st.sampled_from(SOURCES),
+    st.sampled_from([None, 90, 100, 200]),
+    st.lists(st.sampled_from([7, 9, 65001]), max_size=3),
+    st.sampled_from([ORIGIN_IGP, ORIGIN_EGP]),
+    st.sampled_from([None, 0, 5, 10]),
+    st.sampled_from([None, 1, 50]),
+    st.lists(st.sampled_from([1, 2]), max_size=2),
+    st.integers(0, 2),
+)
+
+
+@given(st.lists(candidate, min_size=1, max_size=6))
+def test_select_agrees_with_pairwise_successive_elimination(paths: list[Route]) -> None:
+    sel = select(paths)
+    assert (sel.best, sel.reason, sel.multipath) == _eliminations(paths)
