@@ -1,9 +1,10 @@
 """The bgpd process: the asyncio shell that joins the pure rooms.
 
-Flow per event-loop tick (DESIGN.md "Shape"): session drivers deliver events; UPDATEs go into
-the RIB, whose `BestChange`s are staged into the Adj-RIB-Out update groups and the FIB state.
-One flush per tick then writes each group's joined UPDATE bytes to all of its members and
-sends the tick's kernel route ops as one netlink batch.
+Flow per event-loop tick (DESIGN.md "Shape"): session drivers deliver events into one queue;
+a slice of it (a few milliseconds' worth, big UPDATEs cut into pieces) goes into the RIB, whose
+`BestChange`s are staged into the Adj-RIB-Out update groups and the FIB state. One flush per
+tick then writes each group's joined UPDATE bytes to all of its members and sends the tick's
+kernel route ops as one netlink batch.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import ipaddress
 import os
 import signal
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -71,7 +73,7 @@ from bgpd.session.settings import PeerSettings
 from bgpd.wire.attributes import ORIGIN_IGP, ORIGIN_INCOMPLETE, PathAttributes
 from bgpd.wire.errors import CEASE
 from bgpd.wire.family import Family, bytes_to_address, nlri_to_prefix, prefix_to_nlri
-from bgpd.wire.messages import Notification
+from bgpd.wire.messages import Notification, Update, split_update
 from bgpd.wire.options import CodecOptions
 
 log = get_logger("bgpd.daemon")
@@ -86,6 +88,13 @@ _RFC_STATE_NAMES = {
 }
 _FAMILY_OF_SPEC = {"ipv4": Family.IPV4_UNICAST, "ipv6": Family.IPV6_UNICAST}
 _FAMILY_LABEL = {family: label for label, family in _FAMILY_OF_SPEC.items()}
+INBOUND_SLICE = 0.003
+"""Seconds of route work between yields to the event loop (DESIGN principle 5)."""
+INBOUND_PIECE = 32
+"""NLRI items applied at a time: a big UPDATE is applied in pieces of this size."""
+INBOUND_HIGH, INBOUND_LOW = 50_000, 10_000
+"""Queued NLRI items above which peers that add more stop being read, and below which they
+are read again."""
 # Seconds between STATUS= refreshes for systemd (a watchdog may ask for more often).
 SERVICE_TICK = 1.0
 
@@ -125,6 +134,10 @@ class _Peer:
     stale_timer: asyncio.TimerHandle | None = None
     dump_task: asyncio.Task[None] | None = None
     prefix_limit: PrefixLimit | None = None
+
+
+def _update_of(item: UpdateReceived | Update) -> Update:
+    return item.update if isinstance(item, UpdateReceived) else item
 
 
 def datastore_path(url: str) -> str:
@@ -243,6 +256,11 @@ class Daemon:
         self.control: ControlServer | None = None
         self.started = time.time()
         self._flush_scheduled = False
+        # Session events waiting for route work, in arrival order (_drain_inbound).
+        self._inbound: deque[tuple[_Peer, SessionEvent | Update]] = deque()
+        self._inbound_items = 0
+        self._inbound_task: asyncio.Task[None] | None = None
+        self._paused: set[str] = set()
         self._stopping = asyncio.Event()
         self.loop_lag = LagMeter()
         self._lag_timer: asyncio.TimerHandle | None = None
@@ -341,7 +359,7 @@ class Daemon:
             self._service_timer.cancel()
         if self._lag_timer is not None:
             self._lag_timer.cancel()
-        for task in (self._watch_task, *self._reload_tasks):
+        for task in (self._watch_task, self._inbound_task, *self._reload_tasks):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -610,18 +628,62 @@ class Daemon:
         peer = self.peers.get(getattr(event, "peer", ""))
         if peer is None:
             return
+        if isinstance(event, StateChanged):
+            log.info(
+                "session state", peer=peer.spec.name, address=peer.spec.peer_address,
+                old=event.old.name, new=event.new.name,
+            )
+            return
+        # Route work waits its turn, in arrival order, and runs in slices (principle 5).
+        self._inbound.append((peer, event))
+        if isinstance(event, UpdateReceived):
+            self._inbound_items += event.update.size
+            if self._inbound_items > INBOUND_HIGH and peer.spec.name not in self._paused:
+                self._paused.add(peer.spec.name)
+                peer.driver.set_reading(False)
+        if self._inbound_task is None:
+            self._inbound_task = asyncio.get_running_loop().create_task(self._drain_inbound())
+
+    async def _drain_inbound(self) -> None:
+        """Work through queued session events, yielding to the loop every INBOUND_SLICE
+        seconds; a big UPDATE is cut into pieces first, so keepalives, timers and the
+        control socket are served on time during any burst."""
+        loop = asyncio.get_running_loop()
+        queue = self._inbound
         try:
-            if isinstance(event, UpdateReceived):
-                self._on_update(peer, event)
-            elif isinstance(event, SessionEstablished):
+            while queue:
+                deadline = loop.time() + INBOUND_SLICE
+                while True:  # at least one item per slice
+                    peer, item = queue.popleft()
+                    if self.peers.get(peer.spec.name) is not peer:
+                        # Removed by reconfiguration meanwhile: drop what it sent.
+                        if isinstance(item, UpdateReceived | Update):
+                            self._inbound_items -= _update_of(item).size
+                    elif isinstance(item, UpdateReceived):
+                        pieces = self._pieces(peer, item.update)
+                        queue.extendleft((peer, p) for p in reversed(pieces))
+                    elif isinstance(item, Update):
+                        self._inbound_items -= item.size
+                        self._on_update(peer, item)
+                    else:
+                        self._on_session_event(peer, item)
+                    if not queue or loop.time() >= deadline:
+                        break
+                if self._paused and self._inbound_items < INBOUND_LOW:
+                    for name in self._paused:
+                        if (paused := self.peers.get(name)) is not None:
+                            paused.driver.set_reading(True)
+                    self._paused.clear()
+                await asyncio.sleep(0)
+        finally:
+            self._inbound_task = None
+
+    def _on_session_event(self, peer: _Peer, event: SessionEvent) -> None:
+        try:
+            if isinstance(event, SessionEstablished):
                 self._on_established(peer, event)
             elif isinstance(event, SessionDown):
                 self._on_down(peer, event)
-            elif isinstance(event, StateChanged):
-                log.info(
-                    "session state", peer=peer.spec.name, address=peer.spec.peer_address,
-                    old=event.old.name, new=event.new.name,
-                )
             elif isinstance(event, RouteRefreshReceived):
                 self._resend(peer, event.family)
         except Exception:
@@ -688,22 +750,27 @@ class Daemon:
             await asyncio.sleep(0)
             await peer.driver.drained()
 
-    def _on_update(self, peer: _Peer, event: UpdateReceived) -> None:
-        update = event.update
+    def _pieces(self, peer: _Peer, update: Update) -> list[Update]:
         if update.error is not None:
             log.warning(
                 "malformed UPDATE handled per RFC 7606", peer=peer.spec.name,
                 error=str(update.error), action=update.error.handling.name,
             )
-        eor = update.end_of_rib
-        if eor is not None:
-            self._changed(self.rib.sweep_stale(peer.spec.name, eor))
-            self._gr_end_of_rib(peer.spec.name, eor)
-            return
-        assert peer.options is not None
-        self._changed(self.rib.apply_update(peer.spec.name, update, peer.options))
-        if peer.prefix_limit is not None:
-            self._enforce_prefix_limit(peer, peer.prefix_limit)
+        return list(split_update(update, INBOUND_PIECE))
+
+    def _on_update(self, peer: _Peer, update: Update) -> None:
+        try:
+            eor = update.end_of_rib
+            if eor is not None:
+                self._changed(self.rib.sweep_stale(peer.spec.name, eor))
+                self._gr_end_of_rib(peer.spec.name, eor)
+                return
+            assert peer.options is not None
+            self._changed(self.rib.apply_update(peer.spec.name, update, peer.options))
+            if peer.prefix_limit is not None:
+                self._enforce_prefix_limit(peer, peer.prefix_limit)
+        except Exception:
+            log.exception("error handling UPDATE", peer=peer.spec.name)
 
     def _enforce_prefix_limit(self, peer: _Peer, limit: PrefixLimit) -> None:
         count = self.rib.counts(peer.spec.name).accepted

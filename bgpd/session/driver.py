@@ -298,6 +298,17 @@ class PeerDriver:
         self._peer.close_for(self._running_loop().time(), notification, hold_down)
         self._process()
 
+    def set_reading(self, reading: bool) -> None:
+        """Stop (False) or resume (True) reading the established connection: backpressure
+        while the daemon works through the routes it already has. Timers keep running."""
+        proto = self._established_protocol()
+        if proto is None or proto.transport is None or proto.closing:
+            return
+        if reading:
+            proto.transport.resume_reading()
+        else:
+            proto.transport.pause_reading()
+
     def request_refresh(self, family: Family, subtype: int = 0) -> None:
         self._peer.send_route_refresh(family, subtype)
         self._schedule_flush()

@@ -36,6 +36,7 @@ from bgpd.wire.messages import (
     RouteRefreshCap,
     UnknownCapability,
     Update,
+    split_update,
 )
 from bgpd.wire.nlri import split_nlri
 from bgpd.wire.options import DEFAULT_OPTIONS, CodecOptions
@@ -82,4 +83,5 @@ __all__ = [
     "pack_withdrawals",
     "split_messages",
     "split_nlri",
+    "split_update",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from bgpd.wire.attributes import PathAttributes
@@ -166,6 +167,45 @@ class Update:
         if not self.mp_unreach.withdrawn and self.attributes in (None, PathAttributes()):
             return self.mp_unreach.family
         return None
+
+    @property
+    def size(self) -> int:
+        """NLRI items it announces and withdraws, all families."""
+        n = len(self.withdrawn) + len(self.nlri)
+        if self.mp_reach is not None:
+            n += len(self.mp_reach.nlri)
+        if self.mp_unreach is not None:
+            n += len(self.mp_unreach.withdrawn)
+        return n
+
+
+def split_update(update: Update, size: int) -> Iterator[Update]:
+    """`update` as UPDATEs of at most `size` NLRI items that, applied in order, do what it does:
+    withdrawals first, then announcements with the same attributes. None of them reads as an
+    End-of-RIB; the decoder's `error` stays with the first."""
+    if update.size <= size:
+        yield update
+        return
+    error = update.error
+    for i in range(0, len(update.withdrawn), size):
+        yield Update(withdrawn=update.withdrawn[i : i + size], error=error)
+        error = None
+    unreach = update.mp_unreach
+    if unreach is not None:
+        for i in range(0, len(unreach.withdrawn), size):
+            gone = MpUnreach(unreach.family, unreach.withdrawn[i : i + size])
+            yield Update(mp_unreach=gone, error=error)
+            error = None
+    attrs = update.attributes
+    for i in range(0, len(update.nlri), size):
+        yield Update(attributes=attrs, nlri=update.nlri[i : i + size], error=error)
+        error = None
+    reach = update.mp_reach
+    if reach is not None:
+        for i in range(0, len(reach.nlri), size):
+            new = MpReach(reach.family, reach.next_hop, reach.nlri[i : i + size])
+            yield Update(attributes=attrs, mp_reach=new, error=error)
+            error = None
 
 
 @dataclass(frozen=True, slots=True)
