@@ -19,6 +19,7 @@ import ctypes
 import errno
 import os
 import socket
+import struct
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ from bgpd.kernel.rtmsg import (
     decode_link,
     decode_link_index,
     decode_route,
+    drop_protocol_filter,
     encode_delroute,
     encode_getlink,
     encode_link_dump,
@@ -66,6 +68,7 @@ NETLINK_EXT_ACK = 11  # errors carry the kernel's message ("Nexthop has invalid 
 NETLINK_GET_STRICT_CHK = 12  # dumps honour the protocol/table filter in the request
 SO_SNDBUFFORCE = 32
 SO_RCVBUFFORCE = 33
+SO_ATTACH_FILTER = 26
 CLONE_NEWNET = 0x40000000
 RTMGRP_LINK = 0x1
 RTMGRP_IPV4_ROUTE = 0x40
@@ -438,6 +441,8 @@ class RouteMonitor:
         sock = _in_netns(self.netns, _netlink_socket) if self.netns else _netlink_socket()
         try:
             _set_buffers(sock, self.buffer_size)
+            if self.skip_protocol is not None:
+                _attach_filter(sock, drop_protocol_filter(self.skip_protocol))
             sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE))
         except BaseException:
             sock.close()
@@ -481,6 +486,14 @@ class RouteMonitor:
             except NetlinkDecodeError:
                 continue  # one odd message must not stop the monitor
         return events
+
+
+def _attach_filter(sock: socket.socket, program: bytes) -> None:
+    """SO_ATTACH_FILTER with a classic BPF program (struct sock_fprog points at it; the
+    kernel copies it during the call)."""
+    code = ctypes.create_string_buffer(program, len(program))
+    fprog = struct.pack("HL", len(program) // 8, ctypes.addressof(code))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
 def _overrun(exc: OSError) -> OSError:

@@ -9,6 +9,7 @@ Layouts follow <linux/netlink.h> and <linux/rtnetlink.h>, host byte order.
 from __future__ import annotations
 
 import struct
+import sys
 from dataclasses import dataclass
 
 from bgpd.kernel.fib import (
@@ -410,3 +411,35 @@ def _attrs(data: bytes, off: int) -> list[tuple[int, bytes]]:
         out.append((kind & 0x3FFF, data[off + 4 : off + length]))  # drop NESTED/BYTEORDER bits
         off += (length + 3) & ~3
     return out
+
+
+# --- a socket filter for the route monitor -------------------------------------------------
+
+_BPF_LDB_ABS = 0x30  # BPF_LD | BPF_B | BPF_ABS
+_BPF_JEQ_K = 0x15  # BPF_JMP | BPF_JEQ | BPF_K
+_BPF_RET_K = 0x06  # BPF_RET | BPF_K
+_TYPE_LOW, _TYPE_HIGH = (4, 5) if sys.byteorder == "little" else (5, 4)
+_RTM_PROTOCOL_AT = 16 + 5  # nlmsghdr, then rtmsg's family, dst/src len, tos, table
+
+
+def drop_protocol_filter(protocol: int) -> bytes:
+    """A classic BPF program (struct sock_filter[]) that drops route notifications of
+    `protocol` in the kernel and lets everything else through: our own route changes then
+    cost the monitor no wake-up, no syscall and no decode."""
+
+    def op(code: int, jt: int, jf: int, k: int) -> bytes:
+        return struct.pack("=HBBI", code, jt, jf, k)
+
+    return b"".join(
+        (
+            op(_BPF_LDB_ABS, 0, 0, _TYPE_LOW),
+            op(_BPF_JEQ_K, 1, 0, RTM_NEWROUTE),
+            op(_BPF_JEQ_K, 0, 5, RTM_DELROUTE),
+            op(_BPF_LDB_ABS, 0, 0, _TYPE_HIGH),
+            op(_BPF_JEQ_K, 0, 3, 0),
+            op(_BPF_LDB_ABS, 0, 0, _RTM_PROTOCOL_AT),
+            op(_BPF_JEQ_K, 0, 1, protocol),
+            op(_BPF_RET_K, 0, 0, 0),  # drop
+            op(_BPF_RET_K, 0, 0, 0xFFFFFFFF),  # keep all of it
+        )
+    )

@@ -33,9 +33,11 @@ from bgpd.kernel.fib import (
     RouteType,
     reconcile,
 )
-from bgpd.kernel.netlink import KernelRoutes, NetlinkOverrun
+from bgpd.kernel.netlink import KernelRoutes, NetlinkOverrun, RouteMonitor
+from bgpd.kernel.rtmsg import decode_route, split_messages
 
 pytestmark = pytest.mark.interop
+RTPROT_STATIC = 4
 
 _counter = itertools.count()
 
@@ -370,3 +372,29 @@ def test_add_never_overwrites_another_protocols_route(lab: Lab) -> None:
     # `ip` leaves out the protocol when it is boot, the default: ask for it instead.
     assert json.loads(lab.ip("-j", "route", "show", "10.213.0.5/32", "proto", "boot"))
     assert [r["dst"] for r in lab.ours()] == ["10.214.0.0/24"]
+
+
+def test_monitor_filter_drops_our_own_route_notifications_in_the_kernel(lab: Lab) -> None:
+    """The monitor's socket filter: a route of ours changing wakes nobody; another
+    protocol's route arrives as before."""
+
+    async def first_datagram() -> bytes:
+        monitor = RouteMonitor(netns=lab.ns)
+        monitor.open()
+        try:
+            lab.ip("route", "add", "10.91.0.0/24", "via", "10.77.0.2", "proto",
+                   str(RTPROT_PYBGPD))
+            lab.ip("route", "add", "10.92.0.0/24", "via", "10.77.0.2", "proto", "static")
+            sock = monitor._sock  # the raw datagrams, before read()'s own skip
+            assert sock is not None
+            loop = asyncio.get_running_loop()
+            return await asyncio.wait_for(loop.sock_recv(sock, 65536), 10)
+        finally:
+            monitor.close()
+
+    messages = split_messages(run(first_datagram()))
+    entry = decode_route(messages[0][3])
+    assert entry is not None
+    assert (ipaddress.ip_address(entry.route.dst), entry.protocol) == (
+        ipaddress.ip_address("10.92.0.0"), RTPROT_STATIC
+    )
