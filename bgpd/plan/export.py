@@ -15,8 +15,10 @@ export rules (reference/calico.md 4.2, 4.3) as values and one pure policy.
 * Tunnel-device routes (`*.cali`, `*.calico`) are not sent to iBGP peers; BPF-mode local
   routes (`bpf*.cali`) are sent to nobody.
 
-`ExportPolicy.decide()` names the rule that decided (`ExportRule`), for `bgpctl explain`;
-`allows_net()` is the integer hot path the Adj-RIB-Out filter calls per prefix.
+`ExportPolicy.decide()` names the rule that decided (`ExportRule`), for `bgpctl explain`.
+The Adj-RIB-Out filter asks per prefix, on the NLRI bytes: `nlri_check(family)` is the policy
+compiled for one family into a closure over (length, address-int) pairs, with a memo of the
+answers by prefix bytes; `iface_allows()` adds the interface rules for kernel-learned routes.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import fnmatch
 import functools
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from bgpd.datastore.model import (
@@ -36,6 +38,7 @@ from bgpd.datastore.model import (
     IPPool,
 )
 from bgpd.datastore.snapshot import Snapshot
+from bgpd.wire.family import Family
 
 IPV4 = "ipv4"
 IPV6 = "ipv6"
@@ -255,10 +258,27 @@ class ExportDecision:
         return ("accepted: " if self.allowed else "rejected: ") + self.rule.value
 
 
+NlriCheck = Callable[[bytes], bool]
+"""Whether a route to this prefix (NLRI prefix form) may be advertised, interface aside."""
+
+MEMO_LIMIT = 1 << 16
+"""Answers remembered per family and policy; past it the memo starts again. Most keys stand
+for many prefixes (see `ExportPolicy._compile`), so a cluster needs far fewer."""
+
+
+@functools.lru_cache(maxsize=1024)
+def _iface_kinds(ifname: str) -> tuple[bool, bool]:
+    """(a tunnel device, a local-only device): ifnames are few, the routes through them many."""
+    return (
+        any(fnmatch.fnmatchcase(ifname, g) for g in _TUNNEL_IFACES),
+        any(fnmatch.fnmatchcase(ifname, g) for g in _LOCAL_IFACES),
+    )
+
+
 class ExportPolicy:
     """calico_export_to_bgp_peers(internal_peer) for one node, as a pure decision."""
 
-    __slots__ = ("_aggregates", "_blocked", "_exportable", "blocks", "pools")
+    __slots__ = ("_aggregates", "_blocked", "_checks", "_exportable", "blocks", "pools")
 
     def __init__(self, blocks: tuple[AffineBlock, ...], pools: tuple[PoolSpec, ...]) -> None:
         self.blocks = blocks
@@ -267,6 +287,10 @@ class ExportPolicy:
         self._exportable = tuple(_key(_net(p.cidr)) for p in pools if not p.disable_bgp_export)
         # Only confirmed blocks aggregate; a pendingDeletion block is just another route.
         self._aggregates = tuple(_key(_net(b.cidr)) for b in blocks if b.confirmed)
+        self._checks = {
+            Family.IPV4_UNICAST: self._compile(4),
+            Family.IPV6_UNICAST: self._compile(6),
+        }
 
     def allows(
         self,
@@ -304,8 +328,95 @@ class ExportPolicy:
         internal_peer: bool,
         ifname: str | None = None,
     ) -> bool:
-        """The hot path of the Adj-RIB-Out filter: the prefix as (IP version, int, length)."""
+        """`allows()` on the prefix as (IP version, int, length)."""
         return self.rule(version, addr, plen, internal_peer, ifname, False) in _ACCEPTING
+
+    def nlri_check(self, family: Family) -> NlriCheck:
+        """The policy for `family` on NLRI prefix bytes, for a route with no outgoing
+        interface: the same answers as `allows_net`, for any peer (without an interface the
+        kind of peer never matters)."""
+        return self._checks[family]
+
+    @staticmethod
+    def iface_allows(ifname: str, internal_peer: bool) -> bool:
+        """False when the interface rules reject a route through `ifname` (a tunnel device
+        towards an internal peer, a local-only device towards anyone). Otherwise the route
+        is decided by its prefix alone: every other rule rejects or accepts regardless."""
+        tunnel, local = _iface_kinds(ifname)
+        return not (local or (tunnel and internal_peer))
+
+    def _compile(self, version: int) -> NlriCheck:
+        """The rules of `rule()` without an interface, on NLRI bytes.
+
+        The answer for a prefix longer than every network depends only on its leading
+        `deepest` bits (the longest network's length): it is inside a network or not, never
+        the network itself. So answers are remembered by (length, leading bits) as one int,
+        `from_bytes(prefix) >> shift`, and a cluster's routes share a few entries; shorter
+        prefixes (aggregates, blocks) are remembered by their bytes. A miss walks the
+        networks that share the prefix's leading `top` bits (the shortest network's length)
+        in rule order, each as (length, shift, leading bits, address, verdict inside it,
+        verdict when it is the network itself): the first that holds the prefix decides."""
+        width = _BITS[version]
+        alen = width // 8
+        tests: list[tuple[int, int, int, int, bool, bool]] = []
+
+        def add(nets: tuple[_Net, ...], inside: bool, exact: bool) -> None:
+            for v, addr, plen in nets:
+                if v == version:
+                    shift = width - plen
+                    tests.append((plen, shift, addr >> shift, addr, inside, exact))
+
+        add(self._blocked, False, False)
+        add(self._aggregates, False, True)
+        add(self._exportable, True, True)
+        if not tests:
+            return _never
+        top = min(t[0] for t in tests)
+        top_shift = width - top
+        deepest = max(t[0] for t in tests)
+        index: dict[int, tuple[tuple[int, int, int, int, bool, bool], ...]] = {}
+        for t in tests:
+            lead = t[3] >> top_shift
+            index[lead] = (*index.get(lead, ()), t)
+        # Per count n of address octets: the address as int.from_bytes(prefix[1:].ljust(alen))
+        # is (from_bytes(prefix) & low[n]) << up[n], and (length, leading `deepest` bits) is
+        # from_bytes(prefix) >> drop[n] (negative: too few octets for that key).
+        low = tuple((1 << 8 * n) - 1 for n in range(alen + 1))
+        up = tuple(width - 8 * n for n in range(alen + 1))
+        drop = tuple(8 * n - deepest for n in range(alen + 1))
+        memo: dict[int | bytes, bool] = {}
+        get = memo.get
+        from_bytes = int.from_bytes
+        rule = self.rule
+
+        def check(prefix: bytes) -> bool:
+            n = len(prefix) - 1
+            if n > alen:  # not a well-formed prefix: the reference decides
+                addr = from_bytes(prefix[1:], "big")
+                return rule(version, addr, prefix[0], True, None, False) in _ACCEPTING
+            plen = prefix[0]
+            cut = drop[n]
+            key: int | bytes = (
+                from_bytes(prefix, "big") >> cut if plen > deepest and cut >= 0 else prefix
+            )
+            answer = get(key)
+            if answer is not None:
+                return answer
+            answer = False
+            if plen >= top:
+                addr = (from_bytes(prefix, "big") & low[n]) << up[n]
+                candidates = index.get(addr >> top_shift)
+                if candidates is not None:
+                    for length, shift, lead, net, inside, exact in candidates:
+                        if plen >= length and addr >> shift == lead:
+                            answer = exact if plen == length and addr == net else inside
+                            break
+            if len(memo) >= MEMO_LIMIT:
+                memo.clear()
+            memo[key] = answer
+            return answer
+
+        return check
 
     def rule(
         self,
@@ -320,9 +431,10 @@ class ExportPolicy:
             if _inside(version, addr, plen, net):
                 return ExportRule.DISABLED_POOL
         if ifname is not None:
-            if internal_peer and any(fnmatch.fnmatchcase(ifname, g) for g in _TUNNEL_IFACES):
+            tunnel, local = _iface_kinds(ifname)
+            if internal_peer and tunnel:
                 return ExportRule.TUNNEL_TO_IBGP
-            if any(fnmatch.fnmatchcase(ifname, g) for g in _LOCAL_IFACES):
+            if local:
                 return ExportRule.LOCAL_INTERFACE
         for block in self._aggregates:
             if (version, addr, plen) == block:
@@ -333,3 +445,8 @@ class ExportPolicy:
             if _inside(version, addr, plen, net):
                 return ExportRule.IN_POOL
         return ExportRule.NOT_IN_POOL
+
+
+def _never(prefix: bytes) -> bool:
+    """A family with no pool and no block: nothing in it is exported."""
+    return False

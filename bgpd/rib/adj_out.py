@@ -131,6 +131,10 @@ class GroupFlush:
 
 _NOTHING = GroupFlush()
 
+_NO_ATTRS = PathAttributes()
+"""Stands for "no run yet" in `UpdateGroup.flush`: never an interned export (it is not in
+any group's cache, and identity is what is compared)."""
+
 
 class UpdateGroup:
     __slots__ = (
@@ -172,8 +176,16 @@ class UpdateGroup:
             pending[change.prefix] = change.new
 
     def stage_all(self, changes: Iterable[BestChange]) -> None:
+        # A tick's changes come in runs of one family: look its table up once per run.
+        pendings = self._pending
+        family: Family | None = None
+        pending: dict[bytes, Route | None] | None = None
         for change in changes:
-            self.stage(change)
+            if change.family is not family:
+                family = change.family
+                pending = pendings.get(family)
+            if pending is not None:
+                pending[change.prefix] = change.new
 
     def restage(self, family: Family, routes: Iterable[Route]) -> None:
         """Re-examine every prefix of `family` on the next flush: `routes` are the current
@@ -200,12 +212,13 @@ class UpdateGroup:
                 continue
             desired = self._export(route, memo) if self._allowed(route) else None
             cur = out.get(route.prefix)
+            counts = self._by_source[family]
             if desired is None:
                 if cur is not None:
                     del out[route.prefix]
-                    self._forget(family, cur)
+                    self._forget(counts, cur)
                 continue
-            self._remember(family, route.prefix, (desired, route.source.name), cur)
+            self._remember(out, counts, route.prefix, (desired, route.source.name), cur)
         self.cache.collect()
 
     # --- bytes out --------------------------------------------------------------------
@@ -215,6 +228,11 @@ class UpdateGroup:
         members = self.members
         sole = next(iter(members)) if len(members) == 1 else None
         opts = self.key.options
+        flt = self.export_filter
+        ibgp = self.key.ibgp
+        export = self._export
+        ref = self.cache.ref
+        forget = self._forget
         memo: dict[tuple[int, int], tuple[object, object, PathAttributes | None]] = {}
         parts: list[bytes] = []
         corrections: dict[str, dict[Family, list[bytes]]] = {}
@@ -224,38 +242,91 @@ class UpdateGroup:
                 continue
             self._pending[family] = {}
             out = self._out[family]
+            counts = self._by_source[family]
             add_path = family in opts.add_path_send
             buckets: dict[int, tuple[PathAttributes, list[bytes]]] = {}
             withdrawn: list[bytes] = []
+            fixes: dict[str, list[bytes]] = {}
+            # Consecutive prefixes mostly come from one UPDATE: same attributes, same source,
+            # so the same export and the same bucket as the previous one.
+            last_attrs: PathAttributes | None = None
+            last_source: object = None
+            last_desired: PathAttributes | None = None
+            last_bucket: PathAttributes | None = None
+            last_items: list[bytes] = []
+            # Runs of equal (attributes, source) share one entry tuple, and new entries take
+            # their attribute reference and source count once per run: settled before anything
+            # is released (a release must not see a count still owed: it could drop the cache
+            # entry) and at the end.
+            entry: _Entry = (_NO_ATTRS, "")
+            run = 0
             for prefix, route in pending.items():
                 item = ADD_PATH_ID + prefix if add_path else prefix
                 desired = None
-                if route is not None and self._allowed(route):
-                    desired = self._export(route, memo)
+                if route is not None and (flt is None or flt(route, ibgp)):
+                    attrs = route.attrs
+                    source = route.source
+                    if attrs is last_attrs and source is last_source:
+                        desired = last_desired
+                    else:
+                        desired = export(route, memo)
+                        last_attrs, last_source, last_desired = attrs, source, desired
                 cur = out.get(prefix)
                 if desired is None or route is None:
                     if cur is not None:
+                        if run:
+                            ref(entry[0], run)
+                            counts[entry[1]] = counts.get(entry[1], 0) + run
+                            run = 0
                         del out[prefix]
-                        self._forget(family, cur)
+                        forget(counts, cur)
                         withdrawn.append(item)
                     continue
                 src = route.source.name
                 if cur is not None and cur[0] is desired and cur[1] == src:
                     continue  # already advertised exactly so
-                self._remember(family, prefix, (desired, src), cur)
+                if desired is not entry[0] or src != entry[1]:
+                    if run:
+                        ref(entry[0], run)
+                        counts[entry[1]] = counts.get(entry[1], 0) + run
+                        run = 0
+                    entry = (desired, src)
+                out[prefix] = entry
+                if cur is None:
+                    run += 1
+                else:
+                    ref(desired, run + 1)
+                    counts[src] = counts.get(src, 0) + run + 1
+                    run = 0
+                    forget(counts, cur)
                 if src == sole:
                     # The only member is the source: send it nothing, and take back what it
                     # had from us for this prefix.
                     if cur is not None and cur[1] != src:
                         withdrawn.append(item)
                     continue
-                bucket = buckets.get(id(desired))
-                if bucket is None:
-                    buckets[id(desired)] = (desired, [item])
+                if desired is last_bucket:
+                    last_items.append(item)
                 else:
-                    bucket[1].append(item)
+                    bucket = buckets.get(id(desired))
+                    if bucket is None:
+                        last_items = [item]
+                        buckets[id(desired)] = (desired, last_items)
+                    else:
+                        last_items = bucket[1]
+                        last_items.append(item)
+                    last_bucket = desired
                 if src in members:
-                    corrections.setdefault(src, {}).setdefault(family, []).append(item)
+                    fix = fixes.get(src)
+                    if fix is None:
+                        fixes[src] = [item]
+                    else:
+                        fix.append(item)
+            if run:
+                ref(entry[0], run)
+                counts[entry[1]] = counts.get(entry[1], 0) + run
+            for name, items in fixes.items():
+                corrections.setdefault(name, {})[family] = items
             if members:
                 parts.extend(pack_withdrawals(family, withdrawn, opts))
                 for attrs, items in buckets.values():
@@ -359,17 +430,24 @@ class UpdateGroup:
         memo[mk] = (attrs, source, result)
         return result
 
-    def _remember(self, family: Family, prefix: bytes, entry: _Entry, cur: _Entry | None) -> None:
+    def _remember(
+        self,
+        out: dict[bytes, _Entry],
+        counts: dict[str, int],
+        prefix: bytes,
+        entry: _Entry,
+        cur: _Entry | None,
+    ) -> None:
+        """Store `entry` for `prefix` in a family's table `out` (replacing `cur`); `counts`
+        is the same family's per-source tally."""
         self.cache.ref(entry[0])
-        self._out[family][prefix] = entry
-        counts = self._by_source[family]
+        out[prefix] = entry
         counts[entry[1]] = counts.get(entry[1], 0) + 1
         if cur is not None:
-            self._forget(family, cur)
+            self._forget(counts, cur)
 
-    def _forget(self, family: Family, entry: _Entry) -> None:
+    def _forget(self, counts: dict[str, int], entry: _Entry) -> None:
         self.cache.release(entry[0])
-        counts = self._by_source[family]
         n = counts[entry[1]] - 1
         if n:
             counts[entry[1]] = n
@@ -436,10 +514,11 @@ class AdjRibOut:
                 group.restage(family, best(family))
 
     def stage(self, changes: Iterable[BestChange]) -> None:
-        groups = list(self.groups.values())
-        for change in changes:
-            for group in groups:
-                group.stage(change)
+        # Group by group rather than change by change: each group's staging is independent
+        # and the last change per prefix still wins in each.
+        batch = changes if isinstance(changes, (list, tuple)) else list(changes)
+        for group in self.groups.values():
+            group.stage_all(batch)
 
     def flush(self) -> list[tuple[UpdateGroup, GroupFlush]]:
         """Each group's output for this tick (groups with nothing to send left out)."""

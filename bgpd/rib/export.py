@@ -23,6 +23,7 @@ from bgpd.rib.attrcache import AttrCache
 from bgpd.rib.decision import DEFAULT_LOCAL_PREF
 from bgpd.rib.route import LocalSource, PeerInfo, Route, Source
 from bgpd.wire.attributes import AS_SEQUENCE, AsPathSegment, PathAttributes
+from bgpd.wire.family import Family
 
 # Well-known communities (RFC 1997).
 NO_EXPORT = 0xFFFFFF01
@@ -147,9 +148,9 @@ def export_attrs(
 class NetPolicy(Protocol):
     """What `policy_filter` needs of an export policy (bgpd.plan.export.ExportPolicy)."""
 
-    def allows_net(
-        self, version: int, addr: int, plen: int, internal_peer: bool, ifname: str | None = None
-    ) -> bool: ...
+    def nlri_check(self, family: Family) -> Callable[[bytes], bool]: ...
+
+    def iface_allows(self, ifname: str, internal_peer: bool) -> bool: ...
 
 
 def policy_filter(
@@ -157,15 +158,16 @@ def policy_filter(
 ) -> ExportFilter:
     """An `ExportFilter` asking `policy` about each route's prefix. `ifname_of` gives the
     outgoing interface of a kernel-learned route (the tunnel and local-interface rules)."""
+    v4 = policy.nlri_check(Family.IPV4_UNICAST)
+    v6 = policy.nlri_check(Family.IPV6_UNICAST)
+    iface_allows = policy.iface_allows
+    ipv4 = Family.IPV4_UNICAST
 
     def allowed(route: Route, ibgp: bool) -> bool:
-        prefix = route.prefix
-        family = route.family
-        alen = family.addr_len
-        addr = int.from_bytes(prefix[1:].ljust(alen, b"\0"), "big")
-        ifname = None
         if ifname_of is not None and isinstance(route.source, LocalSource):
             ifname = ifname_of(route)
-        return policy.allows_net(4 if alen == 4 else 6, addr, prefix[0], ibgp, ifname)
+            if ifname is not None and not iface_allows(ifname, ibgp):
+                return False
+        return (v4 if route.family is ipv4 else v6)(route.prefix)
 
     return allowed

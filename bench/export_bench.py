@@ -1,0 +1,162 @@
+"""Cost per prefix of Calico's export filter, alone and inside an update group's flush.
+
+The workload is a route reflector's (bench/rr_bench.py): M clients each announce N IPv4 /32s
+inside the IP pool 100.64.0.0/10, all in one update group of route-reflector clients. The
+policy also holds a disableBGPExport pool and a few confirmed blocks, so the filter walks
+more than one network per prefix as a node's own would; a share of the prefixes falls in
+the blocks or outside every pool.
+
+    python3 bench/export_bench.py [--clients 100] [--prefixes 1000] [--repeat 5]
+
+Prints nanoseconds per prefix (best of `--repeat`, garbage collector off) for:
+
+- `filter, first sight`: the `policy_filter` callable on each route once, with a fresh
+  policy each run (nothing remembered from a previous run);
+- `filter, seen before`: the same routes again on the same policy (a second group, churn);
+- `flush, no filter` / `flush, with filter`: `stage_all` + `flush` of one update group of
+  M members for all M x N changes; the difference is what the filter costs in the real loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bgpd.plan.export import AffineBlock, ExportPolicy, PoolSpec
+from bgpd.rib.adj_out import GroupKey, UpdateGroup
+from bgpd.rib.export import ExportFilter, policy_filter
+from bgpd.rib.route import PeerInfo, Route
+from bgpd.rib.table import BestChange
+from bgpd.wire.attributes import PathAttributes
+from bgpd.wire.family import Family
+from bgpd.wire.options import CodecOptions
+
+V4 = Family.IPV4_UNICAST
+AS = 64512
+
+
+def pool(cidr: str, *, disable_export: bool = False) -> PoolSpec:
+    fam = "ipv6" if ":" in cidr else "ipv4"
+    return PoolSpec(cidr, cidr, fam, "Never", "Never", disable_export, False, False)
+
+
+def make_policy() -> ExportPolicy:
+    pools = (
+        pool("10.244.0.0/16", disable_export=True),
+        pool("100.64.0.0/10"),
+        pool("fd10::/48"),
+    )
+    blocks = tuple(AffineBlock(f"100.64.{i}.0/26", "ipv4", "confirmed") for i in range(4))
+    return ExportPolicy(blocks, pools)
+
+
+def workload(clients: int, prefixes: int, seed: int = 1) -> tuple[list[PeerInfo], list[Route]]:
+    rng = random.Random(seed)
+    peers = [
+        PeerInfo(f"c{i}", bytes((10, 0, i >> 8 & 0xFF, i & 0xFF)), AS, 0x0A000000 + i, AS, True)
+        for i in range(clients)
+    ]
+    routes: list[Route] = []
+    for i, p in enumerate(peers):
+        attrs = PathAttributes(origin=0, next_hop=p.address, local_pref=100)
+        for j in range(prefixes):
+            roll = rng.random()
+            if roll < 0.9:  # the pool: what a reflector mostly carries
+                addr = (100 << 24 | 64 << 16) + ((i * prefixes + j) % (1 << 22))
+            elif roll < 0.95:  # outside every pool
+                addr = rng.getrandbits(32)
+            else:  # a disableBGPExport pool
+                addr = (10 << 24 | 244 << 16) + rng.getrandbits(16)
+            routes.append(Route(bytes((32,)) + addr.to_bytes(4, "big"), V4, attrs, p))
+    return peers, routes
+
+
+def best_ns(fn: Callable[[], object], n: int, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        gc.disable()
+        try:
+            t = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t)
+        finally:
+            gc.enable()
+    return best * 1e9 / n
+
+
+def filter_first(routes: list[Route]) -> float:
+    elapsed = float("inf")
+    for _ in range(3):
+        flt = policy_filter(make_policy())
+        gc.disable()
+        t = time.perf_counter()
+        for r in routes:
+            flt(r, True)
+        elapsed = min(elapsed, time.perf_counter() - t)
+        gc.enable()
+    return elapsed * 1e9 / len(routes)
+
+
+def flush_once(
+    peers: list[PeerInfo], changes: list[BestChange], flt: Callable[[], ExportFilter | None]
+) -> Callable[[], object]:
+    key = GroupKey.for_peer(
+        peers[0], options=CodecOptions(), families=(V4,), local_ipv4=bytes((10, 0, 0, 1))
+    )
+
+    def run() -> object:
+        group = UpdateGroup(key, cluster_id=0x0A000001, export_filter=flt())
+        for p in peers:
+            group.add_member(p)
+        group.stage_all(changes)
+        return group.flush()
+
+    return run
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--clients", type=int, default=100)
+    p.add_argument("--prefixes", type=int, default=1000)
+    p.add_argument("--repeat", type=int, default=5)
+    args = p.parse_args()
+    peers, routes = workload(args.clients, args.prefixes)
+    n = len(routes)
+    changes = [BestChange(V4, r.prefix, None, r, None, False) for r in routes]
+    warm = policy_filter(make_policy())
+    for r in routes:
+        warm(r, True)
+
+    def seen() -> None:
+        for r in routes:
+            warm(r, True)
+
+    rows = [
+        ("filter, first sight", filter_first(routes)),
+        ("filter, seen before", best_ns(seen, n, args.repeat)),
+        ("flush, no filter", best_ns(flush_once(peers, changes, lambda: None), n, args.repeat)),
+        (
+            "flush, with filter",
+            best_ns(
+                flush_once(peers, changes, lambda: policy_filter(make_policy())), n, args.repeat
+            ),
+        ),
+    ]
+    print(f"{args.clients} clients x {args.prefixes} prefixes ({n} routes), best of {args.repeat}")
+    print()
+    print("| step | ns per prefix |")
+    print("|---|---:|")
+    for name, ns in rows:
+        print(f"| {name} | {ns:,.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
