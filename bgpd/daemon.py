@@ -88,9 +88,9 @@ _RFC_STATE_NAMES = {
 }
 _FAMILY_OF_SPEC = {"ipv4": Family.IPV4_UNICAST, "ipv6": Family.IPV6_UNICAST}
 _FAMILY_LABEL = {family: label for label, family in _FAMILY_OF_SPEC.items()}
-INBOUND_SLICE = 0.003
+INBOUND_SLICE = 0.002
 """Seconds of route work between yields to the event loop (DESIGN principle 5)."""
-INBOUND_PIECE = 32
+INBOUND_PIECE = 16
 """NLRI items applied at a time: a big UPDATE is applied in pieces of this size."""
 FLUSH_GAP_PER_SEND = 20e-6
 FLUSH_GAP_MAX = 0.25
