@@ -17,12 +17,15 @@ loop, client and scheduling time included), and session resets (sessions that le
 Established, counted from each daemon's log). Prints a markdown table; exits non-zero if a
 session reset or RSS grew by more than --rss-slack-mb after warm-up.
 
-Run here (1000 routes swapped every 2 s): 5 minutes, 147k route changes per node, on a
-2-core machine at load average 5-6 from other work: RSS 35.2 -> 35.4 MiB, descriptors
-16 -> 15, no session reset; loop lag p50 0.75 ms, p99 385-420 ms, max 1.0-1.6 s. 2 minutes
-at load ~2: loop lag p50 0.43 ms, p99 149-164 ms, max 240-363 ms, and ~168 ms of CPU per
-flip per node: each flip's 2000 route changes are handled as one burst without yielding, so
-p99 lag is about one burst; the 10 ms goal needs that work sliced (DESIGN principle 5).
+Latest run (2026-11-26, 20 minutes, 1000 routes swapped every 2 s: 594 flips, 594k route
+changes per node; idle 2-core machine shared by the three bgpd, BIRD and this script): RSS
+38.0 -> 38.3 MiB after warm-up, descriptors 16 -> 15, no session reset, ~145 ms CPU per flip
+per node; event-loop lag p50 0.52 ms, p99 13.9-15.1 ms in the worst minute, max 43-67 ms;
+control round trip p50 0.76 ms, p99 20 ms. Route work runs in 2 ms slices (bgpd/daemon.py,
+DESIGN principle 5); what remains of the p99 is mostly waiting for a CPU: each flip reaches
+all three daemons at once, about 0.45 CPU-seconds of work for two cores, and a slow
+callback's wall time was typically twice its CPU time. Before the slicing the p99 was one
+whole burst, 150-420 ms.
 """
 
 from __future__ import annotations
