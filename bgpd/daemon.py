@@ -682,7 +682,10 @@ class Daemon:
                     if not queue or loop.time() >= deadline:
                         break
                 if loop.time() >= self._last_flush + self._flush_gap:
-                    self._flush()
+                    try:
+                        self._flush()
+                    except Exception:  # the queue must keep draining (principle 7)
+                        log.exception("error writing out route changes")
                 elif not queue:
                     self._schedule_flush()
                 if self._paused and self._inbound_items < INBOUND_LOW:
@@ -762,7 +765,10 @@ class Daemon:
     async def _dump(self, peer: _Peer, chunks: Iterator[bytes]) -> None:
         # Principle 5: a full-table dump yields to the loop between slices.
         for chunk in chunks:
-            peer.driver.send(chunk)
+            try:
+                peer.driver.send(chunk)
+            except LocalSessionError:
+                return  # the session ended; its SessionDown is on its way through the queue
             await asyncio.sleep(0)
             await peer.driver.drained()
 
@@ -970,7 +976,12 @@ class Daemon:
                     n = counts.get(id(data))
                     if n is None:
                         n = counts[id(data)] = count_messages(data)
-                    peer.driver.send(data, n)
+                    try:
+                        peer.driver.send(data, n)
+                    except LocalSessionError:
+                        # Its session just ended: the SessionDown waiting in the inbound
+                        # queue takes it out of the group.
+                        break
                     sends += 1
         self._flush_gap = min(FLUSH_GAP_MAX, sends * FLUSH_GAP_PER_SEND)
         if self.kernel is not None:

@@ -17,6 +17,7 @@ from bgpd_pair import _docs
 
 from bgpd import daemon as daemon_mod
 from bgpd.daemon import Daemon, DaemonOptions, load_plan
+from bgpd.session.errors import LocalSessionError
 from bgpd.session.events import SessionDown, SessionEstablished, UpdateReceived
 from bgpd.session.negotiate import build_open, negotiate
 from bgpd.wire.attributes import ORIGIN_IGP, PathAttributes
@@ -32,8 +33,11 @@ class Recorder:
     def __init__(self) -> None:
         self.sent: list[bytes] = []
         self.reading: list[bool] = []
+        self.ended = False  # the session is gone: sending raises, as PeerDriver.send does
 
     def send(self, data: bytes, count: int | None = None) -> None:
+        if self.ended:
+            raise LocalSessionError("not established")
         self.sent.append(data)
 
     def set_reading(self, reading: bool) -> None:
@@ -184,3 +188,28 @@ def test_split_keeps_family_and_attributes() -> None:
     assert [p.size for p in parts] == [128, 128, 44]
     assert all(p.mp_reach is not None and p.mp_reach.family is v6 for p in parts)
     assert all(p.attributes is whole.attributes and p.end_of_rib is None for p in parts)
+
+
+def test_a_member_whose_session_just_ended_does_not_stop_the_queue(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session ends (send buffer overflow, say) while its SessionDown still waits in the
+    queue behind an UPDATE: the write-out after that UPDATE finds the member no longer
+    established. The queue must go on and the SessionDown take the member out."""
+    monkeypatch.setattr(daemon_mod, "INBOUND_SLICE", 0.0)  # a write-out after every item
+    recorder = daemon.peers[PEER].driver
+    assert isinstance(recorder, Recorder)
+
+    async def main() -> None:
+        daemon._on_event(established(daemon))
+        await until_drained(daemon)
+        recorder.ended = True
+        daemon._on_event(UpdateReceived(PEER, announce(10)))
+        daemon._originate()  # our block: a change the write-out sends to the member
+        daemon._on_event(SessionDown(PEER, "Error: Send buffer overflow"))
+        await until_drained(daemon)
+
+    asyncio.run(main())
+    assert not daemon._inbound and daemon._inbound_items == 0
+    assert not daemon.rib.has_peer(PEER)
+    assert daemon.adj_out.group_of(PEER) is None
