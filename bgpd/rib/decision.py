@@ -197,14 +197,10 @@ class Selection:
     """The best route and every route equal to it through the multipath steps."""
 
 
-def _eliminate(step: Step, candidates: list[Route]) -> list[Route]:
-    key = step.key
-    if key is not None:
-        keys = [key(r) for r in candidates]
-        low = min(keys)
-        return [r for r, k in zip(candidates, keys, strict=True) if k == low]
-    prefer = step.prefer
-    return [r for r in candidates if not any(prefer(o, r) < 0 for o in candidates)]
+def _eliminate(key: Callable[[Route], Any], candidates: list[Route]) -> list[Route]:
+    keys = [key(r) for r in candidates]
+    low = min(keys)
+    return [r for r, k in zip(candidates, keys, strict=True) if k == low]
 
 
 def _lowest_med(candidates: list[Route]) -> list[Route]:
@@ -219,19 +215,19 @@ def _lowest_med(candidates: list[Route]) -> list[Route]:
     return [r for r in candidates if (r.attrs.med or 0) == lowest[r.attrs.first_as()]]
 
 
+_MED = STEPS.index(next(s for s in STEPS if s.reason is BestPathReason.MED))
+"""The steps before MED are total orders on one route's own values: they are eliminated in
+one pass over their keys taken together (`_head_key`). MED has no key (`_lowest_med`); every
+step after it has one."""
+
+
 def _head_key(r: Route) -> tuple[int, int, int, int]:
     return (_local_origin_key(r), _local_pref_key(r), _as_path_key(r), _origin_key(r))
 
 
-_HEAD = 4
-"""The leading steps that are total orders on one route's own values: eliminated in one pass
-over their keys taken together."""
-_MED = STEPS.index(next(s for s in STEPS if s.reason is BestPathReason.MED))
-
-
 def _head_reason(keys: list[tuple[int, int, int, int]], low: tuple[int, int, int, int]) -> int:
     """Index of the last head step that, run alone in order, would eliminate a route."""
-    for j in range(_HEAD - 1, -1, -1):
+    for j in range(_MED - 1, -1, -1):
         if any(k[:j] == low[:j] and k[j] != low[j] for k in keys):
             return j
     raise AssertionError("called only when some route was eliminated")
@@ -253,7 +249,10 @@ def select(paths: Sequence[Route]) -> Selection:
         if len(candidates) == 1:
             break
         step = STEPS[i]
-        survivors = _lowest_med(candidates) if i == _MED else _eliminate(step, candidates)
+        if step.key is None:
+            survivors = _lowest_med(candidates)
+        else:
+            survivors = _eliminate(step.key, candidates)
         if len(survivors) < len(candidates):
             candidates = survivors
             reason = step.reason
