@@ -171,9 +171,7 @@ class UpdateGroup:
     # --- changes in -------------------------------------------------------------------
 
     def stage(self, change: BestChange) -> None:
-        pending = self._pending.get(change.family)
-        if pending is not None:
-            pending[change.prefix] = change.new
+        self.stage_all((change,))
 
     def stage_all(self, changes: Iterable[BestChange]) -> None:
         # A tick's changes come in runs of one family: look its table up once per run.
@@ -231,7 +229,7 @@ class UpdateGroup:
         flt = self.export_filter
         ibgp = self.key.ibgp
         export = self._export
-        ref = self.cache.ref
+        take = self._take
         forget = self._forget
         memo: dict[tuple[int, int], tuple[object, object, PathAttributes | None]] = {}
         parts: list[bytes] = []
@@ -275,8 +273,7 @@ class UpdateGroup:
                 if desired is None or route is None:
                     if cur is not None:
                         if run:
-                            ref(entry[0], run)
-                            counts[entry[1]] = counts.get(entry[1], 0) + run
+                            take(counts, entry, run)
                             run = 0
                         del out[prefix]
                         forget(counts, cur)
@@ -287,16 +284,14 @@ class UpdateGroup:
                     continue  # already advertised exactly so
                 if desired is not entry[0] or src != entry[1]:
                     if run:
-                        ref(entry[0], run)
-                        counts[entry[1]] = counts.get(entry[1], 0) + run
+                        take(counts, entry, run)
                         run = 0
                     entry = (desired, src)
                 out[prefix] = entry
                 if cur is None:
                     run += 1
                 else:
-                    ref(desired, run + 1)
-                    counts[src] = counts.get(src, 0) + run + 1
+                    take(counts, entry, run + 1)
                     run = 0
                     forget(counts, cur)
                 if src == sole:
@@ -323,8 +318,7 @@ class UpdateGroup:
                     else:
                         fix.append(item)
             if run:
-                ref(entry[0], run)
-                counts[entry[1]] = counts.get(entry[1], 0) + run
+                take(counts, entry, run)
             for name, items in fixes.items():
                 corrections.setdefault(name, {})[family] = items
             if members:
@@ -440,11 +434,16 @@ class UpdateGroup:
     ) -> None:
         """Store `entry` for `prefix` in a family's table `out` (replacing `cur`); `counts`
         is the same family's per-source tally."""
-        self.cache.ref(entry[0])
+        self._take(counts, entry, 1)
         out[prefix] = entry
-        counts[entry[1]] = counts.get(entry[1], 0) + 1
         if cur is not None:
             self._forget(counts, cur)
+
+    def _take(self, counts: dict[str, int], entry: _Entry, n: int) -> None:
+        """`n` more stored uses of `entry`: its attributes' references and its source's tally
+        (`_forget` gives one back)."""
+        self.cache.ref(entry[0], n)
+        counts[entry[1]] = counts.get(entry[1], 0) + n
 
     def _forget(self, counts: dict[str, int], entry: _Entry) -> None:
         self.cache.release(entry[0])
