@@ -106,6 +106,21 @@ are read again."""
 SERVICE_TICK = 1.0
 
 
+async def _behind_due_work(loop: asyncio.AbstractEventLoop) -> None:
+    """Yield to the loop and continue only after the I/O that is ready and the timers that
+    are due. `asyncio.sleep(0)` would queue the caller first for the next iteration, ahead
+    of them, so a timer falling due during one slice of route work would also wait out the
+    next slice; as a timer itself, the continuation runs after every earlier-due one."""
+    woken = loop.create_future()
+    loop.call_at(loop.time(), _wake, woken)
+    await woken
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():  # cancelled at shutdown
+        future.set_result(None)
+
+
 class ConfigError(Exception):
     """The daemon cannot start with the configuration it was given."""
 
@@ -693,7 +708,7 @@ class Daemon:
                         if (paused := self.peers.get(name)) is not None:
                             paused.driver.set_reading(True)
                     self._paused.clear()
-                await asyncio.sleep(0)
+                await _behind_due_work(loop)
         finally:
             self._inbound_task = None
 

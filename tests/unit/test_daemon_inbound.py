@@ -115,6 +115,34 @@ def test_big_update_is_applied_in_pieces_with_the_loop_served_between(
     assert daemon._inbound_items == 0
 
 
+def test_a_timer_due_during_a_slice_runs_before_the_next_slice(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lag a timer sees is at most the rest of the slice it fell due in: the queue's
+    next slice waits behind due timers (asyncio.sleep(0) would put it ahead of them)."""
+    monkeypatch.setattr(daemon_mod, "INBOUND_SLICE", 0.0)  # one piece per slice
+    applied = daemon._on_update
+    seen: dict[str, int] = {}
+
+    def apply_and_set_a_timer(peer: object, update: Update) -> None:
+        applied(peer, update)  # type: ignore[arg-type]
+        if not seen and count(daemon) >= 5 * daemon_mod.INBOUND_PIECE:
+            seen["due"] = count(daemon)
+            loop = asyncio.get_running_loop()
+            loop.call_at(loop.time(), lambda: seen.setdefault("ran", count(daemon)))
+
+    monkeypatch.setattr(daemon, "_on_update", apply_and_set_a_timer)
+
+    async def main() -> None:
+        daemon._on_event(established(daemon))
+        daemon._on_event(UpdateReceived(PEER, announce(1000)))
+        await until_drained(daemon)
+
+    asyncio.run(main())
+    assert count(daemon) == 1000
+    assert seen["ran"] == seen["due"]
+
+
 def test_events_apply_in_arrival_order(daemon: Daemon) -> None:
     at_down: list[int] = []
     on_down = daemon._on_down
