@@ -696,13 +696,7 @@ class Daemon:
                         self._on_session_event(peer, item)
                     if not queue or loop.time() >= deadline:
                         break
-                if loop.time() >= self._last_flush + self._flush_gap:
-                    try:
-                        self._flush()
-                    except Exception:  # the queue must keep draining (principle 7)
-                        log.exception("error writing out route changes")
-                elif not queue:
-                    self._schedule_flush()
+                self._schedule_flush()  # a callback of its own, between slices
                 if self._paused and self._inbound_items < INBOUND_LOW:
                     for name in self._paused:
                         if (paused := self.peers.get(name)) is not None:
@@ -913,14 +907,21 @@ class Daemon:
             self._schedule_flush()
 
     def _schedule_flush(self) -> None:
+        """Write out what changed once the gap after the last write-out has passed. A timer
+        even when that is now: it then runs after the timers already due and before the
+        inbound queue's next slice (see `_behind_due_work`), never ahead of them."""
         if self._flush_handle is not None:
             return
         loop = asyncio.get_running_loop()
-        delay = self._last_flush + self._flush_gap - loop.time()
-        if delay > 0:
-            self._flush_handle = loop.call_later(delay, self._flush)
-        else:
-            self._flush_handle = loop.call_soon(self._flush)
+        when = max(loop.time(), self._last_flush + self._flush_gap)
+        self._flush_handle = loop.call_at(when, self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        self._flush_handle = None
+        try:
+            self._flush()
+        except Exception:  # route work must go on (DESIGN principle 7)
+            log.exception("error writing out route changes")
 
     def _gr_start(self) -> None:
         if not self._gr_restarting:
@@ -970,9 +971,7 @@ class Daemon:
         if self.kernel is not None:
             for change in changes:
                 self.kernel.best_changed(change)
-        if self._inbound_task is None:
-            # (While the inbound queue drains, it writes out what its slices changed.)
-            self._schedule_flush()
+        self._schedule_flush()
 
     def _flush(self) -> None:
         if self._flush_handle is not None:
