@@ -89,7 +89,12 @@ _RFC_STATE_NAMES = {
 _FAMILY_OF_SPEC = {"ipv4": Family.IPV4_UNICAST, "ipv6": Family.IPV6_UNICAST}
 _FAMILY_LABEL = {family: label for label, family in _FAMILY_OF_SPEC.items()}
 INBOUND_SLICE = 0.002
-"""Seconds of route work between yields to the event loop (DESIGN principle 5)."""
+INBOUND_SLICE_MAX = 0.05
+"""Seconds of route work between yields to the event loop (DESIGN principle 5): INBOUND_SLICE,
+or as much CPU time as the loop spent on everything else since the last slice if that is
+more, up to INBOUND_SLICE_MAX. Route work thus gets at least half of a busy loop: with
+thousands of sessions a loop iteration's socket writes alone can take 100 ms, and a fixed
+slice per iteration would starve the queue (and every write-out would then carry less)."""
 INBOUND_PIECE = 16
 """NLRI items applied at a time: a big UPDATE is applied in pieces of this size."""
 FLUSH_GAP_PER_SEND = 20e-6
@@ -102,6 +107,9 @@ time with the peer count for the same reason)."""
 INBOUND_HIGH, INBOUND_LOW = 50_000, 10_000
 """Queued NLRI items above which peers that add more stop being read, and below which they
 are read again."""
+_cpu = time.thread_time
+"""The loop thread's CPU clock: time taken from the loop while this process was not even
+running (a busy machine) is not time other callbacks used."""
 # Seconds between STATUS= refreshes for systemd (a watchdog may ask for more often).
 SERVICE_TICK = 1.0
 
@@ -677,9 +685,11 @@ class Daemon:
         control socket are served on time during any burst."""
         loop = asyncio.get_running_loop()
         queue = self._inbound
+        slice_ended = _cpu()
         try:
             while queue:
-                deadline = loop.time() + INBOUND_SLICE
+                elsewhere = _cpu() - slice_ended
+                deadline = loop.time() + min(INBOUND_SLICE_MAX, max(INBOUND_SLICE, elsewhere))
                 while True:  # at least one item per slice
                     peer, item = queue.popleft()
                     if self.peers.get(peer.spec.name) is not peer:
@@ -702,6 +712,7 @@ class Daemon:
                         if (paused := self.peers.get(name)) is not None:
                             paused.driver.set_reading(True)
                     self._paused.clear()
+                slice_ended = _cpu()
                 await _behind_due_work(loop)
         finally:
             self._inbound_task = None

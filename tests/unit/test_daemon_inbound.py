@@ -115,6 +115,26 @@ def test_big_update_is_applied_in_pieces_with_the_loop_served_between(
     assert daemon._inbound_items == 0
 
 
+def test_route_work_gets_as_much_of_the_loop_as_everything_else(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When other callbacks took the CPU between two slices (thousands of sockets written,
+    say), the next slice may take as long (up to INBOUND_SLICE_MAX), so the queue is not
+    starved to one short slice per loop iteration."""
+    monkeypatch.setattr(daemon_mod, "INBOUND_SLICE", 0.0)  # one piece per slice, unless...
+    clock = iter(range(10**6))
+    monkeypatch.setattr(daemon_mod, "_cpu", lambda: float(next(clock)))  # ...1 s elsewhere
+
+    async def main() -> int:
+        daemon._on_event(established(daemon))
+        daemon._on_event(UpdateReceived(PEER, announce(1000)))
+        return await until_drained(daemon)
+
+    ticks = asyncio.run(main())
+    assert count(daemon) == 1000
+    assert ticks < -(-1000 // daemon_mod.INBOUND_PIECE) // 4
+
+
 def test_a_timer_due_during_a_slice_runs_before_the_next_slice(
     daemon: Daemon, monkeypatch: pytest.MonkeyPatch
 ) -> None:
