@@ -47,14 +47,15 @@ from bgpd.wire.messages import Notification
 
 log = logging.getLogger(__name__)
 
-HIGH_WATER = 32 << 10
+HIGH_WATER = 8 << 10
 """Transport buffer level that pauses writing. The transport's buffer is a copy per
 connection, while the backlog behind it holds the update group's shared bytes objects: a
 low mark keeps a reflector with thousands of clients from holding thousands of copies
-(5000 clients x 1 MiB marks held 1.3 GB). The kernel's socket buffer still keeps the
-connection busy between a pause and the resume."""
-LOW_WATER = 8 << 10
-WRITE_PIECE = 16 << 10
+(5000 clients x 1 MiB marks held 1.3 GB; at 32 KiB, with 16 KiB pieces, a burst of
+write-outs still held 300 MB). The kernel's socket buffer still keeps the connection busy
+between a pause and the resume."""
+LOW_WATER = 2 << 10
+WRITE_PIECE = 8 << 10
 """Largest slice of shared output handed to the transport at once (see `_write_pieces`)."""
 MAX_BUFFERED = 64 << 20
 """Bytes queued for one connection beyond which its peer is taken as not reading: reset."""
