@@ -5,9 +5,11 @@ top-of-rack peering with all of them, and route churn for N minutes.
     python3 bench/soak.py --minutes 20 [--routes 1000] [--period 2] [--json out.json]
 
 Churn: BIRD holds two static protocols of `--routes` /32s each inside the IP pool and swaps
-which one is enabled every `--period` seconds, so every node learns and withdraws
-`--routes` prefixes each period and reflects nothing (mesh peers do not re-advertise iBGP
-routes) but programs them into its FIB.
+which one is enabled every `--period` seconds. Every node learns the set over eBGP and, as
+Calico's export filter does for routes inside a pool, passes it on to its two mesh peers, so
+it holds three paths per churn prefix: each period brings it `--routes` withdrawals and
+announcements from the top-of-rack and twice that from the mesh, its best path and FIB next
+hop moving to a mesh peer in between.
 
 Measured per bgpd: RSS after warm-up (a quarter of the run, at least 30 s) and at the end,
 open descriptors, the daemon's own event-loop lag (bgpd logs the p50/p99/max lateness of a

@@ -91,10 +91,13 @@ _FAMILY_LABEL = {family: label for label, family in _FAMILY_OF_SPEC.items()}
 INBOUND_SLICE = 0.002
 INBOUND_SLICE_MAX = 0.05
 """Seconds of route work between yields to the event loop (DESIGN principle 5): INBOUND_SLICE,
-or as much CPU time as the loop spent on everything else since the last slice if that is
-more, up to INBOUND_SLICE_MAX. Route work thus gets at least half of a busy loop: with
-thousands of sessions a loop iteration's socket writes alone can take 100 ms, and a fixed
-slice per iteration would starve the queue (and every write-out would then carry less)."""
+or as much CPU time as the loop has lately spent on everything else between two slices if
+that is more, up to INBOUND_SLICE_MAX. Route work thus gets about half of a loop that stays
+busy: with thousands of sessions a loop iteration's socket writes alone can take 100 ms, and
+a fixed slice per iteration would starve the queue (and every write-out would then carry
+less). "Lately" is a moving average (1/INBOUND_SHARE_SMOOTHING of each new gap), so one long
+callback does not lengthen the next slice and the lag a timer sees with it."""
+INBOUND_SHARE_SMOOTHING = 8
 INBOUND_PIECE = 16
 """NLRI items applied at a time: a big UPDATE is applied in pieces of this size."""
 FLUSH_GAP_PER_SEND = 20e-6
@@ -686,9 +689,10 @@ class Daemon:
         loop = asyncio.get_running_loop()
         queue = self._inbound
         slice_ended = _cpu()
+        elsewhere = 0.0
         try:
             while queue:
-                elsewhere = _cpu() - slice_ended
+                elsewhere += (_cpu() - slice_ended - elsewhere) / INBOUND_SHARE_SMOOTHING
                 deadline = loop.time() + min(INBOUND_SLICE_MAX, max(INBOUND_SLICE, elsewhere))
                 while True:  # at least one item per slice
                     peer, item = queue.popleft()
