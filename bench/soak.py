@@ -19,15 +19,15 @@ loop, client and scheduling time included), and session resets (sessions that le
 Established, counted from each daemon's log). Prints a markdown table; exits non-zero if a
 session reset or RSS grew by more than --rss-slack-mb after warm-up.
 
-Latest run (2026-11-26, 20 minutes, 1000 routes swapped every 2 s: 594 flips, 594k route
-changes per node; idle 2-core machine shared by the three bgpd, BIRD and this script): RSS
-38.0 -> 38.3 MiB after warm-up, descriptors 16 -> 15, no session reset, ~145 ms CPU per flip
-per node; event-loop lag p50 0.52 ms, p99 13.9-15.1 ms in the worst minute, max 43-67 ms;
-control round trip p50 0.76 ms, p99 20 ms. Route work runs in 2 ms slices (bgpd/daemon.py,
-DESIGN principle 5); what remains of the p99 is mostly waiting for a CPU: each flip reaches
-all three daemons at once, about 0.45 CPU-seconds of work for two cores, and a slow
-callback's wall time was typically twice its CPU time. Before the slicing the p99 was one
-whole burst, 150-420 ms.
+Latest run (2026-11-26 19:19, commit 97bf7db, 20 minutes, 1000 routes swapped every 2 s:
+594 flips; idle 2-core machine shared by the three bgpd, BIRD and this script): RSS 38.0 ->
+38.3 MiB after warm-up, descriptors 16 -> 15, no session reset, ~150 ms CPU per flip per
+node; event-loop lag p50 0.55-0.58 ms, p99 8.1-9.2 ms in the worst minute, max 46-55 ms;
+control round trip p50 0.74 ms, p99 8.5-9.0 ms. Route work runs in slices (bgpd/daemon.py,
+DESIGN principle 5) that continue behind due timers; what remains of the tail is mostly
+waiting for a CPU (three daemons' bursts on two cores: a slice's wall time is about three
+times its CPU time). Before the slicing the p99 was one whole burst, 150-420 ms; with slices
+that yielded by sleep(0), 13.9-15.1 ms.
 """
 
 from __future__ import annotations
