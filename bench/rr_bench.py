@@ -184,7 +184,7 @@ class BgpdReflector(Reflector):
             *self.extra_args,
         ]  # fmt: skip
         self.proc = self.node.popen(
-            argv, log_path=workdir / "bgpd.log", cwd=ROOT, env={"PYTHONPATH": str(ROOT)}
+            argv, log_path=workdir / "common.log", cwd=ROOT, env={"PYTHONPATH": str(ROOT)}
         )
 
     def pids(self) -> list[int]:

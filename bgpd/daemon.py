@@ -33,17 +33,11 @@ from bgpd.control.explain import (
 )
 from bgpd.control.ops import ProtocolDetail
 from bgpd.control.server import ControlServer
-from bgpd.datastore.errors import DatastoreError
-from bgpd.datastore.file import load_file
-from bgpd.datastore.snapshot import Snapshot
-from bgpd.datastore.source import SnapshotSource, file_path, open_source
-from bgpd.datastore.status import StatusReporter, reporter_for
 from bgpd.kernel.driver import KernelSync, route_key
 from bgpd.kernel.learn import LearnChange
 from bgpd.kernel.programming import Programming
 from bgpd.lag import INTERVAL as LAG_INTERVAL
 from bgpd.lag import LagMeter
-from bgpd.log import get_logger
 from bgpd.metrics.collector import DaemonCollector, MetricsSnapshot
 from bgpd.metrics.driver import MetricsServer, parse_listen
 from bgpd.metrics.histogram import Histogram
@@ -56,7 +50,6 @@ from bgpd.rib.export import ExportFilter, policy_filter
 from bgpd.rib.rib import Rib
 from bgpd.rib.route import KERNEL, LOCAL, PeerInfo, Route
 from bgpd.rib.table import BestChange
-from bgpd.sdnotify import Notifier, session_summary
 from bgpd.session.driver import MAX_BUFFERED, Listener, PeerDriver
 from bgpd.session.errors import ADMIN_SHUTDOWN, CEASE_ADMIN_RESET, LocalSessionError
 from bgpd.session.events import (
@@ -70,11 +63,18 @@ from bgpd.session.events import (
 from bgpd.session.limits import PrefixLimit, PrefixVerdict
 from bgpd.session.session import count_messages
 from bgpd.session.settings import PeerSettings
+from bgpd.status.reporter import StatusReporter, reporter_for
 from bgpd.wire.attributes import ORIGIN_IGP, ORIGIN_INCOMPLETE, PathAttributes
 from bgpd.wire.errors import CEASE
 from bgpd.wire.family import Family, bytes_to_address, nlri_to_prefix, prefix_to_nlri
 from bgpd.wire.messages import Notification, Update, split_update
 from bgpd.wire.options import CodecOptions
+from calico.errors import DatastoreError
+from calico.file import load_file
+from calico.snapshot import Snapshot
+from calico.source import SnapshotSource, file_path, open_source
+from common.log import get_logger
+from common.sdnotify import Notifier, session_summary
 
 log = get_logger("bgpd.daemon")
 

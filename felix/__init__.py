@@ -3,5 +3,6 @@
 `ipam/` is Calico's IPAM (pure planner + compare-and-swap store loop), `cni/` the CNI
 plugin (`felix-cni`), `workload.py` the WorkloadEndpoint records both write and read, and
 `driver.py` the daemon (`felix`): workload routes, status under a lease, tunnel address.
-felix meets bgpd only in the datastore (bgpd.datastore) and in the kernel routing table.
+felix meets bgpd only in the datastore (read through the shared `calico` package) and in the
+kernel routing table.
 """

@@ -30,11 +30,11 @@ from collections.abc import Sequence
 from pyroute2 import IPRoute  # type: ignore[import-untyped]
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
-from bgpd.datastore import keys
-from bgpd.datastore.errors import Compacted, DatastoreError, LeaseNotFound
-from bgpd.datastore.kv import EventType, KeyValue, KVStore, mutate, open_kv
-from bgpd.log import configure_logging, get_logger
-from bgpd.sdnotify import Notifier, keep_alive
+from calico import keys
+from calico.errors import Compacted, DatastoreError, LeaseNotFound
+from calico.store.kv import EventType, KeyValue, KVStore, mutate, open_kv
+from common.log import configure_logging, get_logger
+from common.sdnotify import Notifier, keep_alive
 from felix.ipam.allocator import USE_TUNNEL, AssignRequest, IpamError
 from felix.ipam.store import IpamStore
 from felix.routes import RTPROT_BOOT, DeviceRoute, RouteChange, desired_routes, reconcile

@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bgpd.datastore.model import ENCAP_NEVER, IPPool
+from calico.model import ENCAP_NEVER, IPPool
 from felix.ipam.allocator import USE_TUNNEL, select_pools
 
 

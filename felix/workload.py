@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bgpd.datastore import keys
+from calico import keys
 
 API_VERSION = "projectcalico.org/v3"
 KIND = "WorkloadEndpoint"

@@ -11,15 +11,15 @@ import sys
 
 from bgpd import __version__
 from bgpd.daemon import ConfigError, DaemonOptions, plan_of, run_daemon
-from bgpd.datastore.errors import DatastoreError
-from bgpd.datastore.snapshot import Snapshot
-from bgpd.datastore.source import open_source
-from bgpd.log import configure_logging
 from bgpd.metrics.driver import parse_listen
 from bgpd.plan.errors import PlanError
 from bgpd.plan.peering import compute
 from bgpd.plan.render import plan_dict, plan_text
 from bgpd.session.driver import MAX_BUFFERED
+from calico.errors import DatastoreError
+from calico.snapshot import Snapshot
+from calico.source import open_source
+from common.log import configure_logging
 
 DEFAULT_CONTROL_SOCKET = "/run/pybgpd/bgpd.sock"
 GC_THRESHOLDS = (50_000, 20, 100)

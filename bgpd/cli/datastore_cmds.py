@@ -26,13 +26,13 @@ from typing import Any, Protocol, TextIO, TypeVar
 import yaml
 
 from bgpd.cli.format import bird_info, bird_since, bird_state, calico_address, render_table
-from bgpd.datastore import resources
-from bgpd.datastore.errors import DatastoreError, ResourceError, Unavailable
-from bgpd.datastore.file import read_documents
-from bgpd.datastore.keys import kind_prefix
-from bgpd.datastore.kv import KVStore, open_kv
-from bgpd.datastore.nodestatus import KIND as NODE_STATUS_KIND
-from bgpd.datastore.nodestatus import NodeStatus, parse
+from bgpd.status.nodestatus import KIND as NODE_STATUS_KIND
+from bgpd.status.nodestatus import NodeStatus, parse
+from calico import resources
+from calico.errors import DatastoreError, ResourceError, Unavailable
+from calico.file import read_documents
+from calico.keys import kind_prefix
+from calico.store.kv import KVStore, open_kv
 
 T = TypeVar("T")
 

@@ -23,7 +23,7 @@ from bgpd.control.handlers import (
     handle_line,
     internal_error,
 )
-from bgpd.log import get_logger
+from common.log import get_logger
 
 log = get_logger("bgpd.control")
 

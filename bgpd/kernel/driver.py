@@ -39,10 +39,10 @@ from bgpd.kernel.netlink import (
     RouteMonitor,
 )
 from bgpd.kernel.programming import Programming
-from bgpd.log import get_logger
 from bgpd.rib.route import Route
 from bgpd.rib.table import BestChange
 from bgpd.wire.family import Family
+from common.log import get_logger
 
 log = get_logger("bgpd.kernel")
 

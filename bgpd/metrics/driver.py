@@ -13,7 +13,7 @@ import contextlib
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from bgpd.log import get_logger
+from common.log import get_logger
 
 log = get_logger("bgpd.metrics")
 

@@ -31,14 +31,14 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from bgpd.datastore.model import (
+from bgpd.wire.family import Family
+from calico.model import (
     AFFINITY_CONFIRMED,
     AFFINITY_PENDING,
     BGPConfiguration,
     IPPool,
 )
-from bgpd.datastore.snapshot import Snapshot
-from bgpd.wire.family import Family
+from calico.snapshot import Snapshot
 
 IPV4 = "ipv4"
 IPV6 = "ipv6"

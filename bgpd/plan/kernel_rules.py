@@ -17,8 +17,8 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from bgpd.datastore.model import ENCAP_NEVER
 from bgpd.plan.export import IPV4, PoolSpec
+from calico.model import ENCAP_NEVER
 
 ENABLED = "Enabled"
 ENABLED_IPIP_ONLY = "EnabledIPIPOnly"

@@ -25,14 +25,6 @@ import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from bgpd.datastore import selector
-from bgpd.datastore.model import (
-    DEFAULT_LISTEN_PORT,
-    SOURCE_ADDRESS_NODE_IP,
-    BGPPeer,
-    SecretKeyRef,
-)
-from bgpd.datastore.snapshot import Snapshot
 from bgpd.plan.errors import PlanError
 from bgpd.plan.export import (
     IPV4,
@@ -50,6 +42,14 @@ from bgpd.plan.export import (
     pool_specs,
 )
 from bgpd.plan.kernel_rules import KernelRule, kernel_rules
+from calico import selector
+from calico.model import (
+    DEFAULT_LISTEN_PORT,
+    SOURCE_ADDRESS_NODE_IP,
+    BGPPeer,
+    SecretKeyRef,
+)
+from calico.snapshot import Snapshot
 
 # Peer types, in `calicoctl node status` words.
 MESH = "node-to-node mesh"

@@ -23,8 +23,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pyroute2 import IPRoute  # type: ignore[import-untyped]
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
-from bgpd.datastore.kv import open_kv
-from bgpd.log import configure_logging, get_logger
+from calico.store.kv import open_kv
+from common.log import configure_logging, get_logger
 from felix.cni import plugin
 from felix.cni.plugin import GATEWAY_V4, GATEWAY_V6, HOST_MAC, NetnsMissing, Observed, Plumbed
 from felix.cni.request import (

@@ -1,7 +1,7 @@
 """ADD, DEL and CHECK: IPAM, the dataplane and the WorkloadEndpoint, in that order, with
 undo. The dataplane (veth pair, addresses, routes in the pod's namespace) sits behind the
 small `Dataplane` protocol, implemented with netlink in driver.py; the store is a
-bgpd.datastore KVStore. Every failure comes out as a CniError with the spec's code."""
+calico KVStore. Every failure comes out as a CniError with the spec's code."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from bgpd.datastore import keys
-from bgpd.datastore.errors import DatastoreError, Unavailable
-from bgpd.datastore.kv import KVStore
-from bgpd.log import get_logger
+from calico import keys
+from calico.errors import DatastoreError, Unavailable
+from calico.store.kv import KVStore
+from common.log import get_logger
 from felix.cni.request import (
     CHECK_FAILED,
     IO_FAILURE,

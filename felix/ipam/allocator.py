@@ -25,9 +25,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from bgpd.datastore import selector
-from bgpd.datastore.model import IPPool
-from felix.ipam.records import (
+from calico import selector
+from calico.ipam import (
     AFFINITY_CONFIRMED,
     AFFINITY_PENDING,
     AFFINITY_PENDING_DELETION,
@@ -41,6 +40,7 @@ from felix.ipam.records import (
     handle_key,
     parse_claim_time,
 )
+from calico.model import IPPool
 
 T = TypeVar("T")
 

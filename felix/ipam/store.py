@@ -1,4 +1,4 @@
-"""Runs the IPAM planner against a key-value store (bgpd.datastore.kv): read a view, apply the
+"""Runs the IPAM planner against a key-value store (calico.store.kv): read a view, apply the
 planned step as one compare-and-swap transaction, and plan again, until the operation is
 done. A lost race is a failed compare: nothing was written, so the loop just re-reads.
 
@@ -12,9 +12,18 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
 
-from bgpd.datastore.errors import DatastoreError
-from bgpd.datastore.kv import Compare, Delete, KVStore, Op, Put
-from bgpd.log import get_logger
+from calico.errors import DatastoreError
+from calico.ipam import (
+    ASSIGNMENT_PREFIX,
+    CONFIG_KEY,
+    HANDLE_PREFIX,
+    HOST_PREFIX,
+    Block,
+    IpamConfig,
+    handle_key,
+)
+from calico.store.kv import Compare, Delete, KVStore, Op, Put
+from common.log import get_logger
 from felix.ipam.allocator import (
     AssignRequest,
     IpamError,
@@ -28,15 +37,6 @@ from felix.ipam.allocator import (
     plan_release_handle,
     plan_release_host,
     plan_release_ips,
-)
-from felix.ipam.records import (
-    ASSIGNMENT_PREFIX,
-    CONFIG_KEY,
-    HANDLE_PREFIX,
-    HOST_PREFIX,
-    Block,
-    IpamConfig,
-    handle_key,
 )
 from felix.ipam.view import NODES_PREFIX, POOLS_PREFIX, build_view
 

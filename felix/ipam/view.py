@@ -7,11 +7,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection, Iterable, MutableMapping
 
-from bgpd.datastore import keys
-from bgpd.datastore.errors import ResourceError
-from bgpd.datastore.model import IPPool, Node, parse_resource
-from felix.ipam.allocator import IpamView, Versioned
-from felix.ipam.records import (
+from calico import keys
+from calico.errors import ResourceError
+from calico.ipam import (
     CONFIG_KEY,
     Affinity,
     Block,
@@ -22,6 +20,8 @@ from felix.ipam.records import (
     parse_block_key,
     parse_handle_key,
 )
+from calico.model import IPPool, Node, parse_resource
+from felix.ipam.allocator import IpamView, Versioned
 
 POOLS_PREFIX = keys.kind_prefix("IPPool")
 NODES_PREFIX = keys.kind_prefix("Node")

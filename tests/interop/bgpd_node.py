@@ -116,7 +116,7 @@ class Bgpd:
         self.config = self.dir / "calico.yaml"
         self.config.write_text(yaml.safe_dump_all(docs, sort_keys=False))
         self.socket = short / "bgpd.sock"
-        self.log_path = self.dir / "bgpd.log"
+        self.log_path = self.dir / "common.log"
         self.extra_args = extra_args
         self.secrets_dir: Path | None = None
         if secrets:

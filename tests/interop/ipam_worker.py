@@ -8,7 +8,7 @@ import asyncio
 import json
 import sys
 
-from bgpd.datastore.kv import open_kv
+from calico.store.kv import open_kv
 from felix.ipam.allocator import AssignRequest
 from felix.ipam.store import IpamStore
 

@@ -657,14 +657,14 @@ class FrrPeer(Peer):
         zebra -u frr -g frr --vty_socket DIR -z DIR/zserv.api -i DIR/zebra.pid -f DIR/zebra.conf
               -P 0 --log file:zebra.log
         bgpd  -u frr -g frr --vty_socket DIR -z DIR/zserv.api -i DIR/bgpd.pid -f DIR/bgpd.conf
-              -P 0 --log file:bgpd.log [-n]
+              -P 0 --log file:common.log [-n]
         vtysh --vty_socket DIR -d bgpd -c ...
 
     Without `kernel=True`, bgpd runs with `-n` and installs nothing into the node's FIB.
     """
 
     kind = "frr"
-    log_name = "bgpd.log"
+    log_name = "common.log"
     programs = (str(FRR_DIR / "zebra"), str(FRR_DIR / "bgpd"), "vtysh")
 
     can_program_kernel = True
@@ -895,7 +895,7 @@ class GobgpPeer(Peer):
     """
 
     kind = "gobgp"
-    log_name = "gobgpd.log"
+    log_name = "gocommon.log"
     programs = ("gobgpd", "gobgp")
 
     def _setup(self) -> None:
@@ -975,7 +975,7 @@ class GobgpPeer(Peer):
                 "gobgpd", "-f", str(self.config_path), "-t", "toml",
                 "--api-hosts", self.target, "-p", "--pprof-disable",
             ],
-            "gobgpd.log",
+            "gocommon.log",
         )  # fmt: skip
 
     def gobgp(self, *args: str) -> str:

@@ -18,13 +18,13 @@ from typing import Any, TypeVar
 import pytest
 
 from bgpd.control.api import DaemonStatus, PeerStatus
-from bgpd.datastore import keys, resources
-from bgpd.datastore.calico import CalicoSource, open_calico_source
-from bgpd.datastore.file import read_documents
-from bgpd.datastore.kv import KVStore, open_kv
-from bgpd.datastore.nodestatus import node_status_key
-from bgpd.datastore.snapshot import Snapshot
-from bgpd.datastore.status import StatusReporter
+from bgpd.status.nodestatus import node_status_key
+from bgpd.status.reporter import StatusReporter
+from calico import keys, resources
+from calico.file import read_documents
+from calico.snapshot import Snapshot
+from calico.store.kv import KVStore, open_kv
+from calico.watch import CalicoSource, open_calico_source
 
 from .etcd_server import ETCD, MISSING, EtcdMember, free_port
 

@@ -10,7 +10,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from felix.ipam.records import handle_key
+from calico.ipam import handle_key
 
 from .felix_node import NETWORK, conf, container_id, run_cni
 from .lab import Lab
@@ -24,7 +24,7 @@ POOL = {
 
 
 def kv_call(url: str, method: str, *args: object) -> object:
-    from bgpd.datastore.kv import open_kv
+    from calico.store.kv import open_kv
 
     async def main() -> object:
         async with open_kv(url) as kv:

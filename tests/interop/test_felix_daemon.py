@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from felix.ipam.records import handle_key
+from calico.ipam import handle_key
 from felix.status import status_key
 from felix.workload import PREFIX
 
@@ -40,7 +40,7 @@ NODE = {
 
 
 def kv(url: str, method: str, *args: object) -> Any:
-    from bgpd.datastore.kv import open_kv
+    from calico.store.kv import open_kv
 
     async def main() -> Any:
         async with open_kv(url) as store:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from bgpd.datastore.kv import open_kv
-from felix.ipam.records import ASSIGNMENT_PREFIX, HANDLE_PREFIX, Block, Handle
+from calico.ipam import ASSIGNMENT_PREFIX, HANDLE_PREFIX, Block, Handle
+from calico.store.kv import open_kv
 
 from .etcd_server import ETCD, MISSING, EtcdMember
 

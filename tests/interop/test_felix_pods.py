@@ -45,7 +45,7 @@ def ipam_blocks(node: Node, url: str) -> dict[str, dict[str, Any]]:
     """Every /calico/ipam/v2/ key and its value, read from `node`."""
     code = (
         "import asyncio, json, sys\n"
-        "from bgpd.datastore.kv import open_kv\n"
+        "from calico.store.kv import open_kv\n"
         "async def main():\n"
         "    async with open_kv(sys.argv[1]) as kv:\n"
         "        items = (await kv.list('/calico/ipam/v2/')).items\n"

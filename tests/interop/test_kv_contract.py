@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from bgpd.datastore.errors import Compacted, Conflict, LeaseNotFound
-from bgpd.datastore.kv import Compare, Delete, EventType, Put, WatchEvent, mutate, open_kv
+from calico.errors import Compacted, Conflict, LeaseNotFound
+from calico.store.kv import Compare, Delete, EventType, Put, WatchEvent, mutate, open_kv
 
 from .etcd_server import ETCD, MISSING, EtcdMember
 
@@ -242,7 +242,7 @@ def test_mutate_retries_over_a_concurrent_writer(url: str, prefix: str) -> None:
 
 WRITER = r"""
 import asyncio, json, sys
-from bgpd.datastore.kv import open_kv, mutate
+from calico.store.kv import open_kv, mutate
 
 async def main(url, key, n, me):
     async with open_kv(url) as kv:
@@ -287,7 +287,7 @@ def test_processes_racing_cas_lose_no_update(url: str, prefix: str, tmp_path: Pa
 
 def test_sqlite_lease_expiry_on_a_fake_clock(tmp_path: Path) -> None:
     """The embedded store reaps an expired lease on any touch, logging the deletes."""
-    from bgpd.datastore.sqlite import SqliteStore
+    from calico.store.sqlite import SqliteStore
 
     now = [1000.0]
     a = SqliteStore(str(tmp_path / "s.db"), clock=lambda: now[0])
@@ -307,7 +307,7 @@ def test_sqlite_lease_expiry_on_a_fake_clock(tmp_path: Path) -> None:
 
 
 def test_sqlite_auto_compaction_keeps_recent_history(tmp_path: Path) -> None:
-    from bgpd.datastore import sqlite as backend
+    from calico import sqlite as backend
 
     store = backend.SqliteStore(str(tmp_path / "s.db"))
     for i in range(2100):
@@ -328,7 +328,7 @@ def test_sqlite_auto_compaction_keeps_recent_history(tmp_path: Path) -> None:
 
 
 def test_open_kv_rejects_unknown_urls() -> None:
-    from bgpd.datastore.errors import DatastoreError
+    from calico.errors import DatastoreError
 
     for bad in ("file:///x.yaml", "redis://x", "etcd://", "sqlite://"):
         with pytest.raises(DatastoreError):

@@ -24,11 +24,11 @@ from typing import Any
 import pytest
 import yaml
 
-from bgpd.datastore import BlockAffinity, Snapshot, load_file, load_text
-from bgpd.datastore.file import read_documents
-from bgpd.datastore.model import SecretKeyRef
 from bgpd.plan import ExportPolicy, PeeringPlan, PeerSpec, compute
 from bgpd.plan.peering import DEFAULT_MULTIHOP_TTL, DEFAULT_RESTART_TIME
+from calico import BlockAffinity, Snapshot, load_file, load_text
+from calico.file import read_documents
+from calico.model import SecretKeyRef
 
 
 def _corpus() -> Path | None:

@@ -6,12 +6,10 @@ import json
 
 import pytest
 
-from bgpd.datastore import keys
-from bgpd.datastore.calico import SnapshotState, watched_prefixes
-from bgpd.datastore.codec import decode, encode, to_calico
-from bgpd.datastore.errors import ResourceError
-from bgpd.datastore.kv import EventType, KeyValue, WatchEvent, prefix_end
-from bgpd.datastore.model import (
+from calico import keys
+from calico.codec import decode, encode, to_calico
+from calico.errors import ResourceError
+from calico.model import (
     AFFINITY_PENDING_DELETION,
     BGPConfiguration,
     BGPPeer,
@@ -20,6 +18,8 @@ from bgpd.datastore.model import (
     Node,
     parse_resource,
 )
+from calico.store.kv import EventType, KeyValue, WatchEvent, prefix_end
+from calico.watch import SnapshotState, watched_prefixes
 
 
 def test_cidrs_in_keys_as_calico_writes_them() -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bgpd.datastore.driver import FileSource
-from bgpd.datastore.errors import ResourceError
-from bgpd.datastore.source import UnsupportedDatastore, file_path, open_source
+from calico.errors import ResourceError
+from calico.filewatch import FileSource
+from calico.source import UnsupportedDatastore, file_path, open_source
 
 NODE = """\
 apiVersion: projectcalico.org/v3

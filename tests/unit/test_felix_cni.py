@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from bgpd.datastore.errors import DatastoreError
-from bgpd.datastore.sqlite import SqliteKV
+from calico.errors import DatastoreError
+from calico.ipam import handle_key
+from calico.store.sqlite import SqliteKV
 from felix.cni import plugin
 from felix.cni.plugin import NetnsMissing, Observed, Plumbed
 from felix.cni.request import (
@@ -29,7 +30,6 @@ from felix.cni.request import (
     CniRequest,
     parse_request,
 )
-from felix.ipam.records import handle_key
 from felix.ipam.view import POOLS_PREFIX
 from felix.workload import PREFIX, WorkloadEndpoint, endpoint_name, host_veth_name
 

@@ -11,7 +11,19 @@ from typing import Any
 
 import pytest
 
-from bgpd.datastore.model import BlockAffinity, IPAMBlock
+from calico.ipam import (
+    CONFIG_KEY,
+    Affinity,
+    Block,
+    Handle,
+    IpamConfig,
+    affinity_key,
+    block_key,
+    handle_key,
+    parse_affinity_key,
+    parse_block_key,
+)
+from calico.model import BlockAffinity, IPAMBlock
 from felix.ipam.allocator import (
     EMPTY_BLOCK_MIN_RECLAIM_AGE,
     AssignRequest,
@@ -29,18 +41,6 @@ from felix.ipam.allocator import (
     plan_release_handle,
     plan_release_ips,
     select_pools,
-)
-from felix.ipam.records import (
-    CONFIG_KEY,
-    Affinity,
-    Block,
-    Handle,
-    IpamConfig,
-    affinity_key,
-    block_key,
-    handle_key,
-    parse_affinity_key,
-    parse_block_key,
 )
 from felix.ipam.view import NODES_PREFIX, POOLS_PREFIX, build_view
 
@@ -243,7 +243,7 @@ def test_two_phase_claim_then_assign_from_the_head() -> None:
 
 
 def test_block_order_is_seeded_by_host_and_wraps() -> None:
-    from bgpd.datastore.model import IPPool
+    from calico.model import IPPool
 
     pool = IPPool(name="p", cidr="10.0.0.0/24", block_size=28)
     a, b = list(block_order(pool, "node1")), list(block_order(pool, "node2"))
@@ -266,7 +266,7 @@ def test_each_host_claims_its_own_block_first() -> None:
     mem.assign(req("node2", "h2"))
     (b1,), (b2,) = mem.host_blocks("node1"), mem.host_blocks("node2")
     assert b1 != b2
-    from bgpd.datastore.model import IPPool
+    from calico.model import IPPool
 
     pool = IPPool(name="p", cidr="10.0.0.0/24", block_size=28)
     assert b1 == next(block_order(pool, "node1"))

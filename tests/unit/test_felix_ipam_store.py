@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from bgpd.datastore.kv import KVStore
-from bgpd.datastore.model import IPAMBlock
-from bgpd.datastore.sqlite import SqliteKV
+from calico.ipam import ASSIGNMENT_PREFIX, Handle, IpamConfig, handle_key
+from calico.model import IPAMBlock
+from calico.store.kv import KVStore
+from calico.store.sqlite import SqliteKV
 from felix.ipam.allocator import AssignRequest, ReleaseIP
-from felix.ipam.records import ASSIGNMENT_PREFIX, Handle, IpamConfig, handle_key
 from felix.ipam.store import IpamStore
 from felix.ipam.view import POOLS_PREFIX
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from bgpd.datastore.model import IPPool
+from calico.model import IPPool
 from felix.routes import DeviceRoute, RouteChange, desired_routes, reconcile
 from felix.status import status_key, status_value
 from felix.tunnel import ipip_pools, keeps, tunnel_handle, with_tunnel_address

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import structlog
 
-from bgpd.log import configure_logging, get_logger, parse_level
+from common.log import configure_logging, get_logger, parse_level
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 

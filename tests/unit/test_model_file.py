@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bgpd.datastore import ResourceError, Snapshot, load_file, load_text
-from bgpd.datastore.model import BGPPeer, BlockAffinity, IPPool
+from calico import ResourceError, Snapshot, load_file, load_text
+from calico.model import BGPPeer, BlockAffinity, IPPool
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from bgpd.datastore import ResourceError, parse_resource
-from bgpd.datastore.model import (
+from calico import ResourceError, parse_resource
+from calico.model import (
     BGPConfiguration,
     BGPPeer,
     BlockAffinity,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bgpd.datastore.selector import SelectorError, parse
+from calico.selector import SelectorError, parse
 
 LABELS = {
     "rack": "rack-1",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bgpd.datastore import Snapshot
-from bgpd.datastore.model import BGPConfiguration, BGPPeer, BlockAffinity, IPPool, Node
+from calico import Snapshot
+from calico.model import BGPConfiguration, BGPPeer, BlockAffinity, IPPool, Node
 
 
 def test_of_and_lookup() -> None:

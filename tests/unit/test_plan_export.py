@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from bgpd.datastore import Snapshot
-from bgpd.datastore.model import BGPConfiguration, BlockAffinity, Community, IPPool, Node, NodeBGP
-from bgpd.datastore.model import PrefixAdvertisement as Adv
 from bgpd.plan import AffineBlock, CommunityRule, ExportPolicy, PeeringPlan, compute
 from bgpd.plan.export import PoolSpec, pool_of
+from calico import Snapshot
+from calico.model import BGPConfiguration, BlockAffinity, Community, IPPool, Node, NodeBGP
+from calico.model import PrefixAdvertisement as Adv
 
 ME = Node("me", bgp=NodeBGP(ipv4_address="10.0.0.1/24", ipv6_address="fd00::1/64"))
 POOLS = [

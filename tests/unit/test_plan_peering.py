@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
-from bgpd.datastore import Snapshot, load_file, load_text
-from bgpd.datastore.model import SecretKeyRef
 from bgpd.plan import GLOBAL, MESH, NODE_SPECIFIC, PeeringPlan, PeerSpec, PlanError, compute
 from bgpd.plan.peering import hash_router_id
+from calico import Snapshot, load_file, load_text
+from calico.model import SecretKeyRef
 
 
 def res(kind: str, name: str, spec: dict[str, Any] | None = None, **meta: Any) -> dict[str, Any]:

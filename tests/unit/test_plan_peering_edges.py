@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from test_plan_peering import NO_MESH, THREE, names, node, peer, res, snap
 
-from bgpd.datastore import ResourceError
 from bgpd.plan import NODE_SPECIFIC, compute
+from calico import ResourceError
 
 N2_ON_500 = res("BGPConfiguration", "node.n2", {"listenPort": 500})
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bgpd.datastore import load_text
 from bgpd.plan import compute
 from bgpd.plan.render import plan_dict, plan_text
+from calico import load_text
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bgpd.sdnotify import (
+from common.sdnotify import (
     Notifier,
     keep_alive,
     session_summary,
@@ -100,7 +100,7 @@ class BgpdProcess:
     def __init__(self, tmp: Path, notify_socket: str, extra_env: dict[str, str]) -> None:
         self.config = tmp / "calico.yaml"
         self.write({"node1": "127.0.0.1", "node2": "127.0.0.2"})
-        self.log = (tmp / "bgpd.log").open("wb")
+        self.log = (tmp / "common.log").open("wb")
         env = {**os.environ, "NOTIFY_SOCKET": notify_socket, **extra_env}
         env.pop("WATCHDOG_PID", None)
         self.proc = subprocess.Popen(
@@ -121,7 +121,7 @@ class BgpdProcess:
         self.config.write_text(yaml.safe_dump_all(_docs(nodes), sort_keys=False))
 
     def log_text(self) -> str:
-        return (self.tmp / "bgpd.log").read_text(errors="replace")
+        return (self.tmp / "common.log").read_text(errors="replace")
 
     def stop(self) -> int:
         if self.proc.poll() is None:

@@ -16,9 +16,9 @@ from typing import Any
 
 import yaml
 
-from bgpd.datastore.errors import ResourceError
-from bgpd.datastore.model import Resource, parse_resource
-from bgpd.datastore.snapshot import Snapshot
+from calico.errors import ResourceError
+from calico.model import Resource, parse_resource
+from calico.snapshot import Snapshot
 
 __all__ = ["load_file", "load_text", "read_documents"]
 

@@ -13,15 +13,15 @@ import time
 from collections.abc import Callable
 
 from bgpd.control.api import DaemonStatus
-from bgpd.datastore.codec import dumps
-from bgpd.datastore.errors import DatastoreError, LeaseNotFound
-from bgpd.datastore.kv import KVStore, open_kv
-from bgpd.datastore.nodestatus import node_status_key, to_document
-from bgpd.log import get_logger
+from bgpd.status.nodestatus import node_status_key, to_document
+from calico.codec import dumps
+from calico.errors import DatastoreError, LeaseNotFound
+from calico.store.kv import KVStore, open_kv
+from common.log import get_logger
 
 __all__ = ["StatusReporter", "reporter_for"]
 
-log = get_logger("bgpd.datastore")
+log = get_logger("bgpd.status")
 
 
 class StatusReporter:

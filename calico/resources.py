@@ -19,17 +19,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bgpd.datastore import keys
-from bgpd.datastore.codec import dumps, to_calico, to_v3
-from bgpd.datastore.errors import DatastoreError, ResourceError
-from bgpd.datastore.kv import KeyValue, KVStore, mutate
-from bgpd.datastore.model import (
+from calico import keys
+from calico.codec import dumps, to_calico, to_v3
+from calico.errors import DatastoreError, ResourceError
+from calico.model import (
     API_VERSION,
     BlockAffinity,
     IPAMBlock,
     affinity_name,
     parse_resource,
 )
+from calico.store.kv import KeyValue, KVStore, mutate
 
 __all__ = ["Written", "apply", "delete", "get", "kind_of"]
 

@@ -23,17 +23,17 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
-from bgpd.datastore import keys
-from bgpd.datastore.codec import decode
-from bgpd.datastore.errors import Compacted, DatastoreError, ResourceError, Unavailable
-from bgpd.datastore.kv import EventType, KeyValue, KVStore, WatchEvent, open_kv
-from bgpd.datastore.model import Resource
-from bgpd.datastore.snapshot import Snapshot
-from bgpd.log import get_logger
+from calico import keys
+from calico.codec import decode
+from calico.errors import Compacted, DatastoreError, ResourceError, Unavailable
+from calico.model import Resource
+from calico.snapshot import Snapshot
+from calico.store.kv import EventType, KeyValue, KVStore, WatchEvent, open_kv
+from common.log import get_logger
 
 __all__ = ["CalicoSource", "SnapshotState", "open_calico_source", "watched_prefixes"]
 
-log = get_logger("bgpd.datastore")
+log = get_logger("calico.datastore")
 
 _PLANNER_KINDS = ("BGPConfiguration", "Node", "BGPPeer", "IPPool")
 _REPEAT_OUTAGE_LOG = 60.0

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from bgpd.datastore.model import (
+from calico.model import (
     BGPConfiguration,
     BGPPeer,
     BlockAffinity,

@@ -14,8 +14,8 @@ import importlib
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from bgpd.datastore.errors import DatastoreError
-from bgpd.datastore.snapshot import Snapshot
+from calico.errors import DatastoreError
+from calico.snapshot import Snapshot
 
 __all__ = ["SnapshotSource", "UnsupportedDatastore", "file_path", "open_source"]
 
@@ -51,20 +51,20 @@ def open_source(url: str, node: str | None = None) -> SnapshotSource:
     or a scheme whose backend is not part of this build."""
     path = file_path(url)
     if path is not None:
-        from bgpd.datastore.driver import FileSource
+        from calico.filewatch import FileSource
 
         return FileSource(path)
     scheme = url.split("://", 1)[0]
     if scheme in ("sqlite", "etcd", "etcds", "http", "https"):
         try:
-            calico = importlib.import_module("bgpd.datastore.calico")
+            watch = importlib.import_module("calico.watch")
         except ModuleNotFoundError as exc:
-            if exc.name not in ("bgpd.datastore.calico", "bgpd.datastore"):
+            if exc.name not in ("calico.watch", "calico"):
                 raise
             raise UnsupportedDatastore(
                 f"unsupported datastore {url!r}: this build reads file:///PATH.yaml only"
             ) from None
-        source: SnapshotSource = calico.open_calico_source(url, node)
+        source: SnapshotSource = watch.open_calico_source(url, node)
         return source
     raise UnsupportedDatastore(
         f"unsupported datastore {url!r}: use file:///PATH.yaml, sqlite:///PATH or "

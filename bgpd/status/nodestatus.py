@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bgpd.control.api import DaemonStatus, PeerStatus
-from bgpd.datastore import keys
-from bgpd.datastore.model import API_VERSION
+from calico import keys
+from calico.model import API_VERSION
 
 __all__ = ["NodeStatus", "node_status_key", "parse", "to_document"]
 

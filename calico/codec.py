@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from bgpd.datastore import keys
-from bgpd.datastore.errors import ResourceError
-from bgpd.datastore.model import (
+from calico import keys
+from calico.errors import ResourceError
+from calico.model import (
     API_VERSION,
     BGPConfiguration,
     BGPPeer,

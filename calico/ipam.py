@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bgpd.datastore import keys
+from calico import keys
 
 IPAM_PREFIX = keys.IPAM
 CONFIG_KEY = keys.IPAM_CONFIG

@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from bgpd.datastore import selector
-from bgpd.datastore.errors import ResourceError
+from calico import selector
+from calico.errors import ResourceError
 
 API_VERSION = "projectcalico.org/v3"
 

@@ -23,7 +23,7 @@ import importlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
-from bgpd.datastore.errors import Conflict, DatastoreError
+from calico.errors import Conflict, DatastoreError
 
 __all__ = [
     "Compare",
@@ -215,7 +215,7 @@ async def mutate(
     raise Conflict(key, f"still contended after {attempts} attempts")
 
 
-_BACKENDS = {"sqlite": "bgpd.datastore.sqlite", "etcd": "bgpd.datastore.etcd"}
+_BACKENDS = {"sqlite": "calico.store.sqlite", "etcd": "calico.store.etcd"}
 
 
 def open_kv(url: str) -> KVStore:

@@ -11,14 +11,14 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 
-from bgpd.datastore.errors import DatastoreError
-from bgpd.datastore.file import load_file
-from bgpd.datastore.snapshot import Snapshot
-from bgpd.log import get_logger
+from calico.errors import DatastoreError
+from calico.file import load_file
+from calico.snapshot import Snapshot
+from common.log import get_logger
 
 __all__ = ["FileSource"]
 
-log = get_logger("bgpd.datastore")
+log = get_logger("calico.datastore")
 
 _Stamp = tuple[int, int, int, int] | None
 

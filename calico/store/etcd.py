@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 import aetcd  # type: ignore[import-untyped]
 import aetcd.rpc as rpc  # type: ignore[import-untyped]
 
-from bgpd.datastore.errors import Compacted, DatastoreError, LeaseNotFound, Unavailable
-from bgpd.datastore.kv import (
+from calico.errors import Compacted, DatastoreError, LeaseNotFound, Unavailable
+from calico.store.kv import (
     Compare,
     Delete,
     EventType,

@@ -29,8 +29,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from bgpd.datastore.errors import Compacted, DatastoreError, LeaseNotFound, Unavailable
-from bgpd.datastore.kv import (
+from calico.errors import Compacted, DatastoreError, LeaseNotFound, Unavailable
+from calico.store.kv import (
     Compare,
     Delete,
     EventType,
