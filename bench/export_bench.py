@@ -10,7 +10,7 @@ the blocks or outside every pool.
 
 Prints nanoseconds per prefix (best of `--repeat`, garbage collector off) for:
 
-- `filter, first sight`: the `policy_filter` callable on each route once, with a fresh
+- `filter, first sight`: the `calico_filter` callable on each route once, with a fresh
   policy each run (nothing remembered from a previous run);
 - `filter, seen before`: the same routes again on the same policy (a second group, churn);
 - `flush, no filter` / `flush, with filter`: `stage_all` + `flush` of one update group of
@@ -29,9 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bgpd.plan.export import AffineBlock, ExportPolicy, PoolSpec
+from bgpd.policy.calico import AffineBlock, ExportPolicy, PoolSpec
+from bgpd.policy.calico import ExportPolicy as _ExportPolicy
+from bgpd.policy.policy import Policy, calico_filter
 from bgpd.rib.adj_out import GroupKey, UpdateGroup
-from bgpd.rib.export import ExportFilter, policy_filter
 from bgpd.rib.route import PeerInfo, Route
 from bgpd.rib.table import BestChange
 from bgpd.wire.attributes import PathAttributes
@@ -94,25 +95,25 @@ def best_ns(fn: Callable[[], object], n: int, repeat: int) -> float:
 def filter_first(routes: list[Route]) -> float:
     elapsed = float("inf")
     for _ in range(3):
-        flt = policy_filter(make_policy())
+        flt = calico_filter(make_policy(), None, True)
         gc.disable()
         t = time.perf_counter()
         for r in routes:
-            flt(r, True)
+            flt(r)
         elapsed = min(elapsed, time.perf_counter() - t)
         gc.enable()
     return elapsed * 1e9 / len(routes)
 
 
 def flush_once(
-    peers: list[PeerInfo], changes: list[BestChange], flt: Callable[[], ExportFilter | None]
+    peers: list[PeerInfo], changes: list[BestChange], flt: Callable[[], _ExportPolicy | None]
 ) -> Callable[[], object]:
     key = GroupKey.for_peer(
         peers[0], options=CodecOptions(), families=(V4,), local_ipv4=bytes((10, 0, 0, 1))
     )
 
     def run() -> object:
-        group = UpdateGroup(key, cluster_id=0x0A000001, export_filter=flt())
+        group = UpdateGroup(key, policy=Policy(flt()).for_group(key, 0x0A000001))
         for p in peers:
             group.add_member(p)
         group.stage_all(changes)
@@ -130,13 +131,13 @@ def main() -> int:
     peers, routes = workload(args.clients, args.prefixes)
     n = len(routes)
     changes = [BestChange(V4, r.prefix, None, r, None, False) for r in routes]
-    warm = policy_filter(make_policy())
+    warm = calico_filter(make_policy(), None, True)
     for r in routes:
-        warm(r, True)
+        warm(r)
 
     def seen() -> None:
         for r in routes:
-            warm(r, True)
+            warm(r)
 
     rows = [
         ("filter, first sight", filter_first(routes)),
@@ -145,7 +146,7 @@ def main() -> int:
         (
             "flush, with filter",
             best_ns(
-                flush_once(peers, changes, lambda: policy_filter(make_policy())), n, args.repeat
+                flush_once(peers, changes, make_policy), n, args.repeat
             ),
         ),
     ]

@@ -43,10 +43,10 @@ from bgpd.metrics.driver import MetricsServer, parse_listen
 from bgpd.metrics.histogram import Histogram
 from bgpd.plan.diff import PeerAdded, PeerChange, PeerChanged, PeerRemoved, diff
 from bgpd.plan.errors import PlanError
-from bgpd.plan.export import ExportPolicy
 from bgpd.plan.peering import PeeringPlan, PeerSpec, compute
+from bgpd.policy.calico import ExportPolicy
+from bgpd.policy.policy import Policy
 from bgpd.rib.adj_out import AdjRibOut, GroupKey
-from bgpd.rib.export import ExportFilter, policy_filter
 from bgpd.rib.rib import Rib
 from bgpd.rib.route import KERNEL, LOCAL, PeerInfo, Route
 from bgpd.rib.table import BestChange
@@ -274,10 +274,11 @@ class Daemon:
         self._status_reporter: StatusReporter | None = None
         self.router_id = _router_id_int(plan.router_id)
         cluster = _router_id_int(plan.rr_cluster_id) if plan.rr_cluster_id else None
-        self.rib = Rib(plan.local_as, self.router_id, cluster)
         self.kernel: KernelSync | None = None
         self.export_policy = ExportPolicy(plan.blocks, plan.pools)
-        self.adj_out = AdjRibOut(self.rib.cluster_id, self._export_filter())
+        self.policy = Policy(self.export_policy, self._ifname_of)
+        self.rib = Rib(plan.local_as, self.router_id, cluster, imports=self.policy)
+        self.adj_out = AdjRibOut(self.rib.cluster_id, self.policy)
         # RFC 4724 restarting speaker: set while routes adopted from the FIB wait for the
         # peers' End-of-RIB; holds the sessions (and families) still to send one.
         self._gr_restarting = False
@@ -572,14 +573,10 @@ class Daemon:
             )
             if identity:
                 self.router_id = _router_id_int(new.router_id)
-                self.rib.router_id = self.router_id
-                self.rib.local_as = new.local_as
             if identity or new.rr_cluster_id != old.rr_cluster_id:
                 cluster = _router_id_int(new.rr_cluster_id) if new.rr_cluster_id else None
-                self.rib.cluster_id = self.router_id if cluster is None else cluster
-                self.adj_out.cluster_id = self.rib.cluster_id
-                for group in self.adj_out.groups.values():
-                    group.cluster_id = self.rib.cluster_id
+                self.rib.set_identity(new.local_as, self.router_id, cluster)
+                self.adj_out.set_cluster_id(self.rib.cluster_id)
             # Export policy, originated blocks, blackholes, kernel programming.
             self.apply_routing_plan(new)
             for spec in new.sessions:
@@ -873,9 +870,6 @@ class Daemon:
 
     # --- kernel: learned routes, export policy, restart -----------------------------------
 
-    def _export_filter(self) -> ExportFilter:
-        return policy_filter(self.export_policy, self._ifname_of)
-
     def _ifname_of(self, route: Route) -> str | None:
         if self.kernel is None or route.source is not KERNEL:
             return None
@@ -902,8 +896,10 @@ class Daemon:
         self.plan = plan
         if (plan.blocks, plan.pools) != (old.blocks, old.pools):
             self.export_policy = ExportPolicy(plan.blocks, plan.pools)
+            self.policy = Policy(self.export_policy, self._ifname_of)
+            self.rib.imports = self.policy
             self._flush()
-            self.adj_out.set_filter(self._export_filter(), self.rib.iter_best)
+            self.adj_out.set_policies(self.policy, self.rib.iter_best)
             self._schedule_flush()
         if plan.originate != old.originate:
             changes: list[BestChange] = []

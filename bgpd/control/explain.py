@@ -10,10 +10,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from bgpd.control.api import CandidatePath, Explanation, ExportedRoute, PeerExport
-from bgpd.plan.export import ExportPolicy
+from bgpd.policy.calico import ExportPolicy
+from bgpd.policy.imports import loop_reason
+from bgpd.policy.reflection import NO_ADVERTISE, NO_EXPORT, NO_EXPORT_SUBCONFED, reflecting
 from bgpd.rib.adj_out import AdjRibOut
 from bgpd.rib.decision import compare
-from bgpd.rib.export import NO_ADVERTISE, NO_EXPORT, NO_EXPORT_SUBCONFED, reflecting
 from bgpd.rib.rib import Rib
 from bgpd.rib.route import LocalSource, PeerInfo, Route
 from bgpd.wire.attributes import AS_SEQUENCE, PathAttributes
@@ -112,7 +113,7 @@ def _candidates(rib: Rib, family: Family, nlri: bytes) -> list[CandidatePath]:
             held = routes.get(item)
             if held is None or held.prefix != nlri:
                 continue
-            why = rib.loop_reason(peer, held.attrs) or "rejected on import"
+            why = loop_reason(rib.identity, peer, held.attrs) or "rejected on import"
             out.append(_candidate(held, False, False, f"rejected: {why}"))
     return out
 

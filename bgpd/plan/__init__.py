@@ -1,4 +1,4 @@
-"""The planner: Calico resources in, this node's BGP sessions and export rules out.
+"""The planner: Calico resources in, this node's BGP sessions and what it originates out.
 
 `compute(snapshot, node, env)` gives a `PeeringPlan`; `diff(old, new)` gives the
 `PeerChange`s that take the speaker from one plan to the next. Pure: no I/O, no clock.
@@ -6,14 +6,7 @@
 
 from bgpd.plan.diff import PeerAdded, PeerChange, PeerChanged, PeerRemoved, diff
 from bgpd.plan.errors import PlanError
-from bgpd.plan.export import (
-    AffineBlock,
-    CommunityRule,
-    ExportPolicy,
-    Origination,
-    PoolSpec,
-    StaticRoute,
-)
+from bgpd.plan.originate import CommunityRule, Origination, StaticRoute
 from bgpd.plan.peering import (
     GLOBAL,
     MESH,
@@ -28,9 +21,7 @@ __all__ = [
     "GLOBAL",
     "MESH",
     "NODE_SPECIFIC",
-    "AffineBlock",
     "CommunityRule",
-    "ExportPolicy",
     "Origination",
     "PeerAdded",
     "PeerChange",
@@ -39,7 +30,6 @@ __all__ = [
     "PeerSpec",
     "PeeringPlan",
     "PlanError",
-    "PoolSpec",
     "StaticRoute",
     "compute",
     "diff",

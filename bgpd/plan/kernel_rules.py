@@ -17,7 +17,7 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from bgpd.plan.export import IPV4, PoolSpec
+from bgpd.policy.calico import IPV4, PoolSpec
 from calico.model import ENCAP_NEVER
 
 ENABLED = "Enabled"

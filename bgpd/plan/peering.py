@@ -26,22 +26,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bgpd.plan.errors import PlanError
-from bgpd.plan.export import (
-    IPV4,
-    IPV6,
-    AffineBlock,
+from bgpd.plan.kernel_rules import KernelRule, kernel_rules
+from bgpd.plan.originate import (
     CommunityRule,
     Origination,
-    PoolSpec,
     StaticRoute,
     affine_blocks,
     blackholes,
     community_rules,
-    family_of,
     originations,
     pool_specs,
 )
-from bgpd.plan.kernel_rules import KernelRule, kernel_rules
+from bgpd.policy.calico import IPV4, IPV6, AffineBlock, PoolSpec, family_of
 from calico import selector
 from calico.model import (
     DEFAULT_LISTEN_PORT,

@@ -1,12 +1,12 @@
 """Adj-RIB-Out by update group: encode once, send the same bytes to every member.
 
-Peers whose outbound policy is the same (`GroupKey`: iBGP or eBGP, route-reflector client
-or not, the AS and next hop we present, the negotiated codec options and families) form one
-`UpdateGroup`. The daemon stages every `BestChange` into every group; within a tick the last
-change per prefix wins. `flush()` then turns the staged changes into UPDATE bytes once per
-group: prefixes bucketed by their interned export attributes (BIRD's `bgp_bucket`), one
-`pack_announcements` per bucket and one `pack_withdrawals`, joined into one bytes object for
-all members.
+Peers whose outbound policy is the same (`GroupKey`: iBGP or eBGP, route-reflector client or
+not, the AS and next hop we present, the negotiated codec options and families, and the
+names of the export policies applied to them) form one `UpdateGroup`. The speaker stages
+every `BestChange` into every group; within a tick the last change per prefix wins.
+`flush()` then turns the staged changes into UPDATE bytes once per group: prefixes bucketed
+by their interned export attributes (BIRD's `bgp_bucket`), one `pack_announcements` per
+bucket and one `pack_withdrawals`, joined into one bytes object for all members.
 
 The group keeps its Adj-RIB-Out (prefix -> exported attributes and source peer), so a
 prefix is withdrawn only if it was advertised and a change that exports the same attributes
@@ -22,11 +22,13 @@ its own AS. Each change has one source, so the corrections cost O(changes) in al
 O(members). With a single member, its own routes are simply left out. The invariant: a
 member has been sent exactly the group's Adj-RIB-Out minus the entries it is the source of.
 
-Export policy (Calico's calico_export_to_bgp_peers): an `ExportFilter` given to the
-`AdjRibOut` is asked per prefix, after the reflection rules, whether the route may go to a
-group (iBGP or not); what it rejects is never advertised, and withdrawn if it was. When the
-policy changes, `AdjRibOut.set_filter()` restages every best route so the next flush sends
-exactly the difference.
+Export policy lives in bgpd/policy: each group holds an `OutboundPolicy` made for its key by
+the `OutboundPolicies` given to the `AdjRibOut`. Per prefix, `allows(route)` says whether the
+route may go to the group at all (Calico's export rules, prefix filters); per distinct
+(attributes, source), `export(route, cache)` applies the protocol's rules (split horizon,
+reflection) and returns the attributes to send, or None. What is rejected is never
+advertised, and withdrawn if it was. When the policies change, `AdjRibOut.set_policies()`
+restages every best route so the next flush sends exactly the difference.
 
 A peer joining an existing group gets `initial_dump()`: the group's Adj-RIB-Out in slices
 (a generator, so the daemon can yield to the event loop between slices), then End-of-RIB
@@ -39,9 +41,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from bgpd.rib.attrcache import AttrCache
-from bgpd.rib.export import ExportFilter, export_attrs, may_export_to
 from bgpd.rib.route import PeerInfo, Route
 from bgpd.rib.table import BestChange
 from bgpd.wire import encode_end_of_rib, pack_announcements, pack_withdrawals
@@ -66,6 +68,8 @@ class GroupKey:
 
     `local_ipv4` / `local_ipv6`: our packed address on the sessions for that family, the next
     hop of routes we originate and of next-hop-self; every family in `families` needs one.
+    `policies` names the export policies applied on top of the protocol's rules (empty: the
+    node's default export policy only), so peers with different policies never share bytes.
     """
 
     ibgp: bool
@@ -76,6 +80,7 @@ class GroupKey:
     local_ipv6: bytes | None
     options: CodecOptions
     families: frozenset[Family]
+    policies: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for family in self.families:
@@ -92,6 +97,7 @@ class GroupKey:
         local_ipv4: bytes | None = None,
         local_ipv6: bytes | None = None,
         next_hop_self: bool = False,
+        policies: tuple[str, ...] = (),
     ) -> GroupKey:
         # eBGP is always next-hop-self; folding the flag keeps such peers in one group.
         return cls(
@@ -103,10 +109,31 @@ class GroupKey:
             local_ipv6=local_ipv6,
             options=options,
             families=frozenset(families),
+            policies=policies,
         )
 
     def local_address(self, family: Family) -> bytes | None:
         return self.local_ipv4 if family is Family.IPV4_UNICAST else self.local_ipv6
+
+
+class OutboundPolicy(Protocol):
+    """One group's export policy (bgpd/policy makes them)."""
+
+    def allows(self, route: Route) -> bool:
+        """Whether the route may go to the group at all: asked per prefix."""
+        ...
+
+    def export(self, route: Route, cache: AttrCache) -> PathAttributes | None:
+        """The attributes to advertise the route with (interned in `cache`), or None when it
+        may not go out. Depends on the route's attributes and source only: the group asks
+        once per distinct pair."""
+        ...
+
+
+class OutboundPolicies(Protocol):
+    """Makes the `OutboundPolicy` of each group."""
+
+    def for_group(self, key: GroupKey, cluster_id: int) -> OutboundPolicy: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,18 +169,14 @@ class UpdateGroup:
         "_out",
         "_pending",
         "cache",
-        "cluster_id",
-        "export_filter",
         "key",
         "members",
+        "policy",
     )
 
-    def __init__(
-        self, key: GroupKey, *, cluster_id: int, export_filter: ExportFilter | None = None
-    ) -> None:
+    def __init__(self, key: GroupKey, *, policy: OutboundPolicy) -> None:
         self.key = key
-        self.cluster_id = cluster_id
-        self.export_filter = export_filter
+        self.policy = policy
         self.members: dict[str, PeerInfo] = {}
         self.cache = AttrCache()
         self._out: dict[Family, dict[bytes, _Entry]] = {f: {} for f in key.families}
@@ -208,7 +231,7 @@ class UpdateGroup:
             out = self._out.get(family)
             if out is None:
                 continue
-            desired = self._export(route, memo) if self._allowed(route) else None
+            desired = self._export(route, memo) if self.policy.allows(route) else None
             cur = out.get(route.prefix)
             counts = self._by_source[family]
             if desired is None:
@@ -226,8 +249,7 @@ class UpdateGroup:
         members = self.members
         sole = next(iter(members)) if len(members) == 1 else None
         opts = self.key.options
-        flt = self.export_filter
-        ibgp = self.key.ibgp
+        allows = self.policy.allows
         export = self._export
         take = self._take
         forget = self._forget
@@ -261,7 +283,7 @@ class UpdateGroup:
             for prefix, route in pending.items():
                 item = ADD_PATH_ID + prefix if add_path else prefix
                 desired = None
-                if route is not None and (flt is None or flt(route, ibgp)):
+                if route is not None and allows(route):
                     attrs = route.attrs
                     source = route.source
                     if attrs is last_attrs and source is last_source:
@@ -393,10 +415,6 @@ class UpdateGroup:
 
     # --- internals --------------------------------------------------------------------
 
-    def _allowed(self, route: Route) -> bool:
-        f = self.export_filter
-        return f is None or f(route, self.key.ibgp)
-
     def _export(
         self,
         route: Route,
@@ -409,18 +427,7 @@ class UpdateGroup:
         hit = memo.get(mk)
         if hit is not None:
             return hit[2]
-        key = self.key
-        result: PathAttributes | None = None
-        if may_export_to(source, key, route):
-            result = export_attrs(
-                route,
-                key,
-                local_as=key.local_as,
-                cluster_id=self.cluster_id,
-                next_hop_self=key.next_hop_self,
-                local_address=key.local_address(route.family),
-                cache=self.cache,
-            )
+        result = self.policy.export(route, self.cache)
         memo[mk] = (attrs, source, result)
         return result
 
@@ -465,11 +472,11 @@ class AdjRibOut:
     ends. A group is made on its first member's join (filled from the Loc-RIB) and dropped
     with its last."""
 
-    __slots__ = ("_by_member", "cluster_id", "export_filter", "groups")
+    __slots__ = ("_by_member", "cluster_id", "groups", "policies")
 
-    def __init__(self, cluster_id: int, export_filter: ExportFilter | None = None) -> None:
+    def __init__(self, cluster_id: int, policies: OutboundPolicies) -> None:
         self.cluster_id = cluster_id
-        self.export_filter = export_filter
+        self.policies = policies
         self.groups: dict[GroupKey, UpdateGroup] = {}
         self._by_member: dict[str, UpdateGroup] = {}
 
@@ -482,7 +489,7 @@ class AdjRibOut:
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = UpdateGroup(
-                key, cluster_id=self.cluster_id, export_filter=self.export_filter
+                key, policy=self.policies.for_group(key, self.cluster_id)
             )
             for family in Family:
                 if family in key.families:
@@ -502,15 +509,21 @@ class AdjRibOut:
     def group_of(self, name: str) -> UpdateGroup | None:
         return self._by_member.get(name)
 
-    def set_filter(
-        self, export_filter: ExportFilter | None, best: Callable[[Family], Iterable[Route]]
+    def set_policies(
+        self, policies: OutboundPolicies, best: Callable[[Family], Iterable[Route]]
     ) -> None:
-        """A new export policy: every group re-examines every prefix on the next flush."""
-        self.export_filter = export_filter
+        """New export policies: every group re-examines every prefix on the next flush."""
+        self.policies = policies
         for group in self.groups.values():
-            group.export_filter = export_filter
+            group.policy = policies.for_group(group.key, self.cluster_id)
             for family in group.key.families:
                 group.restage(family, best(family))
+
+    def set_cluster_id(self, cluster_id: int) -> None:
+        """A new cluster ID: routes exported from now on carry it (what was sent stays)."""
+        self.cluster_id = cluster_id
+        for group in self.groups.values():
+            group.policy = self.policies.for_group(group.key, cluster_id)
 
     def stage(self, changes: Iterable[BestChange]) -> None:
         # Group by group rather than change by change: each group's staging is independent

@@ -1,16 +1,13 @@
 """The RIB facade the daemon drives: peers' Adj-RIBs-In, local routes and the Loc-RIB.
 
 Everything is pure: each call takes decoded messages or routes and returns the list of
-`BestChange`s it caused, for the daemon to hand to the Adj-RIB-Out groups and the kernel.
+`BestChange`s it caused, for the speaker to hand to the Adj-RIB-Out groups and the kernel.
 
-Import, per announced route (BIRD `bgp_decode_attrs` / `bgp_rte_update`):
-- attributes are normalised once per UPDATE: from eBGP peers LOCAL_PREF is ignored
-  (RFC 4271 5.1.5) and ORIGINATOR_ID / CLUSTER_LIST dropped (RFC 4456 attributes are iBGP
-  only); the IPv6 next hop comes from MP_REACH_NLRI; then the set is interned;
-- loop checks: our AS in the AS_PATH of an eBGP route (RFC 4271 9.1.2), our router ID as
-  ORIGINATOR_ID or our cluster ID in CLUSTER_LIST (RFC 4456 8). A looped route replaces what
-  the peer sent before for that NLRI (an implicit withdraw) and stays in the Adj-RIB-In as
-  received but not accepted.
+Import goes through the `ImportPolicy` hook (bgpd/policy/imports.py holds the protocol's
+rules): once per UPDATE it normalises the attributes and names a loop, and per family it may
+give a prefix check. A rejected route (a loop, or a prefix the check refuses) replaces what
+the peer sent before for that NLRI (an implicit withdraw) and stays in the Adj-RIB-In as
+received but not accepted.
 
 Peer lifecycle: `add_peer` when a session is established (it may replace the info of a peer
 whose stale routes are being kept; routes already stored keep the info they came with until
@@ -23,10 +20,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from bgpd.rib.adj_in import AdjRibIn
 from bgpd.rib.attrcache import AttrCache
-from bgpd.rib.route import LOCAL, LOCAL_SOURCE_NAMES, LocalSource, PeerInfo, Route
+from bgpd.rib.route import (
+    LOCAL,
+    LOCAL_SOURCE_NAMES,
+    Identity,
+    LocalSource,
+    PeerInfo,
+    PrefixCheck,
+    Route,
+)
 from bgpd.rib.table import BestChange, Destination, LocRib
 from bgpd.wire.attributes import PathAttributes
 from bgpd.wire.family import Family
@@ -43,6 +49,21 @@ class PeerCounts:
     accepted: int
 
 
+class ImportPolicy(Protocol):
+    """What the RIB asks before it accepts a peer's routes."""
+
+    def import_attrs(
+        self, ident: Identity, peer: PeerInfo, attrs: PathAttributes
+    ) -> tuple[PathAttributes, str | None]:
+        """The attributes to store for routes from `peer` (before interning) and why they
+        are a loop (None: they are not)."""
+        ...
+
+    def prefix_filter(self, peer: PeerInfo, family: Family) -> PrefixCheck | None:
+        """A per-prefix check for routes from `peer` in `family`; None accepts every one."""
+        ...
+
+
 def valid_prefix(family: Family, prefix: bytes) -> bool:
     """True for a well-formed prefix form (length octet + exactly the significant octets)."""
     if not prefix:
@@ -55,17 +76,44 @@ class Rib:
     """The routing information base of one BGP speaker.
 
     `cluster_id` is the RFC 4456 cluster ID used when reflecting and in the CLUSTER_LIST loop
-    check; as the RFC says, it defaults to the router ID.
+    check; as the RFC says, it defaults to the router ID. `imports` decides what a peer's
+    routes are stored as and whether they are accepted.
     """
 
-    def __init__(self, local_as: int, router_id: int, cluster_id: int | None = None) -> None:
-        self.local_as = local_as
-        self.router_id = router_id
-        self.cluster_id = router_id if cluster_id is None else cluster_id
+    def __init__(
+        self,
+        local_as: int,
+        router_id: int,
+        cluster_id: int | None = None,
+        *,
+        imports: ImportPolicy,
+    ) -> None:
+        self.identity = Identity(
+            local_as, router_id, router_id if cluster_id is None else cluster_id
+        )
+        self.imports = imports
         self.attr_cache = AttrCache()
         self.loc = LocRib()
         self._adj_in: dict[str, AdjRibIn] = {}
         self._local: dict[LocalSource, dict[Family, dict[bytes, Route]]] = {}
+
+    @property
+    def local_as(self) -> int:
+        return self.identity.local_as
+
+    @property
+    def router_id(self) -> int:
+        return self.identity.router_id
+
+    @property
+    def cluster_id(self) -> int:
+        return self.identity.cluster_id
+
+    def set_identity(self, local_as: int, router_id: int, cluster_id: int | None = None) -> None:
+        """A new AS, router ID or cluster ID (reconfiguration): later imports see it."""
+        self.identity = Identity(
+            local_as, router_id, router_id if cluster_id is None else cluster_id
+        )
 
     # --- peers ------------------------------------------------------------------------
 
@@ -105,27 +153,6 @@ class Rib:
 
     # --- import -----------------------------------------------------------------------
 
-    def import_attrs(self, peer: PeerInfo, attrs: PathAttributes) -> PathAttributes:
-        """Attributes as stored for a route from `peer` (before interning)."""
-        if peer.ibgp:
-            return attrs
-        if attrs.local_pref is None and attrs.originator_id is None and not attrs.cluster_list:
-            return attrs
-        return attrs.replace(local_pref=None, originator_id=None, cluster_list=())
-
-    def loop_reason(self, peer: PeerInfo, attrs: PathAttributes) -> str | None:
-        """Why a route with `attrs` from `peer` is a loop, or None if it is not."""
-        if not peer.ibgp:
-            own = {self.local_as, peer.local_as}
-            for _seg_type, asns in attrs.as_path:
-                if not own.isdisjoint(asns):
-                    return "AS_PATH contains our AS"
-        if attrs.originator_id == self.router_id:
-            return "ORIGINATOR_ID is our router ID"
-        if self.cluster_id in attrs.cluster_list:
-            return "CLUSTER_LIST contains our cluster ID"
-        return None
-
     def apply_update(self, peer: str, update: Update, opts: CodecOptions) -> list[BestChange]:
         """Apply one decoded UPDATE from `peer`; returns the best-path changes."""
         adj = self._adj_in[peer]
@@ -140,16 +167,21 @@ class Rib:
             self._withdraw(adj, fam, update.mp_unreach.withdrawn, changes)
         attrs = update.attributes
         if attrs is not None and (update.nlri or update.mp_reach is not None):
-            attrs = self.import_attrs(info, attrs)
-            looped = self.loop_reason(info, attrs) is not None
+            attrs, loop = self.imports.import_attrs(self.identity, info, attrs)
+            looped = loop is not None
             if update.nlri:
                 canon = self.attr_cache.intern(attrs)
-                self._announce(adj, v4, update.nlri, canon, v4 in add_path, looped, changes)
+                check = None if looped else self.imports.prefix_filter(info, v4)
+                self._announce(
+                    adj, v4, update.nlri, canon, v4 in add_path, looped, check, changes
+                )
             mp = update.mp_reach
             if mp is not None and mp.nlri:
                 canon = self.attr_cache.intern(attrs.replace(next_hop=mp.next_hop))
+                fam = mp.family
+                check = None if looped else self.imports.prefix_filter(info, fam)
                 self._announce(
-                    adj, mp.family, mp.nlri, canon, mp.family in add_path, looped, changes
+                    adj, fam, mp.nlri, canon, fam in add_path, looped, check, changes
                 )
             self.attr_cache.collect()
         return changes
@@ -162,6 +194,7 @@ class Rib:
         canon: PathAttributes,
         add_path: bool,
         looped: bool,
+        check: PrefixCheck | None,
         changes: list[BestChange],
     ) -> None:
         info = adj.peer
@@ -189,7 +222,7 @@ class Rib:
             if old is not None:
                 old_accepted = item not in rejected
                 cache.release(old.attrs)
-            if looped:
+            if looped or (check is not None and not check(prefix)):
                 rejected.add(item)
                 ch = loc.withdraw(family, prefix, name, path_id) if old_accepted else None
             else:

@@ -6,10 +6,25 @@ the RIB's `AttrCache`, so routes that share attributes share one object.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bgpd.wire.attributes import PathAttributes
 from bgpd.wire.family import Family
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who the speaker is, as the loop checks and reflection need it: our AS, BGP Identifier
+    and RFC 4456 cluster ID (the router ID unless configured), as ints."""
+
+    local_as: int
+    router_id: int
+    cluster_id: int
+
+
+PrefixCheck = Callable[[bytes], bool]
+"""Whether a prefix (NLRI prefix form) passes a policy's prefix rules."""
 
 
 @dataclass(frozen=True, slots=True)

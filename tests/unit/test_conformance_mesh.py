@@ -24,8 +24,9 @@ from typing import Any
 import pytest
 import yaml
 
-from bgpd.plan import ExportPolicy, PeeringPlan, PeerSpec, compute
+from bgpd.plan import PeeringPlan, PeerSpec, compute
 from bgpd.plan.peering import DEFAULT_MULTIHOP_TTL, DEFAULT_RESTART_TIME
+from bgpd.policy.calico import ExportPolicy
 from calico import BlockAffinity, Snapshot, load_file, load_text
 from calico.file import read_documents
 from calico.model import SecretKeyRef

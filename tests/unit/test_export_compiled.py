@@ -1,4 +1,4 @@
-"""The export policy compiled per family (`ExportPolicy.nlri_check`, `policy_filter`) gives
+"""The export policy compiled per family (`ExportPolicy.nlri_check`, `calico_filter`) gives
 the answers of a plain ipaddress-based reading of Calico's rules, on random pools, blocks and
 prefixes; and the update group's batched bookkeeping (shared entries, reference counts taken
 per run) leaves its tallies exact."""
@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bgpd.plan import export as plan_export
-from bgpd.plan.export import AffineBlock, ExportPolicy, PoolSpec
+from bgpd.policy import calico as calico_policy
+from bgpd.policy.calico import AffineBlock, ExportPolicy, PoolSpec
+from bgpd.policy.policy import Policy, calico_filter
 from bgpd.rib.adj_out import GroupKey, UpdateGroup
-from bgpd.rib.export import policy_filter
 from bgpd.rib.route import KERNEL, LOCAL, PeerInfo, Route, Source
 from bgpd.rib.table import BestChange
 from bgpd.wire.attributes import PathAttributes
@@ -36,7 +36,7 @@ def reference(
     internal_peer: bool = True,
     ifname: str | None = None,
 ) -> bool:
-    """calico_export_to_bgp_peers read straight from the rules (bgpd/plan/export.py's
+    """calico_export_to_bgp_peers read straight from the rules (bgpd/policy/calico.py's
     docstring), on the NLRI's address as sent (octets past the length count as zeros, bits
     past the length are kept: such a prefix is not exactly a block)."""
     plen = nlri[0]
@@ -167,7 +167,10 @@ def test_policy_filter_agrees_with_the_reference(data: st.DataObject) -> None:
     policy = build(pools, blocks)
     around = [p for p, _ in pools] + [b for b, _ in blocks]
     ifnames: dict[bytes, str | None] = {}
-    flt = policy_filter(policy, lambda r: ifnames.get(r.prefix))
+    filters = {
+        ibgp: calico_filter(policy, lambda r: ifnames.get(r.prefix), ibgp)
+        for ibgp in (True, False)
+    }
     peer = PeerInfo("peer", bytes(4), 64512, 1, 64512)
     sources: tuple[Source, ...] = (LOCAL, KERNEL, peer)
     for family, nlri in data.draw(st.lists(prefixes(around), min_size=1, max_size=20)):
@@ -179,11 +182,11 @@ def test_policy_filter_agrees_with_the_reference(data: st.DataObject) -> None:
             # Only routes of local sources have an interface (a peer's routes never do).
             iface = ifname if source is not peer else None
             want = reference(family, nlri, pools, blocks, internal_peer=ibgp, ifname=iface)
-            assert flt(route, ibgp) is want, (nlri.hex(), source, ifname, ibgp)
+            assert filters[ibgp](route) is want, (nlri.hex(), source, ifname, ibgp)
 
 
 def test_a_full_memo_starts_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(plan_export, "MEMO_LIMIT", 3)
+    monkeypatch.setattr(calico_policy, "MEMO_LIMIT", 3)
     pools = [(ipaddress.ip_network("192.168.0.0/16"), False)]
     blocks = [(ipaddress.ip_network("192.168.1.0/26"), True)]
     check = build(pools, blocks).nlri_check(V4)
@@ -237,7 +240,7 @@ def test_group_tallies_stay_exact(ticks: list[list[Any]], members: int) -> None:
     it, and the per-source counts match the entries (runs of one source and attribute set
     are counted in one go, replacements and withdrawals in between)."""
     attrs = [PathAttributes(med=0), PathAttributes(med=1)]
-    g = UpdateGroup(KEY, cluster_id=1)
+    g = UpdateGroup(KEY, policy=Policy().for_group(KEY, 1))
     for m in MEMBERS[:members]:
         g.add_member(m)
     model: dict[bytes, str] = {}

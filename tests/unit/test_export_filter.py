@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from bgpd.plan.export import AffineBlock, ExportPolicy, ExportRule, PoolSpec
+from bgpd.policy.calico import AffineBlock, ExportPolicy, ExportRule, PoolSpec
+from bgpd.policy.imports import ImportRules
+from bgpd.policy.policy import Policy
 from bgpd.rib.adj_out import AdjRibOut, GroupKey, UpdateGroup
-from bgpd.rib.export import policy_filter
 from bgpd.rib.rib import Rib
 from bgpd.rib.route import KERNEL, LOCAL, PeerInfo, Route
 from bgpd.rib.table import BestChange
@@ -115,10 +116,10 @@ def local(prefix: str, source: object = LOCAL) -> Route:
 
 def test_group_filter_keeps_rejected_prefixes_out() -> None:
     ifnames = {nlri("192.168.7.9/32"): "vxlan.calico"}
-    flt = policy_filter(POLICY, lambda r: ifnames.get(r.prefix))
-    ibgp = UpdateGroup(key(MESH), cluster_id=1, export_filter=flt)
+    policy = Policy(POLICY, lambda r: ifnames.get(r.prefix))
+    ibgp = UpdateGroup(key(MESH), policy=policy.for_group(key(MESH), 1))
     ibgp.add_member(MESH)
-    ebgp = UpdateGroup(key(EBGP), cluster_id=1, export_filter=flt)
+    ebgp = UpdateGroup(key(EBGP), policy=policy.for_group(key(EBGP), 1))
     ebgp.add_member(EBGP)
     routes = [
         local("192.168.1.0/26"),  # block: out
@@ -136,25 +137,25 @@ def test_group_filter_keeps_rejected_prefixes_out() -> None:
 
 
 def test_policy_change_withdraws_and_announces_the_difference() -> None:
-    rib = Rib(AS, 0x0A000001)
+    rib = Rib(AS, 0x0A000001, imports=ImportRules())
     rib.add_peer(MESH3)
     rib.originate(V4, nlri("192.168.1.0/26"), PathAttributes())
     rib.originate(V4, nlri("192.168.1.5/32"), PathAttributes(), source=KERNEL)
     rib.originate(V4, nlri("172.16.0.0/24"), PathAttributes(), source=KERNEL)
-    out = AdjRibOut(rib.cluster_id, policy_filter(POLICY))
+    out = AdjRibOut(rib.cluster_id, Policy(POLICY))
     group = out.join(MESH, key(MESH), rib.iter_best)
     assert set(group.advertised(V4)) == {nlri("192.168.1.0/26")}
     # The block's affinity goes away and 172.16/16 becomes a pool: the /32 is now a
     # borrowed-style pool route, 172.16.0.0/24 is inside a pool, the aggregate stays (a pool
     # route too).
     policy = ExportPolicy((), (*POOLS, pool("172.16.0.0/16")))
-    out.set_filter(policy_filter(policy), rib.iter_best)
+    out.set_policies(Policy(policy), rib.iter_best)
     (flushed,) = [f for g, f in out.flush() if g is group]
     ann, wd = announced_withdrawn(flushed.data)
     assert ann == {nlri("192.168.1.5/32"), nlri("172.16.0.0/24")}
     assert wd == set()
     # And back: the /32 and 172.16.0.0/24 are withdrawn.
-    out.set_filter(policy_filter(POLICY), rib.iter_best)
+    out.set_policies(Policy(POLICY), rib.iter_best)
     (flushed,) = [f for g, f in out.flush() if g is group]
     ann, wd = announced_withdrawn(flushed.data)
     assert ann == set()
@@ -162,14 +163,14 @@ def test_policy_change_withdraws_and_announces_the_difference() -> None:
 
 
 def test_routes_from_peers_outside_pools_are_not_reexported() -> None:
-    rib = Rib(AS, 0x0A000001)
+    rib = Rib(AS, 0x0A000001, imports=ImportRules())
     rr_client = PeerInfo("client", address_to_bytes("10.0.0.3"), AS, 0x0A000003, AS, True)
     rib.add_peer(rr_client)
     update = Update(
         attributes=PathAttributes(next_hop=rr_client.address),
         nlri=(nlri("192.168.9.0/26"), nlri("10.50.0.0/24")),
     )
-    out = AdjRibOut(rib.cluster_id, policy_filter(POLICY))
+    out = AdjRibOut(rib.cluster_id, Policy(POLICY))
     group = out.join(MESH, key(MESH), rib.iter_best)
     out.stage(rib.apply_update("client", update, OPTS))
     (flushed,) = [f for g, f in out.flush() if g is group]

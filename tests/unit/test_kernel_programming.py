@@ -11,8 +11,8 @@ from bgpd.kernel.driver import KernelSync
 from bgpd.kernel.fib import AF_INET, KernelRoute, Nexthop, RouteType
 from bgpd.kernel.netlink import KernelRoutes
 from bgpd.kernel.programming import Programming
-from bgpd.plan.export import PoolSpec
 from bgpd.plan.kernel_rules import kernel_rules
+from bgpd.policy.calico import PoolSpec
 from bgpd.rib.route import LOCAL, PeerInfo, Route
 from bgpd.rib.table import BestChange
 from bgpd.wire.attributes import PathAttributes

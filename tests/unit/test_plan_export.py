@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bgpd.plan import AffineBlock, CommunityRule, ExportPolicy, PeeringPlan, compute
-from bgpd.plan.export import PoolSpec, pool_of
+from bgpd.plan import CommunityRule, PeeringPlan, compute
+from bgpd.plan.originate import pool_of
+from bgpd.policy.calico import AffineBlock, ExportPolicy, PoolSpec
 from calico import Snapshot
 from calico.model import BGPConfiguration, BlockAffinity, Community, IPPool, Node, NodeBGP
 from calico.model import PrefixAdvertisement as Adv

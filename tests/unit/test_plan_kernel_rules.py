@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bgpd.plan.export import PoolSpec
 from bgpd.plan.kernel_rules import LEAVE_TO_FELIX, PROGRAM, kernel_rules
+from bgpd.policy.calico import PoolSpec
 
 
 def pool(cidr: str, ipip: str = "Never", vxlan: str = "Never") -> PoolSpec:

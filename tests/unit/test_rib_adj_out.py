@@ -10,6 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bgpd.policy.imports import ImportRules
+from bgpd.policy.policy import Policy
 from bgpd.rib.adj_out import ADD_PATH_ID, AdjRibOut, GroupKey, UpdateGroup
 from bgpd.rib.rib import Rib
 from bgpd.rib.route import LOCAL, PeerInfo, Route, Source
@@ -49,7 +51,8 @@ def key_for(p: PeerInfo, families: Iterable[Family] = (V4,), opts: CodecOptions 
 
 
 def group(*members: PeerInfo, **kw: object) -> UpdateGroup:
-    g = UpdateGroup(key_for(members[0], **kw), cluster_id=RID)  # type: ignore[arg-type]
+    k = key_for(members[0], **kw)  # type: ignore[arg-type]
+    g = UpdateGroup(k, policy=Policy().for_group(k, RID))
     for m in members:
         g.add_member(m)
     return g
@@ -328,7 +331,7 @@ def test_initial_dump_reads_the_table_as_it_is_when_each_slice_is_made() -> None
 
 
 def test_group_without_members_keeps_its_table() -> None:
-    g = UpdateGroup(key_for(MESH1), cluster_id=RID)
+    g = UpdateGroup(key_for(MESH1), policy=Policy().for_group(key_for(MESH1), RID))
     r = route(LOCAL, "10.65.0.0/26")
     g.stage(change(r))
     assert not g.flush()
@@ -351,11 +354,11 @@ def test_export_attributes_are_interned_and_released() -> None:
 
 
 def test_adj_rib_out_end_to_end_with_the_rib() -> None:
-    rib = Rib(AS, RID)
+    rib = Rib(AS, RID, imports=ImportRules())
     for p in (CLIENT1, CLIENT2, MESH1, EBGP1):
         rib.add_peer(p)
     rib.originate(V4, p4("10.65.0.0/26"), PathAttributes())
-    out = AdjRibOut(rib.cluster_id)
+    out = AdjRibOut(rib.cluster_id, Policy())
     keys = {p.name: key_for(p) for p in (CLIENT1, CLIENT2, MESH1, EBGP1)}
     for p in (CLIENT1, CLIENT2, MESH1, EBGP1):
         out.join(p, keys[p.name], rib.iter_best)

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bgpd.rib.attrcache import AttrCache
-from bgpd.rib.export import (
+from bgpd.policy.reflection import (
     NO_ADVERTISE,
     NO_EXPORT,
     export_attrs,
@@ -14,6 +13,7 @@ from bgpd.rib.export import (
     reflect,
     reflecting,
 )
+from bgpd.rib.attrcache import AttrCache
 from bgpd.rib.route import LOCAL, PeerInfo, Route, Source
 from bgpd.wire.attributes import AS_SEQUENCE, PathAttributes
 from bgpd.wire.family import Family, address_to_bytes, prefix_to_nlri

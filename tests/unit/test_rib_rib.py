@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bgpd.policy.imports import ImportRules
 from bgpd.rib.decision import BestPathReason
 from bgpd.rib.rib import PeerCounts, Rib
 from bgpd.rib.route import KERNEL, LOCAL, PeerInfo
@@ -47,7 +48,7 @@ def withdraw(*prefixes: str) -> Update:
 
 
 def make_rib(*peers: PeerInfo, cluster_id: int | None = None) -> Rib:
-    rib = Rib(AS, RID, cluster_id)
+    rib = Rib(AS, RID, cluster_id, imports=ImportRules())
     for p in peers:
         rib.add_peer(p)
     return rib
@@ -151,7 +152,7 @@ def test_ebgp_as_path_loop_is_received_not_accepted() -> None:
 
 
 def test_ebgp_loop_check_uses_the_session_local_as_too() -> None:
-    rib = Rib(AS, RID)
+    rib = Rib(AS, RID, imports=ImportRules())
     other_local = PeerInfo("tor", ip("192.0.2.9"), 65010, 9, 65099)
     rib.add_peer(other_local)
     update = announce("10.1.0.0/16", as_path=((AS_SEQUENCE, (65010, 65099)),))
@@ -249,7 +250,7 @@ def test_local_routes_win_and_can_be_withdrawn() -> None:
 
 
 def test_reserved_peer_names() -> None:
-    rib = Rib(AS, RID)
+    rib = Rib(AS, RID, imports=ImportRules())
     with pytest.raises(ValueError):
         rib.add_peer(peer(LOCAL.name, "10.0.0.9"))
 

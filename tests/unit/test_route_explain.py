@@ -18,9 +18,10 @@ from bgpd.control.api import (
 )
 from bgpd.control.explain import PeerState, explain, exported_routes
 from bgpd.control.handlers import encode_response, handle_line
-from bgpd.plan.export import AffineBlock, ExportPolicy, PoolSpec
+from bgpd.policy.calico import AffineBlock, ExportPolicy, PoolSpec
+from bgpd.policy.imports import ImportRules
+from bgpd.policy.policy import Policy
 from bgpd.rib.adj_out import AdjRibOut, GroupKey
-from bgpd.rib.export import policy_filter
 from bgpd.rib.rib import Rib
 from bgpd.rib.route import KERNEL, PeerInfo
 from bgpd.wire.attributes import AS_SEQUENCE, PathAttributes
@@ -62,7 +63,7 @@ def nlri(prefix: str) -> bytes:
 
 
 def setup() -> tuple[Rib, AdjRibOut, list[PeerState]]:
-    rib = Rib(AS, 0x0A000001)
+    rib = Rib(AS, 0x0A000001, imports=ImportRules())
     for p in (MESH2, MESH3, TOR):
         rib.add_peer(p)
     rib.originate(V4, nlri("192.168.1.0/26"), PathAttributes())
@@ -86,7 +87,7 @@ def setup() -> tuple[Rib, AdjRibOut, list[PeerState]]:
         ),
         OPTS,
     )
-    out = AdjRibOut(rib.cluster_id, policy_filter(POLICY))
+    out = AdjRibOut(rib.cluster_id, Policy(POLICY))
     for p in (MESH2, TOR):
         key = GroupKey.for_peer(p, options=OPTS, families=(V4,), local_ipv4=ME)
         out.join(p, key, rib.iter_best)

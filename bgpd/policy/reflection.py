@@ -1,4 +1,5 @@
-"""Export rules: which best routes go to which peer, and with what attributes.
+"""The protocol's own export rules: which best routes may go to which kind of peer, and with
+what attributes (RFC 4271, RFC 4456, RFC 1997).
 
 Pure functions, as in BIRD where route reflection is export logic (`bgp_preexport`,
 `bgp_update_attrs`) and GoBGP's `filterpath()`:
@@ -7,7 +8,7 @@ Pure functions, as in BIRD where route reflection is export logic (`bgp_preexpor
   iBGP client goes to every peer; one learned from an iBGP non-client goes to clients (and
   eBGP peers) only; eBGP-learned and local routes go to everyone.
 - never back to the peer it came from (checked per peer in `may_export`; update groups apply
-  it per member, see adj_out.py);
+  it per member, see rib/adj_out.py);
 - the well-known communities NO_ADVERTISE, NO_EXPORT and NO_EXPORT_SUBCONFED (RFC 1997).
 
 A target is anything with `ibgp` and `rr_client`: a `PeerInfo`, or an update group's key,
@@ -16,24 +17,17 @@ whose members all share those answers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from bgpd.rib.attrcache import AttrCache
 from bgpd.rib.decision import DEFAULT_LOCAL_PREF
 from bgpd.rib.route import LocalSource, PeerInfo, Route, Source
 from bgpd.wire.attributes import AS_SEQUENCE, AsPathSegment, PathAttributes
-from bgpd.wire.family import Family
 
 # Well-known communities (RFC 1997).
 NO_EXPORT = 0xFFFFFF01
 NO_ADVERTISE = 0xFFFFFF02
 NO_EXPORT_SUBCONFED = 0xFFFFFF03
-
-
-ExportFilter = Callable[[Route, bool], bool]
-"""An export policy on top of the rules here: (best route, target is iBGP) -> may it go out.
-The daemon builds one from Calico's ExportPolicy (bgpd/plan/export.py)."""
 
 
 class ExportTarget(Protocol):
@@ -143,31 +137,3 @@ def export_attrs(
             changes["cluster_list"] = (cluster_id, *attrs.cluster_list)
     result = attrs.replace(**changes) if changes else attrs
     return cache.intern(result) if cache is not None else result
-
-
-class NetPolicy(Protocol):
-    """What `policy_filter` needs of an export policy (bgpd.plan.export.ExportPolicy)."""
-
-    def nlri_check(self, family: Family) -> Callable[[bytes], bool]: ...
-
-    def iface_allows(self, ifname: str, internal_peer: bool) -> bool: ...
-
-
-def policy_filter(
-    policy: NetPolicy, ifname_of: Callable[[Route], str | None] | None = None
-) -> ExportFilter:
-    """An `ExportFilter` asking `policy` about each route's prefix. `ifname_of` gives the
-    outgoing interface of a kernel-learned route (the tunnel and local-interface rules)."""
-    v4 = policy.nlri_check(Family.IPV4_UNICAST)
-    v6 = policy.nlri_check(Family.IPV6_UNICAST)
-    iface_allows = policy.iface_allows
-    ipv4 = Family.IPV4_UNICAST
-
-    def allowed(route: Route, ibgp: bool) -> bool:
-        if ifname_of is not None and isinstance(route.source, LocalSource):
-            ifname = ifname_of(route)
-            if ifname is not None and not iface_allows(ifname, ibgp):
-                return False
-        return (v4 if route.family is ipv4 else v6)(route.prefix)
-
-    return allowed

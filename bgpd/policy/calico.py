@@ -1,8 +1,6 @@
-"""What this node originates and what it lets out: Calico's bird_aggr.cfg / bird_ipam.cfg
-export rules (reference/calico.md 4.2, 4.3) as values and one pure policy.
+"""Calico's export rules (calico_export_to_bgp_peers in confd's bird_aggr.cfg /
+bird_ipam.cfg, reference/calico.md 4.2, 4.3) as one pure policy.
 
-* Every block affine to this node (state confirmed, implicitly confirmed, or pendingDeletion;
-  pending ones do not count) gets a blackhole route, except /32 and /128 blocks.
 * A confirmed block's aggregate is advertised; anything more specific inside it is not
   (the local workload /32s), unless raised above normal priority (live migration).
 * Any other route inside an IP pool is advertised: a borrowed /32, a route learned from
@@ -16,7 +14,7 @@ export rules (reference/calico.md 4.2, 4.3) as values and one pure policy.
   routes (`bpf*.cali`) are sent to nobody.
 
 `ExportPolicy.decide()` names the rule that decided (`ExportRule`), for `bgpctl explain`.
-The Adj-RIB-Out filter asks per prefix, on the NLRI bytes: `nlri_check(family)` is the policy
+The Adj-RIB-Out asks per prefix, on the NLRI bytes: `nlri_check(family)` is the policy
 compiled for one family into a closure over (length, address-int) pairs, with a memo of the
 answers by prefix bytes; `iface_allows()` adds the interface rules for kernel-learned routes.
 """
@@ -27,18 +25,11 @@ import enum
 import fnmatch
 import functools
 import ipaddress
-import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bgpd.wire.family import Family
-from calico.model import (
-    AFFINITY_CONFIRMED,
-    AFFINITY_PENDING,
-    BGPConfiguration,
-    IPPool,
-)
-from calico.snapshot import Snapshot
+from calico.model import AFFINITY_CONFIRMED, IPPool
 
 IPV4 = "ipv4"
 IPV6 = "ipv6"
@@ -51,11 +42,11 @@ def family_of(address_or_prefix: str) -> str:
 
 
 @functools.lru_cache(maxsize=65536)
-def _net(prefix: str) -> _Network:
+def net_of(prefix: str) -> _Network:
     return ipaddress.ip_network(prefix, strict=False)
 
 
-def _within(inner: _Network, outer: _Network) -> bool:
+def within(inner: _Network, outer: _Network) -> bool:
     """BIRD's `net ~ outer` for a prefix: same family, at least as long, same leading bits."""
     return inner.version == outer.version and inner.subnet_of(outer)  # type: ignore[arg-type]
 
@@ -102,109 +93,7 @@ class AffineBlock:
     @property
     def host_route(self) -> bool:
         """A /32 or /128 block: no blackhole for it (the workload's own route is the block)."""
-        return _net(self.cidr).prefixlen == _net(self.cidr).max_prefixlen
-
-
-@dataclass(frozen=True, slots=True)
-class Origination:
-    """A route this node injects itself: a block aggregate, backed by its blackhole route.
-    `pool` is the IP pool holding the block (None when the block lies in no pool)."""
-
-    prefix: str
-    family: str
-    pool: PoolSpec | None
-
-
-@dataclass(frozen=True, slots=True)
-class StaticRoute:
-    """`route <prefix> via <gateway>`: how a peer with reachableBy is reached."""
-
-    prefix: str
-    via: str
-
-
-@dataclass(frozen=True, slots=True)
-class CommunityRule:
-    """Communities added to routes inside `cidr` (BGPConfiguration.prefixAdvertisements)."""
-
-    cidr: str
-    family: str
-    standard: tuple[tuple[int, int], ...]
-    large: tuple[tuple[int, int, int], ...]
-
-
-def pool_specs(snapshot: Snapshot) -> tuple[PoolSpec, ...]:
-    return tuple(
-        sorted(
-            (PoolSpec.of(p) for p in snapshot.ip_pools.values()),
-            key=lambda p: (p.family, _net(p.cidr)),
-        )
-    )
-
-
-def affine_blocks(snapshot: Snapshot, node: str) -> tuple[AffineBlock, ...]:
-    return tuple(
-        AffineBlock(a.cidr, family_of(a.cidr), a.state)
-        for a in snapshot.affinities_of(node)
-        if a.state != AFFINITY_PENDING
-    )
-
-
-def pool_of(prefix: str, pools: Iterable[PoolSpec]) -> PoolSpec | None:
-    """The most specific pool holding `prefix`."""
-    net = _net(prefix)
-    holding = [p for p in pools if _within(net, _net(p.cidr))]
-    return max(holding, key=lambda p: _net(p.cidr).prefixlen, default=None)
-
-
-def blackholes(blocks: Iterable[AffineBlock]) -> tuple[str, ...]:
-    return tuple(b.cidr for b in blocks if not b.host_route)
-
-
-def originations(
-    blocks: Iterable[AffineBlock], pools: tuple[PoolSpec, ...]
-) -> tuple[Origination, ...]:
-    """The blackholed blocks that the export policy lets out."""
-    policy = ExportPolicy(tuple(blocks), pools)
-    return tuple(
-        Origination(b.cidr, b.family, pool_of(b.cidr, pools))
-        for b in policy.blocks
-        if not b.host_route and policy.allows(b.cidr)
-    )
-
-
-_STANDARD = re.compile(r"(\d+):(\d+)")
-_LARGE = re.compile(r"(\d+):(\d+):(\d+)")
-
-
-def community_rules(snapshot: Snapshot, node: str) -> tuple[CommunityRule, ...]:
-    """prefixAdvertisements of `node.<node>` if it has any, else of `default`; names resolve
-    against the same resource's communities, unknown names are dropped (as confd does)."""
-    config: BGPConfiguration | None = snapshot.node_config(node)
-    if config is None or not config.prefix_advertisements:
-        config = snapshot.default_config
-    defined = {c.name: c.value for c in config.communities}
-    rules: list[CommunityRule] = []
-    for adv in config.prefix_advertisements:
-        standard: set[tuple[int, int]] = set()
-        large: set[tuple[int, int, int]] = set()
-        for item in adv.communities:
-            value = item if (_STANDARD.fullmatch(item) or _LARGE.fullmatch(item)) else None
-            value = value or defined.get(item)
-            if value is None:
-                continue
-            parts = tuple(int(p) for p in value.split(":"))
-            if len(parts) == 2 and all(p <= 0xFFFF for p in parts):
-                standard.add((parts[0], parts[1]))
-            elif len(parts) == 3 and all(p <= 0xFFFFFFFF for p in parts):
-                large.add((parts[0], parts[1], parts[2]))
-        if standard or large:
-            rules.append(
-                CommunityRule(
-                    adv.cidr, family_of(adv.cidr), tuple(sorted(standard)), tuple(sorted(large))
-                )
-            )
-    return tuple(rules)
+        return net_of(self.cidr).prefixlen == net_of(self.cidr).max_prefixlen
 
 
 # Interfaces whose routes never leave the node: BPF-mode local routes always, and Felix's
@@ -283,10 +172,10 @@ class ExportPolicy:
     def __init__(self, blocks: tuple[AffineBlock, ...], pools: tuple[PoolSpec, ...]) -> None:
         self.blocks = blocks
         self.pools = pools
-        self._blocked = tuple(_key(_net(p.cidr)) for p in pools if p.disable_bgp_export)
-        self._exportable = tuple(_key(_net(p.cidr)) for p in pools if not p.disable_bgp_export)
+        self._blocked = tuple(_key(net_of(p.cidr)) for p in pools if p.disable_bgp_export)
+        self._exportable = tuple(_key(net_of(p.cidr)) for p in pools if not p.disable_bgp_export)
         # Only confirmed blocks aggregate; a pendingDeletion block is just another route.
-        self._aggregates = tuple(_key(_net(b.cidr)) for b in blocks if b.confirmed)
+        self._aggregates = tuple(_key(net_of(b.cidr)) for b in blocks if b.confirmed)
         self._checks = {
             Family.IPV4_UNICAST: self._compile(4),
             Family.IPV6_UNICAST: self._compile(6),
@@ -316,7 +205,7 @@ class ExportPolicy:
         elevated: bool = False,
     ) -> ExportDecision:
         """`allows()` with the rule that decided."""
-        version, addr, plen = _key(_net(prefix))
+        version, addr, plen = _key(net_of(prefix))
         rule = self.rule(version, addr, plen, internal_peer, ifname, elevated)
         return ExportDecision(rule in _ACCEPTING, rule)
 

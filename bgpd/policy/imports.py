@@ -1,0 +1,57 @@
+"""What a route from a peer looks like once accepted, and whether it is a loop (BIRD's
+`bgp_decode_attrs` / `bgp_rte_update`): the RIB's import hook.
+
+- attributes are normalised once per UPDATE: from eBGP peers LOCAL_PREF is ignored
+  (RFC 4271 5.1.5) and ORIGINATOR_ID / CLUSTER_LIST dropped (RFC 4456 attributes are iBGP
+  only);
+- loop checks: our AS in the AS_PATH of an eBGP route (RFC 4271 9.1.2), our router ID as
+  ORIGINATOR_ID or our cluster ID in CLUSTER_LIST (RFC 4456 8).
+
+A looped route replaces what the peer sent before for that NLRI (an implicit withdraw) and
+stays in the Adj-RIB-In as received but not accepted; the RIB does that, this only decides.
+"""
+
+from __future__ import annotations
+
+from bgpd.rib.route import Identity, PeerInfo, PrefixCheck
+from bgpd.wire.attributes import PathAttributes
+from bgpd.wire.family import Family
+
+
+def normalise(peer: PeerInfo, attrs: PathAttributes) -> PathAttributes:
+    """Attributes as stored for a route from `peer` (before interning)."""
+    if peer.ibgp:
+        return attrs
+    if attrs.local_pref is None and attrs.originator_id is None and not attrs.cluster_list:
+        return attrs
+    return attrs.replace(local_pref=None, originator_id=None, cluster_list=())
+
+
+def loop_reason(ident: Identity, peer: PeerInfo, attrs: PathAttributes) -> str | None:
+    """Why a route with `attrs` from `peer` is a loop for the speaker `ident`, or None."""
+    if not peer.ibgp:
+        own = {ident.local_as, peer.local_as}
+        for _seg_type, asns in attrs.as_path:
+            if not own.isdisjoint(asns):
+                return "AS_PATH contains our AS"
+    if attrs.originator_id == ident.router_id:
+        return "ORIGINATOR_ID is our router ID"
+    if ident.cluster_id in attrs.cluster_list:
+        return "CLUSTER_LIST contains our cluster ID"
+    return None
+
+
+class ImportRules:
+    """The RIB's `ImportPolicy`: the protocol's rules above, the same for every peer."""
+
+    __slots__ = ()
+
+    def import_attrs(
+        self, ident: Identity, peer: PeerInfo, attrs: PathAttributes
+    ) -> tuple[PathAttributes, str | None]:
+        attrs = normalise(peer, attrs)
+        return attrs, loop_reason(ident, peer, attrs)
+
+    def prefix_filter(self, peer: PeerInfo, family: Family) -> PrefixCheck | None:
+        """No per-prefix import rules: every prefix that is not a loop is accepted."""
+        return None
