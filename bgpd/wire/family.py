@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 
 class Family(enum.Enum):
-    """(AFI, SAFI) pairs we speak."""
+    """(AFI, SAFI) pairs we speak; what else is known of each is in `FAMILIES`."""
 
     IPV4_UNICAST = (1, 1)
     IPV6_UNICAST = (2, 1)
@@ -28,23 +31,61 @@ class Family(enum.Enum):
         return self.value[1]
 
     @property
+    def spec(self) -> FamilySpec:
+        return FAMILIES[self]
+
+    @property
     def addr_len(self) -> int:
         """Octets in one address of the family."""
-        return 4 if self is Family.IPV4_UNICAST else 16
+        return FAMILIES[self].addr_len
 
     @property
     def max_len(self) -> int:
-        return 32 if self is Family.IPV4_UNICAST else 128
+        return FAMILIES[self].max_len
 
     @classmethod
     def lookup(cls, afi: int, safi: int) -> Family | None:
         return _BY_PAIR.get((afi, safi))
 
+    @classmethod
+    def of_version(cls, version: int) -> Family:
+        """The unicast family of IP version 4 or 6."""
+        return _BY_VERSION[version]
+
+    @classmethod
+    def of_label(cls, label: str) -> Family:
+        """The family Calico's words name: "ipv4" or "ipv6"."""
+        return _BY_LABEL[label]
+
     def __str__(self) -> str:
-        return "ipv4-unicast" if self is Family.IPV4_UNICAST else "ipv6-unicast"
+        return FAMILIES[self].text
 
 
+@dataclass(frozen=True, slots=True)
+class FamilySpec:
+    """Everything that differs between the families we speak, in one place (BIRD's
+    `bgp_af_table`): code elsewhere looks it up instead of branching on a family."""
+
+    family: Family
+    label: str  # Calico's and the control API's word: "ipv4"
+    text: str  # BIRD's and the log's: "ipv4-unicast"
+    version: int  # IP version
+    addr_len: int  # octets in an address
+    max_len: int  # bits in an address
+    kernel_af: int  # Linux AF_INET / AF_INET6 for netlink
+
+
+FAMILIES: Mapping[Family, FamilySpec] = types.MappingProxyType(
+    {
+        Family.IPV4_UNICAST: FamilySpec(Family.IPV4_UNICAST, "ipv4", "ipv4-unicast", 4, 4, 32, 2),
+        Family.IPV6_UNICAST: FamilySpec(
+            Family.IPV6_UNICAST, "ipv6", "ipv6-unicast", 6, 16, 128, 10
+        ),
+    }
+)
 _BY_PAIR = {f.value: f for f in Family}
+_BY_VERSION = {s.version: f for f, s in FAMILIES.items()}
+_BY_LABEL = {s.label: f for f, s in FAMILIES.items()}
 
 AFI_IPV4 = 1
 AFI_IPV6 = 2
@@ -54,7 +95,7 @@ SAFI_UNICAST = 1
 def prefix_to_nlri(prefix: str) -> tuple[Family, bytes]:
     """'10.0.0.0/24' -> (IPV4_UNICAST, b'\\x18\\x0a\\x00\\x00'). Host bits are masked off."""
     net = ipaddress.ip_network(prefix, strict=False)
-    family = Family.IPV4_UNICAST if net.version == 4 else Family.IPV6_UNICAST
+    family = Family.of_version(net.version)
     plen = net.prefixlen
     return family, bytes([plen]) + net.network_address.packed[: (plen + 7) // 8]
 
