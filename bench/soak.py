@@ -23,7 +23,7 @@ Latest run (2026-11-26 19:19, commit 97bf7db, 20 minutes, 1000 routes swapped ev
 594 flips; idle 2-core machine shared by the three bgpd, BIRD and this script): RSS 38.0 ->
 38.3 MiB after warm-up, descriptors 16 -> 15, no session reset, ~150 ms CPU per flip per
 node; event-loop lag p50 0.55-0.58 ms, p99 8.1-9.2 ms in the worst minute, max 46-55 ms;
-control round trip p50 0.74 ms, p99 8.5-9.0 ms. Route work runs in slices (bgpd/daemon.py,
+control round trip p50 0.74 ms, p99 8.5-9.0 ms. Route work runs in slices (bgpd/speaker/,
 DESIGN principle 5) that continue behind due timers; what remains of the tail is mostly
 waiting for a CPU (three daemons' bursts on two cores: a slice's wall time is about three
 times its CPU time). Before the slicing the p99 was one whole burst, 150-420 ms; with slices

@@ -307,7 +307,7 @@ def test_sqlite_lease_expiry_on_a_fake_clock(tmp_path: Path) -> None:
 
 
 def test_sqlite_auto_compaction_keeps_recent_history(tmp_path: Path) -> None:
-    from calico import sqlite as backend
+    from calico.store import sqlite as backend
 
     store = backend.SqliteStore(str(tmp_path / "s.db"))
     for i in range(2100):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bgpd.lag import LagMeter, LagSummary
+from bgpd.metrics.lag import LagMeter, LagSummary
 
 
 def test_a_summary_per_window() -> None:

@@ -1,0 +1,27 @@
+"""What bgpd is told on its command line (bgpd/cli/bgpd_main.py builds it)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from bgpd.session.driver import MAX_BUFFERED
+
+
+@dataclass(slots=True)
+class DaemonOptions:
+    node: str
+    datastore: str
+    control_socket: str
+    listen_address: str | None = None
+    listen_port: int | None = None
+    fib: bool = True
+    secrets_dir: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    # Per-peer limits (issue 9): accepted prefixes (None: unlimited), the Idle time after a
+    # Cease 1, and the bytes queued for a peer that does not read before it is reset.
+    max_prefixes: int | None = None
+    max_prefixes_restart: float = 60.0
+    max_send_buffer: int = MAX_BUFFERED
+    # Prometheus endpoint, "ADDR:PORT" (None: off).
+    metrics_listen: str | None = None
