@@ -213,7 +213,7 @@ def _indexed(peer_class: type[Peer]) -> type[Peer]:
 
 
 class PeerReflector(Reflector):
-    """BIRD, FRR or GoBGP through the interop harness's peer classes."""
+    """BIRD, FRR or GoBGP through the lab harness's peer classes (`labs.harness.peers`)."""
 
     peer_class: type[Peer]
 

@@ -33,8 +33,9 @@ ROUTES = {
 }
 
 # BIRD doubles its restart delay after each failure within `error forget time` (300 s by
-# default), up to the 5 s maximum peers.py sets: back-to-back flaps would each wait out BIRD's
-# 5 s, which measures BIRD's backoff, not bgpd. Every link-down counts as a first failure.
+# default), up to the 5 s maximum labs/harness/peers/bird.py sets: back-to-back flaps would
+# each wait out BIRD's 5 s, which measures BIRD's backoff, not bgpd. Every link-down counts
+# as a first failure.
 BIRD_EXTRA = "error forget time 0;"
 
 
