@@ -12,18 +12,12 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import sys
 import time
-from pathlib import Path
 from statistics import median
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from interop.bgpd_node import Bgpd, resources  # noqa: E402
-from interop.lab import Lab, Node  # noqa: E402
-from interop.peers import BirdPeer, Neighbor  # noqa: E402
+from labs.harness.bgpd_node import Bgpd, resources
+from labs.harness.lab import Lab, Node
+from labs.harness.peers import BirdPeer, Neighbor
 
 AS, PEER_AS = 64512, 65002
 BASE = int(ipaddress.ip_address("10.128.0.0"))

@@ -33,11 +33,8 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.interop.lab import Lab, Node, missing_tools, stop_process  # noqa: E402
-from tests.interop.peers import (  # noqa: E402
+from labs.harness.lab import Lab, Node, missing_tools, stop_process
+from labs.harness.peers import (
     FRR_DIR,
     BirdPeer,
     FrrPeer,
@@ -45,7 +42,9 @@ from tests.interop.peers import (  # noqa: E402
     Neighbor,
     Peer,
 )
-from tests.interop.wait import wait_for  # noqa: E402
+from labs.harness.wait import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
 
 BENCH = ROOT / "bench"
 RESULTS_JSON = BENCH / "results" / "rr.json"
@@ -214,7 +213,7 @@ def _indexed(peer_class: type[Peer]) -> type[Peer]:
 
 
 class PeerReflector(Reflector):
-    """BIRD, FRR or GoBGP through the interop harness's peer classes."""
+    """BIRD, FRR or GoBGP through the lab harness's peer classes (`labs.harness.peers`)."""
 
     peer_class: type[Peer]
 

@@ -42,15 +42,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from interop.bgpd_node import Bgpd, resources  # noqa: E402
-from interop.lab import Lab  # noqa: E402
-from interop.peers import BirdPeer, Neighbor  # noqa: E402
-from interop.wait import wait_for  # noqa: E402
-
-from bgpd.cli.client import ClientError, ControlClient  # noqa: E402
+from bgpd.cli.client import ClientError, ControlClient
+from labs.harness.bgpd_node import Bgpd, resources
+from labs.harness.lab import Lab
+from labs.harness.peers import BirdPeer, Neighbor
+from labs.harness.wait import wait_for
 
 NODES = {
     "node1": ("10.0.0.1", "fd00::1", "192.168.1.0/26"),

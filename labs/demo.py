@@ -17,18 +17,12 @@ import itertools
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-# The repository (bgpd, felix) and tests/ (the lab plumbing the interop tests run on).
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from interop.bgpd_node import Bgpd, resources  # noqa: E402
-from interop.felix_node import Felix, Pod, add_pod, del_pod  # noqa: E402
-from interop.lab import Lab, Node  # noqa: E402
-from interop.test_felix_pods import bgpctl_apply  # noqa: E402
-from interop.wait import wait_for  # noqa: E402
+from labs.harness.bgpd_node import Bgpd, bgpctl_apply, resources
+from labs.harness.felix_node import Felix, Pod, add_pod, del_pod
+from labs.harness.lab import Lab, Node
+from labs.harness.wait import wait_for
 
 NODES = ("node1", "node2", "node3")
 POOL: dict[str, Any] = {

@@ -30,14 +30,10 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-# The namespace plumbing is the code the interop tests run on.
-sys.path.insert(0, str(ROOT / "tests"))
-
-from interop.bgpd_node import Bgpd  # noqa: E402
-from interop.lab import Lab, Node  # noqa: E402
-from interop.peers import BirdPeer, FrrPeer, Peer  # noqa: E402
-from interop.wait import wait_for  # noqa: E402
+from labs.harness.bgpd_node import Bgpd
+from labs.harness.lab import Lab, Node
+from labs.harness.peers import BirdPeer, FrrPeer, Peer
+from labs.harness.wait import wait_for
 
 ROLE_LABEL = "pybgpd.role"
 DATASTORE = "/etc/pybgpd/calico.yaml"

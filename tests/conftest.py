@@ -1,7 +1,7 @@
 """Shared fixtures: network-namespace labs for interop tests, and their logs on failure.
 
-Interop modules live in the `interop` package under tests/ (tests/ itself is not a package, so
-pytest puts tests/ on sys.path and they import as `interop.*`).
+The lab harness itself (namespaces, peers, node runners) is the `labs.harness` package, which
+tests, bench/ and labs/ all import by that one name.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
-from interop.lab import Lab, all_labs, cleanup_stale, open_labs
+
+from labs.harness.lab import Lab, all_labs, cleanup_stale, open_labs
 
 _FAILED = pytest.StashKey[bool]()
 

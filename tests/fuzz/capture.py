@@ -18,16 +18,15 @@ import sys
 import time
 from pathlib import Path
 
+from targets import LOCAL_AS, PEER_AS, Flags  # beside this script (its directory is on sys.path)
+
+from bgpd.wire.codec import split_messages
+from bgpd.wire.messages import MSG_OPEN
+from labs.harness.lab import Lab
+from labs.harness.peers import BirdPeer, ExabgpPeer, FrrPeer, GobgpPeer, Neighbor
+from labs.harness.wait import wait_for
+
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parents[1]), str(HERE.parent), str(HERE)]
-
-from interop.lab import Lab  # noqa: E402
-from interop.peers import BirdPeer, ExabgpPeer, FrrPeer, GobgpPeer, Neighbor  # noqa: E402
-from interop.wait import wait_for  # noqa: E402
-from targets import LOCAL_AS, PEER_AS, Flags  # noqa: E402
-
-from bgpd.wire.codec import split_messages  # noqa: E402
-from bgpd.wire.messages import MSG_OPEN  # noqa: E402
 
 REC_V4, PEER_V4, REC_V6, PEER_V6 = "10.0.12.1", "10.0.12.2", "fd00:12::1", "fd00:12::2"
 ROUTES_V4 = [f"10.{i}.{j}.0/24" for i in range(40, 42) for j in range(0, 12)]

@@ -22,8 +22,7 @@ from bgpd.wire.messages import (
     Notification,
     Open,
 )
-
-from .lab import Node
+from labs.harness.lab import Node
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
-from .bgpd_node import Bgpd, resources
-from .etcd_server import ETCD, MISSING, EtcdMember
-from .lab import Lab, Node
-from .wait import wait_for
+from labs.harness.bgpd_node import Bgpd, resources
+from labs.harness.etcd_server import ETCD, MISSING, EtcdMember
+from labs.harness.lab import Lab, Node
+from labs.harness.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 V4 = {"node1": "10.0.12.1", "node2": "10.0.12.2"}

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from .bgpd_node import Bgpd, resources
-from .lab import Lab, Node
-from .peers import BirdPeer, FrrPeer, GobgpPeer, Neighbor, Peer, missing_programs
-from .wait import holds_for, wait_for
+from labs.harness.bgpd_node import Bgpd, resources
+from labs.harness.lab import Lab, Node
+from labs.harness.peers import BirdPeer, FrrPeer, GobgpPeer, Neighbor, Peer, missing_programs
+from labs.harness.wait import holds_for, wait_for
 
 PACKAGES = {BirdPeer: "bird2", FrrPeer: "frr", GobgpPeer: "gobgpd"}
 PEERS = [BirdPeer, FrrPeer, GobgpPeer]

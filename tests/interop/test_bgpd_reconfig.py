@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
-from .bgpd_node import Bgpd, resources
-from .lab import Lab
-from .peers import BirdPeer, Neighbor, missing_programs
-from .wait import holds_for, wait_for
+from labs.harness.bgpd_node import Bgpd, resources
+from labs.harness.lab import Lab
+from labs.harness.peers import BirdPeer, Neighbor, missing_programs
+from labs.harness.wait import holds_for, wait_for
 
 BGPD_AS, PEER_AS = 64512, 65002
 BLOCK = "192.168.10.0/26"

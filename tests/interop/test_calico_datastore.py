@@ -25,8 +25,7 @@ from calico.file import read_documents
 from calico.snapshot import Snapshot
 from calico.store.kv import KVStore, open_kv
 from calico.watch import CalicoSource, open_calico_source
-
-from .etcd_server import ETCD, MISSING, EtcdMember, free_port
+from labs.harness.etcd_server import ETCD, MISSING, EtcdMember, free_port
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
@@ -261,7 +260,7 @@ def test_etcd_failover_to_a_live_endpoint(etcd: EtcdMember) -> None:
 def test_three_member_cluster_survives_losing_its_member(tmp_path: Path) -> None:
     if ETCD is None:
         pytest.skip(MISSING)
-    from .etcd_server import cluster
+    from labs.harness.etcd_server import cluster
 
     members = cluster(tmp_path, 3)
     try:

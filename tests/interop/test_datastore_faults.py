@@ -23,12 +23,12 @@ from typing import Any
 import pytest
 import yaml
 
-from .bgpd_node import Bgpd, resources
-from .etcd_server import ETCD, MISSING, EtcdMember
-from .fresh_compare import assert_fresh_start_agrees, assert_no_leak, rib_fib, usage
-from .lab import Lab
-from .peers import BirdPeer, Neighbor, missing_programs
-from .wait import holds_for, wait_for
+from labs.harness.bgpd_node import Bgpd, resources
+from labs.harness.etcd_server import ETCD, MISSING, EtcdMember
+from labs.harness.fresh_compare import assert_fresh_start_agrees, assert_no_leak, rib_fib, usage
+from labs.harness.lab import Lab
+from labs.harness.peers import BirdPeer, Neighbor, missing_programs
+from labs.harness.wait import holds_for, wait_for
 
 OUTAGES = max(2, int(os.environ.get("PYBGPD_OUTAGES", "3")))
 

@@ -11,9 +11,8 @@ import json
 from pathlib import Path
 
 from calico.ipam import handle_key
-
-from .felix_node import NETWORK, conf, container_id, run_cni
-from .lab import Lab
+from labs.harness.felix_node import NETWORK, conf, container_id, run_cni
+from labs.harness.lab import Lab
 
 POOL = {
     "kind": "IPPool",

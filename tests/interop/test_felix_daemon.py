@@ -14,10 +14,9 @@ from typing import Any
 from calico.ipam import handle_key
 from felix.status import status_key
 from felix.workload import PREFIX
-
-from .felix_node import Felix, add_pod
-from .lab import Lab
-from .wait import wait_for
+from labs.harness.felix_node import Felix, add_pod
+from labs.harness.lab import Lab
+from labs.harness.wait import wait_for
 
 RES = "/calico/resources/v3/projectcalico.org/"
 

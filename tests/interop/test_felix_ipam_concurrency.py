@@ -18,8 +18,7 @@ import pytest
 
 from calico.ipam import ASSIGNMENT_PREFIX, HANDLE_PREFIX, Block, Handle
 from calico.store.kv import open_kv
-
-from .etcd_server import ETCD, MISSING, EtcdMember
+from labs.harness.etcd_server import ETCD, MISSING, EtcdMember
 
 TESTS = Path(__file__).resolve().parents[1]
 PER_PROCESS = 500

@@ -17,28 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from .bgpd_node import Bgpd, resources
-from .etcd_server import ETCD, MISSING, EtcdMember
-from .felix_node import Felix, Pod, add_pod, del_pod
-from .lab import Lab, Node
-from .wait import wait_for
+from labs.harness.bgpd_node import Bgpd, bgpctl_apply, resources
+from labs.harness.etcd_server import ETCD, MISSING, EtcdMember
+from labs.harness.felix_node import Felix, Pod, add_pod, del_pod
+from labs.harness.lab import Lab, Node
+from labs.harness.wait import wait_for
 
 # Four /31 blocks: one per node once each has a pod, and one spare for the first node to
 # fill, after which it can only borrow.
 POOL = "10.244.0.0/29"
 BLOCK_SIZE = 31
 NAMES = ("node1", "node2", "node3")
-
-
-def bgpctl_apply(node: Node, url: str, tmp: Path, docs: list[dict[str, Any]]) -> None:
-    """`bgpctl apply` from `node`, where the datastore is reachable."""
-    f = tmp / "cluster.yaml"
-    f.write_text(yaml.safe_dump_all(docs, sort_keys=False))
-    argv = [sys.executable, "-m", "bgpd.cli.bgpctl", "--datastore", url, "apply", "-f", str(f)]
-    r = node.run(argv, check=False)
-    assert r.returncode == 0, r.stderr
 
 
 def ipam_blocks(node: Node, url: str) -> dict[str, dict[str, Any]]:

@@ -14,11 +14,11 @@ import os
 
 import pytest
 
-from .bgpd_node import Bgpd, resources
-from .fresh_compare import Usage, assert_fresh_start_agrees, assert_no_leak, usage
-from .lab import Lab
-from .peers import BirdPeer, Neighbor, missing_programs
-from .wait import wait_for
+from labs.harness.bgpd_node import Bgpd, resources
+from labs.harness.fresh_compare import Usage, assert_fresh_start_agrees, assert_no_leak, usage
+from labs.harness.lab import Lab
+from labs.harness.peers import BirdPeer, Neighbor, missing_programs
+from labs.harness.wait import wait_for
 
 FLAPS = int(os.environ.get("PYBGPD_FLAPS", "100"))
 RESTARTS = int(os.environ.get("PYBGPD_RESTARTS", "50"))
@@ -33,8 +33,9 @@ ROUTES = {
 }
 
 # BIRD doubles its restart delay after each failure within `error forget time` (300 s by
-# default), up to the 5 s maximum peers.py sets: back-to-back flaps would each wait out BIRD's
-# 5 s, which measures BIRD's backoff, not bgpd. Every link-down counts as a first failure.
+# default), up to the 5 s maximum labs/harness/peers/bird.py sets: back-to-back flaps would
+# each wait out BIRD's 5 s, which measures BIRD's backoff, not bgpd. Every link-down counts
+# as a first failure.
 BIRD_EXTRA = "error forget time 0;"
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from .lab import Lab, Link, Node, netns_names
-from .peers import (
+from labs.harness.lab import Lab, Link, Node, netns_names
+from labs.harness.peers import (
     BirdPeer,
     ExabgpPeer,
     FrrPeer,
@@ -16,7 +16,7 @@ from .peers import (
     missing_programs,
     parse_bird_routes,
 )
-from .wait import WaitTimeout, holds_for, wait_for
+from labs.harness.wait import WaitTimeout, holds_for, wait_for
 
 PACKAGES = {BirdPeer: "bird2", FrrPeer: "frr", GobgpPeer: "gobgpd", ExabgpPeer: "exabgp (PyPI)"}
 

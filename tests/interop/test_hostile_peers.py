@@ -20,12 +20,12 @@ from bgpd.wire.attributes import AS_SEQUENCE, ORIGIN_IGP, PathAttributes, Unknow
 from bgpd.wire.codec import pack_announcements
 from bgpd.wire.family import Family, prefix_to_nlri
 from bgpd.wire.messages import MARKER, MSG_OPEN
+from labs.harness.bgpd_node import Bgpd, resources
+from labs.harness.lab import Lab, Node
+from labs.harness.peers import BirdPeer, Neighbor, missing_programs
+from labs.harness.wait import holds_for, wait_for
 
-from .bgpd_node import Bgpd, resources
 from .hostile_peer import RawPeer
-from .lab import Lab, Node
-from .peers import BirdPeer, Neighbor, missing_programs
-from .wait import holds_for, wait_for
 
 BGPD, BIRD = "10.0.12.1", "10.0.12.2"
 BGPD_AS, BIRD_AS, HOSTILE_AS = 64512, 65002, 65003

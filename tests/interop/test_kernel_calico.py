@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from .bgpd_node import RTPROT_PYBGPD, Bgpd, resources
-from .lab import Lab, Node
-from .wait import wait_for
+from labs.harness.bgpd_node import RTPROT_PYBGPD, Bgpd, resources
+from labs.harness.lab import Lab, Node
+from labs.harness.wait import wait_for
 
 AS = 64512
 POOL = "192.168.0.0/16"

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from .bgpd_node import Bgpd, resources
-from .lab import Lab, LabError, Node
-from .peers import BirdPeer, Neighbor, missing_programs
-from .wait import wait_for
+from labs.harness.bgpd_node import Bgpd, resources
+from labs.harness.lab import Lab, LabError, Node
+from labs.harness.peers import BirdPeer, Neighbor, missing_programs
+from labs.harness.wait import wait_for
 
 AS, PEER_AS = 64512, 65002
 PREFIX = "10.99.0.0/24"

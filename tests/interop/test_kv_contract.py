@@ -18,8 +18,7 @@ import pytest
 
 from calico.errors import Compacted, Conflict, LeaseNotFound
 from calico.store.kv import Compare, Delete, EventType, Put, WatchEvent, mutate, open_kv
-
-from .etcd_server import ETCD, MISSING, EtcdMember
+from labs.harness.etcd_server import ETCD, MISSING, EtcdMember
 
 T = TypeVar("T")
 

@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from labs.harness.lab import Lab
+from labs.harness.peers import BirdPeer, FrrPeer, missing_programs
 from labs.run import Running, load
-
-from .lab import Lab
-from .peers import BirdPeer, FrrPeer, missing_programs
 
 pytestmark = pytest.mark.interop
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from .bgpd_node import Bgpd
-from .calico_cluster import (
+from labs.harness.bgpd_node import Bgpd
+from labs.harness.calico_cluster import (
     ASN,
     PEER_WITH_RR,
     RR_MESH,
@@ -19,9 +19,9 @@ from .calico_cluster import (
     reflector,
     rewrite,
 )
-from .lab import Lab, stop_process
-from .peers import BirdPeer, Neighbor, missing_programs
-from .wait import holds_for, wait_for
+from labs.harness.lab import Lab, stop_process
+from labs.harness.peers import BirdPeer, Neighbor, missing_programs
+from labs.harness.wait import holds_for, wait_for
 
 CLUSTER_ID = "224.0.0.1"
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from .bgpd_node import Bgpd
-from .calico_cluster import ASN, NodeDef, cluster_docs, missing_blocks, paths
-from .lab import Lab
-from .peers import BirdPeer, FrrPeer, Neighbor, Peer, missing_programs
-from .wait import wait_for
+from labs.harness.bgpd_node import Bgpd
+from labs.harness.calico_cluster import ASN, NodeDef, cluster_docs, missing_blocks, paths
+from labs.harness.lab import Lab
+from labs.harness.peers import BirdPeer, FrrPeer, Neighbor, Peer, missing_programs
+from labs.harness.wait import wait_for
 
 pytestmark = pytest.mark.interop
 

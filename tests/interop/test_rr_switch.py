@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from .bgpd_node import Bgpd
-from .calico_cluster import (
+from labs.harness.bgpd_node import Bgpd
+from labs.harness.calico_cluster import (
     PEER_WITH_RR,
     NodeDef,
     cluster_docs,
@@ -21,8 +21,8 @@ from .calico_cluster import (
     reflector,
     rewrite,
 )
-from .lab import Lab
-from .wait import holds_for, wait_for
+from labs.harness.lab import Lab
+from labs.harness.wait import holds_for, wait_for
 
 pytestmark = pytest.mark.interop
 

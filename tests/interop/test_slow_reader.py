@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from .bgpd_node import Bgpd
-from .calico_cluster import ASN
-from .lab import Lab
-from .peers import BirdPeer, Neighbor, missing_programs
-from .wait import holds_for, wait_for
+from labs.harness.bgpd_node import Bgpd
+from labs.harness.calico_cluster import ASN
+from labs.harness.lab import Lab
+from labs.harness.peers import BirdPeer, Neighbor, missing_programs
+from labs.harness.wait import holds_for, wait_for
 
 pytestmark = [
     pytest.mark.interop,

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 from bgpd_pair import REPO, Pair
-from interop.wait import wait_for
+
+from labs.harness.wait import wait_for
 
 
 @pytest.fixture

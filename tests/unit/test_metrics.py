@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from bgpd_pair import Pair
-from interop.wait import wait_for
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
@@ -24,6 +23,7 @@ from bgpd.control.ops import ProtocolDetail
 from bgpd.metrics.collector import DaemonCollector, MetricsSnapshot
 from bgpd.metrics.driver import parse_listen
 from bgpd.metrics.histogram import Histogram
+from labs.harness.wait import wait_for
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

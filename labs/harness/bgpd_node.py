@@ -90,6 +90,15 @@ def resources(
     return docs
 
 
+def bgpctl_apply(node: Node, url: str, tmp: Path, docs: list[dict[str, Any]]) -> None:
+    """`bgpctl apply` from `node`, where the datastore is reachable."""
+    f = tmp / "cluster.yaml"
+    f.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    argv = [sys.executable, "-m", "bgpd.cli.bgpctl", "--datastore", url, "apply", "-f", str(f)]
+    r = node.run(argv, check=False)
+    assert r.returncode == 0, r.stderr
+
+
 class Bgpd:
     """One bgpd process in a lab node."""
 
