@@ -30,11 +30,18 @@ reflection) and returns the attributes to send, or None. What is rejected is nev
 advertised, and withdrawn if it was. When the policies change, `AdjRibOut.set_policies()`
 restages every best route so the next flush sends exactly the difference.
 
-A peer joining an existing group gets `initial_dump()`: the group's Adj-RIB-Out in slices
-(a generator, so the daemon can yield to the event loop between slices), then End-of-RIB
-per family. The member is in the group from the moment it joins, so flushes in between also
-reach it; each slice reads the table as it is when the slice is made, so writing dump slices
-and flushes to the peer in the order they were produced leaves it with the current table.
+A peer joining a group catches up from bytes the group has already encoded, shared with
+every peer joining around the same time (FRR's update subgroups catch up, then merge into
+their group): the group keeps a catch-up log, a snapshot of its Adj-RIB-Out encoded once
+followed by every write-out since, each as the very bytes its members were sent. A joining
+member first reads that log with a cursor of its own (`catch_up()`, a generator the shell
+sends slice by slice, yielding to the event loop between them); write-outs meanwhile are
+appended to the log and reach it through the cursor, never directly, so it always applies
+them in order. When the cursor reaches the end it gets End-of-RIB per family and becomes a
+live member: later write-outs go to it with the others (`GroupFlush` is for `live`). The log
+is rebuilt from the table when it has grown past the table it started from (or past
+`MAX_LOG_ENTRIES` write-outs), so catching up costs at most about twice the table, and never
+an encode per member.
 """
 
 from __future__ import annotations
@@ -56,7 +63,17 @@ ADD_PATH_ID = (1).to_bytes(4, "big")
 so each announcement implicitly replaces the previous one."""
 
 DUMP_SLICE = 2000
-"""Prefixes per initial-dump slice."""
+"""Prefixes per slice of an encoded snapshot (a joining member's catch-up)."""
+
+MAX_LOG_ENTRIES = 32
+"""Write-outs a catch-up log may hold past its snapshot before a joining member rebuilds it:
+a joiner sends every entry, so a long log of small write-outs (a storm of joins, each
+announcing a few routes) would cost more sends than a fresh snapshot."""
+
+Chunk = tuple[bytes, int]
+"""Pre-encoded UPDATE bytes and the number of BGP messages in them."""
+
+_END_OF_RIB: Mapping[Family, Chunk] = {f: (encode_end_of_rib(f), 1) for f in Family}
 
 _Entry = tuple[PathAttributes, str]
 """An advertised prefix: exported attributes and the name of the route's source."""
@@ -163,13 +180,52 @@ _NO_ATTRS = PathAttributes()
 any group's cache, and identity is what is compared)."""
 
 
+def _count(data: bytes) -> int:
+    """BGP messages in whole pre-encoded messages (walking the length fields)."""
+    count = at = 0
+    end = len(data)
+    while at < end:
+        at += int.from_bytes(data[at + 16 : at + 18], "big")
+        count += 1
+    return count
+
+
+class CatchUpLog:
+    """A snapshot of the group's Adj-RIB-Out as encoded chunks, then each write-out since
+    (its shared bytes, with the split-horizon corrections per member)."""
+
+    __slots__ = ("entries", "flushed_items", "flushes", "snapshot_items")
+
+    def __init__(self, snapshot: list[Chunk], items: int) -> None:
+        self.entries: list[tuple[Chunk | None, Mapping[str, Chunk]]] = [
+            (chunk, {}) for chunk in snapshot
+        ]
+        self.snapshot_items = items
+        self.flushed_items = 0
+        self.flushes = 0
+
+    def append(self, out: GroupFlush, items: int) -> None:
+        data = (out.data, _count(out.data)) if out.data else None
+        extra = {name: (b, _count(b)) for name, b in out.extra.items()}
+        self.entries.append((data, extra))
+        self.flushed_items += items
+        self.flushes += 1
+
+    def stale(self) -> bool:
+        """Longer to read than a snapshot made now would be."""
+        return self.flushes > MAX_LOG_ENTRIES or self.flushed_items > self.snapshot_items
+
+
 class UpdateGroup:
     __slots__ = (
         "_by_source",
+        "_log",
         "_out",
         "_pending",
+        "_reading",
         "cache",
         "key",
+        "live",
         "members",
         "policy",
     )
@@ -177,7 +233,13 @@ class UpdateGroup:
     def __init__(self, key: GroupKey, *, policy: OutboundPolicy) -> None:
         self.key = key
         self.policy = policy
+        # Every member, and those of them caught up (write-outs go to these directly).
         self.members: dict[str, PeerInfo] = {}
+        self.live: dict[str, PeerInfo] = {}
+        # The log a joining member would start from, and the one each member catching up
+        # reads (write-outs are appended to all of them).
+        self._log: CatchUpLog | None = None
+        self._reading: dict[str, tuple[CatchUpLog, object]] = {}
         self.cache = AttrCache()
         self._out: dict[Family, dict[bytes, _Entry]] = {f: {} for f in key.families}
         self._by_source: dict[Family, dict[str, int]] = {f: {} for f in key.families}
@@ -186,10 +248,16 @@ class UpdateGroup:
     # --- membership -------------------------------------------------------------------
 
     def add_member(self, peer: PeerInfo) -> None:
+        """A member that must catch up (`catch_up()`) before write-outs reach it."""
         self.members[peer.name] = peer
+        self.live.pop(peer.name, None)
 
     def remove_member(self, name: str) -> None:
         self.members.pop(name, None)
+        self.live.pop(name, None)
+        self._reading.pop(name, None)
+        if not self.members:
+            self._log = None
 
     # --- changes in -------------------------------------------------------------------
 
@@ -247,7 +315,13 @@ class UpdateGroup:
     def flush(self) -> GroupFlush:
         """Apply the staged changes to the Adj-RIB-Out and encode them once."""
         members = self.members
-        sole = next(iter(members)) if len(members) == 1 else None
+        # A single member, caught up: its own routes are simply left out. (Not while it
+        # catches up: what it reads must be what any other member would be sent.)
+        sole = next(iter(members)) if len(members) == 1 and len(self.live) == 1 else None
+        if sole is not None:
+            # Bytes made for one member (its own routes left out) are no one else's: a
+            # member joining later starts from a fresh snapshot.
+            self._log = None
         opts = self.key.options
         allows = self.policy.allows
         export = self._export
@@ -256,10 +330,12 @@ class UpdateGroup:
         memo: dict[tuple[int, int], tuple[object, object, PathAttributes | None]] = {}
         parts: list[bytes] = []
         corrections: dict[str, dict[Family, list[bytes]]] = {}
+        items_out = 0
         for family in Family:
             pending = self._pending.get(family)
             if not pending:
                 continue
+            items_out += len(pending)
             self._pending[family] = {}
             out = self._out[family]
             counts = self._by_source[family]
@@ -357,38 +433,96 @@ class UpdateGroup:
             )
             for name, per_family in corrections.items()
         }
-        return GroupFlush(b"".join(parts), extra)
+        result = GroupFlush(b"".join(parts), extra)
+        if sole is None:
+            logs = {id(log): log for log, _token in self._reading.values()}
+            if self._log is not None:
+                logs[id(self._log)] = self._log
+            for log in logs.values():
+                log.append(result, items_out)
+        return result
 
-    def initial_dump(self, member: str, slice_size: int = DUMP_SLICE) -> Iterator[bytes]:
-        """The Adj-RIB-Out for a member that just joined, in slices of up to `slice_size`
-        prefixes, each family followed by its End-of-RIB marker."""
+    def catch_up(self, member: str, slice_size: int = DUMP_SLICE) -> Iterator[Chunk]:
+        """What member `member` (just added, or asking for the table again) must be sent,
+        in order: the catch-up log, then End-of-RIB per family; by then it is live. Read it
+        lazily, writing each chunk as it comes: write-outs made meanwhile are part of it."""
         if member not in self.members:
             raise KeyError(member)
+        self.live.pop(member, None)
+        log = self._log
+        if log is None or log.stale():
+            log = self._log = self._snapshot(slice_size)
+        token = self._reading[member] = (log, object())
+        entries = log.entries
+        joined = len(entries)
+        own = self._own_withdrawals(member)
+        i = 0
+        while True:
+            if i == joined and own is not None:
+                # What the table holds from this member itself (split horizon).
+                yield own
+            if i >= len(entries):
+                break
+            data, extra = entries[i]
+            i += 1
+            if data is not None:
+                yield data
+            tail = extra.get(member)
+            if tail is not None:
+                yield tail
+        if self._reading.get(member) is not token:
+            return  # it left meanwhile, or started over
+        del self._reading[member]
+        self.live[member] = self.members[member]
+        for family in Family:
+            if family in self._out:
+                yield _END_OF_RIB[family]
+
+    def _snapshot(self, slice_size: int) -> CatchUpLog:
+        """The Adj-RIB-Out as it stands, encoded once in slices."""
         opts = self.key.options
+        chunks: list[Chunk] = []
+        items = 0
         for family in Family:
             out = self._out.get(family)
-            if out is None:
+            if not out:
                 continue
             add_path = family in opts.add_path_send
             keys = list(out)
+            items += len(keys)
             for start in range(0, len(keys), slice_size):
                 buckets: dict[int, tuple[PathAttributes, list[bytes]]] = {}
                 for prefix in keys[start : start + slice_size]:
-                    entry = out.get(prefix)
-                    if entry is None or entry[1] == member:
-                        continue
+                    attrs = out[prefix][0]
                     item = ADD_PATH_ID + prefix if add_path else prefix
-                    bucket = buckets.get(id(entry[0]))
+                    bucket = buckets.get(id(attrs))
                     if bucket is None:
-                        buckets[id(entry[0])] = (entry[0], [item])
+                        buckets[id(attrs)] = (attrs, [item])
                     else:
                         bucket[1].append(item)
-                if buckets:
-                    yield b"".join(
-                        b"".join(pack_announcements(family, attrs, items, opts))
-                        for attrs, items in buckets.values()
-                    )
-            yield encode_end_of_rib(family)
+                messages = [
+                    m
+                    for attrs, group_items in buckets.values()
+                    for m in pack_announcements(family, attrs, group_items, opts)
+                ]
+                chunks.append((b"".join(messages), len(messages)))
+        return CatchUpLog(chunks, items)
+
+    def _own_withdrawals(self, member: str) -> Chunk | None:
+        """Withdrawals of what the table holds from `member` itself, or None."""
+        opts = self.key.options
+        messages: list[bytes] = []
+        for family, out in self._out.items():
+            if not self._by_source[family].get(member):
+                continue
+            add_path = family in opts.add_path_send
+            items = [
+                ADD_PATH_ID + prefix if add_path else prefix
+                for prefix, entry in out.items()
+                if entry[1] == member
+            ]
+            messages.extend(pack_withdrawals(family, items, opts))
+        return (b"".join(messages), len(messages)) if messages else None
 
     # --- queries ----------------------------------------------------------------------
 

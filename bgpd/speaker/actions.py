@@ -43,12 +43,13 @@ class Broadcast(Action):
 
 @dataclass(frozen=True, slots=True)
 class Dump(Action):
-    """Send `chunks` to `peer` one after the other, yielding to the event loop between them
-    and waiting for its socket to drain (DESIGN principle 5); a later `Dump` or `CancelDump`
-    for the same peer replaces it."""
+    """Send `chunks` (pre-encoded bytes, and how many BGP messages they hold) to `peer` one
+    after the other, yielding to the event loop between them and waiting for its socket to
+    drain (DESIGN principle 5); a later `Dump` or `CancelDump` for the same peer replaces it.
+    The chunks are an update group's catch-up (rib/adj_out.py): read them lazily."""
 
     peer: str
-    chunks: Iterator[bytes] = field(compare=False)
+    chunks: Iterator[tuple[bytes, int]] = field(compare=False)
 
 
 @dataclass(frozen=True, slots=True)

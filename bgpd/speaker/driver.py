@@ -39,6 +39,9 @@ from common.log import get_logger
 
 log = get_logger("bgpd.speaker")
 
+DUMP_BURST = 64 * 1024
+"""Bytes of a catch-up written between yields to the event loop."""
+
 cpu_clock: Callable[[], float] = time.thread_time
 """The loop thread's CPU clock (see speaker/pacing.py): time taken from the loop while this
 process was not even running (a busy machine) is not time other callbacks used."""
@@ -242,12 +245,17 @@ class SpeakerDriver:
             del self._dumps[name]
 
     @staticmethod
-    async def _dump(driver: PeerDriver, chunks: Iterator[bytes]) -> None:
-        # Principle 5: a full-table dump yields to the loop between slices.
-        for chunk in chunks:
+    async def _dump(driver: PeerDriver, chunks: Iterator[tuple[bytes, int]]) -> None:
+        # Principle 5: a catch-up yields to the loop every DUMP_BURST bytes (the chunks are
+        # shared bytes, so sending one costs a reference, not an encode).
+        burst = 0
+        for chunk, count in chunks:
             try:
-                driver.send(chunk)
+                driver.send(chunk, count)
             except LocalSessionError:
                 return  # the session ended; its SessionDown is on its way through the queue
-            await asyncio.sleep(0)
-            await driver.drained()
+            burst += len(chunk)
+            if burst >= DUMP_BURST:
+                burst = 0
+                await asyncio.sleep(0)
+                await driver.drained()

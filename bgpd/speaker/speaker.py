@@ -284,16 +284,15 @@ class Speaker:
             spec.name, neg.families
         ):
             self._restart_done("End-of-RIB from every peer", now)
-        # Write out what is pending first so the new member's dump and later write-outs
-        # agree.
-        self.write_out(now)
+        # No write-out first: the new member catches up from the group's log, and what is
+        # staged now reaches it through that log at the next write-out.
         group = self.adj_out.join(info, key, self.rib.iter_best)
         self._log(
             "info", "session established", peer=spec.name, address=spec.peer_address,
             peer_as=neg.peer_as, families=sorted(str(f) for f in neg.families),
             hold_time=neg.hold_time,
         )
-        self._actions.append(Dump(spec.name, group.initial_dump(spec.name)))
+        self._actions.append(Dump(spec.name, group.catch_up(spec.name)))
 
     def _on_update(self, peer: PeerState, update: Update, now: float) -> None:
         name = peer.spec.name
@@ -367,7 +366,7 @@ class Speaker:
     def _resend(self, peer: PeerState) -> None:
         group = self.adj_out.group_of(peer.spec.name)
         if group is not None:
-            self._actions.append(Dump(peer.spec.name, group.initial_dump(peer.spec.name)))
+            self._actions.append(Dump(peer.spec.name, group.catch_up(peer.spec.name)))
 
     def _restart_done(self, why: str, now: float) -> None:
         if self.restarting is None:
@@ -460,7 +459,7 @@ class Speaker:
         self._dirty = False
         sends = 0
         for group, out in self.adj_out.flush():
-            members = tuple(group.members)
+            members = tuple(group.live)  # the others read it from the catch-up log
             self._actions.append(Broadcast(members, out))
             # `extra` goes to the few members that were a route's source (split horizon).
             sends += (len(members) if out.data else 0) + len(out.extra)

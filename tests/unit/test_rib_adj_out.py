@@ -54,8 +54,14 @@ def group(*members: PeerInfo, **kw: object) -> UpdateGroup:
     k = key_for(members[0], **kw)  # type: ignore[arg-type]
     g = UpdateGroup(k, policy=Policy().for_group(k, RID))
     for m in members:
-        g.add_member(m)
+        join(g, m)
     return g
+
+
+def join(g: UpdateGroup, m: PeerInfo) -> list[bytes]:
+    """Add `m` and read its whole catch-up at once: it is live from then on."""
+    g.add_member(m)
+    return [data for data, _count in g.catch_up(m.name)]
 
 
 def route(source: Source, prefix: str, **kw: object) -> Route:
@@ -282,7 +288,7 @@ def test_large_flush_is_split_to_the_message_size() -> None:
     assert set(announced(updates)) == {r.prefix for r in routes}
 
 
-def test_initial_dump_in_slices_then_end_of_rib() -> None:
+def test_catch_up_in_slices_then_end_of_rib() -> None:
     g = group(CLIENT1, families=(V4, V6))
     v4 = [route(LOCAL, f"10.65.{i}.0/26") for i in range(10)]
     v6 = [route(LOCAL, f"fd00:65:{i}::/122") for i in range(3)]
@@ -291,36 +297,40 @@ def test_initial_dump_in_slices_then_end_of_rib() -> None:
         g.stage(change(r))
     g.flush()
     g.add_member(CLIENT2)
-    chunks = list(g.initial_dump("client2", slice_size=4))
-    # 10 IPv4 prefixes plus its own (skipped) in slices of 4: three chunks, then EoR.
-    assert len(chunks) == 3 + 1 + 1 + 1
-    eor4, eor6 = decode_all(chunks[3]), decode_all(chunks[5])
+    chunks = list(g.catch_up("client2", slice_size=4))
+    # 11 IPv4 prefixes in slices of 4 (three chunks), IPv6 (one), then the withdrawal of its
+    # own route (split horizon), then End-of-RIB for each family.
+    assert [c for _data, c in chunks] == [len(decode_all(d)) for d, _c in chunks]
+    assert len(chunks) == 3 + 1 + 1 + 2
+    eor4, eor6 = decode_all(chunks[5][0]), decode_all(chunks[6][0])
     assert eor4[0].end_of_rib is V4 and eor6[0].end_of_rib is V6
-    everything = [u for c in chunks for u in decode_all(c)]
-    got = announced(everything)
-    assert set(got) == {r.prefix for r in [*v4, *v6]}  # not its own route
+    view: dict[bytes, PathAttributes] = {}
+    _apply(view, [d for d, _c in chunks])
+    assert set(view) == {r.prefix for r in [*v4, *v6]}  # not its own route
+    assert "client2" in g.live
     with pytest.raises(KeyError):
-        next(g.initial_dump("stranger"))
+        next(g.catch_up("stranger"))
 
 
-def test_initial_dump_reads_the_table_as_it_is_when_each_slice_is_made() -> None:
+def test_write_outs_during_a_catch_up_reach_the_member_through_it() -> None:
     g = group(MESH1)
     routes = [route(LOCAL, f"10.65.{i}.0/26") for i in range(6)]
     for r in routes:
         g.stage(change(r))
     g.flush()
     g.add_member(MESH2)
-    dump = g.initial_dump("mesh2", slice_size=3)
-    first = decode_all(next(dump))
-    # A change flushed mid-dump (and written to mesh2 in order) ...
+    dump = g.catch_up("mesh2", slice_size=3)
+    first = decode_all(next(dump)[0])
+    # A change written out mid-catch-up goes to the live members only...
     changed = route(LOCAL, "10.65.5.0/26", med=1)
     g.stage(change(changed, routes[5]))
     g.stage(change(None, routes[4]))
-    mid = decode_all(g.flush().data)
-    rest = [u for c in dump for u in decode_all(c)]
-    # ...leaves mesh2 with the current table once everything is applied in order.
+    out = g.flush()
+    assert out.for_member("mesh2") == out.for_member("mesh1") and "mesh2" not in g.live
+    # ...and to mesh2 through its catch-up, in order, leaving it with the current table.
+    rest = [u for data, _c in dump for u in decode_all(data)]
     view: dict[bytes, PathAttributes] = {}
-    for u in [*first, *mid, *rest]:
+    for u in [*first, *rest]:
         for p in u.withdrawn:
             view.pop(p, None)
         for p in u.nlri:
@@ -328,6 +338,34 @@ def test_initial_dump_reads_the_table_as_it_is_when_each_slice_is_made() -> None
             view[p] = u.attributes
     assert view == g.advertised(V4)
     assert routes[4].prefix not in view and view[changed.prefix].med == 1
+    assert "mesh2" in g.live
+
+
+def test_members_joining_together_share_the_encoded_bytes() -> None:
+    g = group(CLIENT1)
+    for i in range(50):
+        g.stage(change(route(LOCAL, f"10.66.{i}.0/26")))
+    g.flush()
+    g.add_member(CLIENT2)
+    g.add_member(MESH1)
+    a = list(g.catch_up("client2"))
+    b = list(g.catch_up("mesh1"))
+    assert a and all(x[0] is y[0] for x, y in zip(a, b, strict=True))
+
+
+def test_a_long_log_is_rebuilt_for_the_next_member() -> None:
+    g = group(CLIENT1)
+    g.stage(change(route(LOCAL, "10.67.0.0/26")))
+    g.flush()
+    g.add_member(CLIENT2)
+    list(g.catch_up("client2"))  # builds the log: one prefix
+    for i in range(1, 4):
+        g.stage(change(route(LOCAL, f"10.67.{i}.0/26")))
+        g.flush()  # three write-outs, three prefixes: more than the snapshot held
+    g.add_member(MESH1)
+    chunks = list(g.catch_up("mesh1"))
+    # A fresh snapshot (one chunk of four prefixes), then End-of-RIB.
+    assert len(chunks) == 2
 
 
 def test_group_without_members_keeps_its_table() -> None:
@@ -409,11 +447,23 @@ def _apply(view: dict[bytes, PathAttributes], chunks: Iterable[bytes]) -> None:
         view.update(announced([u]))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(_op, max_size=40))
 def test_every_member_sees_the_table_minus_its_own_routes(ops: list[tuple[Any, ...]]) -> None:
+    """Members join at any time and read their catch-up a chunk at a time, interleaved with
+    write-outs that reach only the live members; once caught up, each holds exactly the
+    group's table minus its own routes."""
     g = group(MEMBERS[0])
     views: dict[str, dict[bytes, PathAttributes]] = {MEMBERS[0].name: {}}
+    dumps: dict[str, Any] = {}
+
+    def advance(name: str) -> None:
+        chunk = next(dumps[name], None)
+        if chunk is None:
+            del dumps[name]
+        else:
+            _apply(views[name], [chunk[0]])
+
     for op in ops:
         if op[0] == "change":
             _, prefix, src, med = op
@@ -421,18 +471,25 @@ def test_every_member_sees_the_table_minus_its_own_routes(ops: list[tuple[Any, .
             g.stage(change(new, prefix=prefix))
         elif op[0] == "flush":
             out = g.flush()
-            for name, view in views.items():
-                _apply(view, out.for_member(name))
+            for name in g.live:
+                _apply(views[name], out.for_member(name))
+            for name in list(dumps):
+                advance(name)  # a catch-up goes on between write-outs
         elif op[0] == "leave":
             name = MEMBERS[op[1]].name
             g.remove_member(name)
             views.pop(name, None)
+            dumps.pop(name, None)
         else:
             m = MEMBERS[op[1]]
             if m.name not in views:
                 g.add_member(m)
                 views[m.name] = {}
-                _apply(views[m.name], g.initial_dump(m.name))
-        if op[0] in ("flush", "join"):
-            for name, view in views.items():
-                assert view == g.advertised(V4, member=name)
+                dumps[m.name] = g.catch_up(m.name, slice_size=2)
+        for name in g.live:
+            if op[0] in ("flush", "join"):
+                assert views[name] == g.advertised(V4, member=name)
+    for name in list(dumps):
+        while name in dumps:
+            advance(name)
+        assert views[name] == g.advertised(V4, member=name)
