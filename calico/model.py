@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from calico import selector
-from calico.errors import ResourceError
+from calico.errors import ResourceError, describe
 
 API_VERSION = "projectcalico.org/v3"
 
@@ -339,12 +339,12 @@ def parse_resource(obj: Any) -> Resource | None:
     """One decoded v3 object -> its typed resource; None for a Calico kind we don't model
     (IGNORED_KINDS). Raises ResourceError for anything else that is wrong."""
     if not isinstance(obj, Mapping):
-        raise ResourceError(f"expected a mapping, found {_describe(obj)}")
+        raise ResourceError(f"expected a mapping, found {describe(obj)}")
     kind = obj.get("kind")
     if kind is None or kind == "":
         raise ResourceError("required", field="kind")
     if not isinstance(kind, str):
-        raise ResourceError(f"expected a string, found {_describe(kind)}", field="kind")
+        raise ResourceError(f"expected a string, found {describe(kind)}", field="kind")
     api_version = obj.get("apiVersion")
     if api_version != API_VERSION:
         found = "missing" if api_version is None else repr(api_version)
@@ -367,7 +367,7 @@ def parse_resource(obj: Any) -> Resource | None:
         spec = {}
     r = _Reader(kind, name, "spec")
     if not isinstance(spec, Mapping):
-        raise r.error("spec", f"expected a mapping, found {_describe(spec)}")
+        raise r.error("spec", f"expected a mapping, found {describe(spec)}")
     return reader(r, name, meta, spec)
 
 
@@ -433,22 +433,6 @@ def _whole_seconds(seconds: float) -> int:
     return int(math.copysign(math.floor(abs(seconds) + 0.5), seconds))
 
 
-def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return f"the number {value!r}"
-    if isinstance(value, str):
-        return repr(value)
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return type(value).__name__
-
-
 def _address_part(cidr_or_ip: str | None) -> str | None:
     if not cidr_or_ip:
         return None
@@ -488,7 +472,7 @@ class _Reader:
         if v is None or v == "":
             return default
         if not isinstance(v, str):
-            raise self.error(self.path(key), f"expected a string, found {_describe(v)}")
+            raise self.error(self.path(key), f"expected a string, found {describe(v)}")
         return v
 
     def choice(self, d: Mapping[str, Any], key: str, options: tuple[str, ...], default: str) -> str:
@@ -505,7 +489,7 @@ class _Reader:
         if v is None:
             return default
         if not isinstance(v, bool):
-            raise self.error(self.path(key), f"expected true or false, found {_describe(v)}")
+            raise self.error(self.path(key), f"expected true or false, found {describe(v)}")
         return v
 
     def boolish(self, d: Mapping[str, Any], key: str) -> bool:
@@ -524,7 +508,7 @@ class _Reader:
         if isinstance(v, float) and v.is_integer():
             v = int(v)
         if isinstance(v, bool) or not isinstance(v, int):
-            raise self.error(self.path(key), f"expected an integer, found {_describe(v)}")
+            raise self.error(self.path(key), f"expected an integer, found {describe(v)}")
         if not lo <= v <= hi:
             raise self.error(self.path(key), f"{v} is out of range {lo}..{hi}")
         return v
@@ -544,7 +528,7 @@ class _Reader:
             return None
         if not isinstance(v, str):
             raise self.error(
-                self.path(key), f"expected a duration such as '120s', found {_describe(v)}"
+                self.path(key), f"expected a duration such as '120s', found {describe(v)}"
             )
         try:
             seconds = parse_duration(v)
@@ -559,7 +543,7 @@ class _Reader:
         if v is None:
             return {}
         if not isinstance(v, Mapping):
-            raise self.error(self.path(key), f"expected a mapping, found {_describe(v)}")
+            raise self.error(self.path(key), f"expected a mapping, found {describe(v)}")
         return v
 
     def items(self, d: Mapping[str, Any], key: str) -> list[Any]:
@@ -567,7 +551,7 @@ class _Reader:
         if v is None:
             return []
         if not isinstance(v, list | tuple):
-            raise self.error(self.path(key), f"expected a list, found {_describe(v)}")
+            raise self.error(self.path(key), f"expected a list, found {describe(v)}")
         return list(v)
 
     def strings(self, d: Mapping[str, Any], key: str) -> tuple[str, ...]:
@@ -575,7 +559,7 @@ class _Reader:
         for i, v in enumerate(self.items(d, key)):
             if not isinstance(v, str):
                 raise self.error(
-                    f"{self.path(key)}[{i}]", f"expected a string, found {_describe(v)}"
+                    f"{self.path(key)}[{i}]", f"expected a string, found {describe(v)}"
                 )
             out.append(v)
         return tuple(out)
@@ -584,7 +568,7 @@ class _Reader:
         """A CIDR, masked to its network (Calico stores the masked form)."""
         kind = {None: "a CIDR", 4: "an IPv4 CIDR", 6: "an IPv6 CIDR"}[version]
         if not isinstance(v, str) or "/" not in v:
-            raise self.error(path, f"{_describe(v)} is not {kind}")
+            raise self.error(path, f"{describe(v)} is not {kind}")
         try:
             net = ipaddress.ip_network(v.strip(), strict=False)
         except ValueError:
@@ -605,7 +589,7 @@ class _Reader:
         for i, entry in enumerate(self.items(d, key)):
             r = self.sub(f"{key}[{i}]")
             if not isinstance(entry, Mapping):
-                raise r.error(r.prefix, f"expected a mapping, found {_describe(entry)}")
+                raise r.error(r.prefix, f"expected a mapping, found {describe(entry)}")
             c = r.cidr(entry, item)
             if c is not None:  # Calico skips empty entries
                 out.append(c)
@@ -617,7 +601,7 @@ class _Reader:
             return None
         kind = {None: "an IP address", 4: "an IPv4 address", 6: "an IPv6 address"}[version]
         if not isinstance(v, str):
-            raise self.error(self.path(key), f"{_describe(v)} is not {kind}")
+            raise self.error(self.path(key), f"{describe(v)} is not {kind}")
         try:
             ip = ipaddress.ip_address(v.strip())
         except ValueError:
@@ -634,7 +618,7 @@ class _Reader:
             return None
         kind = "an IPv4" if version == 4 else "an IPv6"
         if not isinstance(v, str):
-            raise self.error(self.path(key), f"{_describe(v)} is not {kind} address or CIDR")
+            raise self.error(self.path(key), f"{describe(v)} is not {kind} address or CIDR")
         try:
             iface = ipaddress.ip_interface(v.strip())
         except ValueError:
@@ -676,7 +660,7 @@ def _labels(r: _Reader, meta: Mapping[str, Any]) -> Mapping[str, str]:
     if raw is None:
         return _EMPTY
     if not isinstance(raw, Mapping):
-        raise r.error("metadata.labels", f"expected a mapping, found {_describe(raw)}")
+        raise r.error("metadata.labels", f"expected a mapping, found {describe(raw)}")
     out: dict[str, str] = {}
     for k, v in raw.items():
         # YAML reads `label: yes` / `label: true` as a boolean; Calico labels are strings.
@@ -687,7 +671,7 @@ def _labels(r: _Reader, meta: Mapping[str, Any]) -> Mapping[str, str]:
         elif isinstance(v, int | float):
             v = str(v)
         if not isinstance(v, str):
-            raise r.error(f"metadata.labels.{k}", f"expected a string, found {_describe(v)}")
+            raise r.error(f"metadata.labels.{k}", f"expected a string, found {describe(v)}")
         out[str(k)] = v
     return types.MappingProxyType(out)
 
@@ -699,7 +683,7 @@ def _read_bgp_configuration(
     for i, c in enumerate(r.items(spec, "communities")):
         cr = r.sub(f"communities[{i}]")
         if not isinstance(c, Mapping):
-            raise cr.error(cr.prefix, f"expected a mapping, found {_describe(c)}")
+            raise cr.error(cr.prefix, f"expected a mapping, found {describe(c)}")
         cname, value = cr.string(c, "name"), cr.string(c, "value")
         if cname is None or value is None:
             raise cr.error(cr.path("name" if cname is None else "value"), "required")
@@ -710,7 +694,7 @@ def _read_bgp_configuration(
     for i, a in enumerate(r.items(spec, "prefixAdvertisements")):
         ar = r.sub(f"prefixAdvertisements[{i}]")
         if not isinstance(a, Mapping):
-            raise ar.error(ar.prefix, f"expected a mapping, found {_describe(a)}")
+            raise ar.error(ar.prefix, f"expected a mapping, found {describe(a)}")
         cidr = ar.cidr(a, "cidr")
         if cidr is None:
             raise ar.error(ar.path("cidr"), "required")
@@ -744,7 +728,7 @@ def _read_node(r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str
     if raw_bgp is not None:
         br = r.sub("bgp")
         if not isinstance(raw_bgp, Mapping):
-            raise br.error(br.prefix, f"expected a mapping, found {_describe(raw_bgp)}")
+            raise br.error(br.prefix, f"expected a mapping, found {describe(raw_bgp)}")
         bgp = NodeBGP(
             as_number=br.asn(raw_bgp, "asNumber"),
             ipv4_address=br.interface(raw_bgp, "ipv4Address", 4),
@@ -758,7 +742,7 @@ def _read_node(r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str
     for i, a in enumerate(r.items(spec, "addresses")):
         ar = r.sub(f"addresses[{i}]")
         if not isinstance(a, Mapping):
-            raise ar.error(ar.prefix, f"expected a mapping, found {_describe(a)}")
+            raise ar.error(ar.prefix, f"expected a mapping, found {describe(a)}")
         addr = ar.string(a, "address")
         if addr is None:
             raise ar.error(ar.path("address"), "required")
@@ -962,7 +946,7 @@ def _read_ipam_block(
         if a is not None and (isinstance(a, bool) or not isinstance(a, int)):
             raise r.error(
                 f"{r.path('allocations')}[{i}]",
-                f"expected an integer or null, found {_describe(a)}",
+                f"expected an integer or null, found {describe(a)}",
             )
         allocations.append(a)
     if allocations and len(allocations) != size:
@@ -973,14 +957,14 @@ def _read_ipam_block(
     for i, u in enumerate(r.items(spec, "unallocated")):
         if isinstance(u, bool) or not isinstance(u, int) or not 0 <= u < size:
             raise r.error(
-                f"{r.path('unallocated')}[{i}]", f"{_describe(u)} is not an ordinal of the block"
+                f"{r.path('unallocated')}[{i}]", f"{describe(u)} is not an ordinal of the block"
             )
         unallocated.append(u)
     attributes: list[AllocationAttribute] = []
     for i, a in enumerate(r.items(spec, "attributes")):
         ar = r.sub(f"attributes[{i}]")
         if not isinstance(a, Mapping):
-            raise ar.error(ar.prefix, f"expected a mapping, found {_describe(a)}")
+            raise ar.error(ar.prefix, f"expected a mapping, found {describe(a)}")
         secondary = {str(k): str(v) for k, v in ar.mapping(a, "secondary").items()}
         handle = ar.string(a, "handle_id") or ar.string(a, "handleID")
         attributes.append(AllocationAttribute(handle, types.MappingProxyType(secondary)))
