@@ -3,8 +3,8 @@
 Reading (`decode`): a v3 resource key holds the whole object as JSON (`kind`, `apiVersion`,
 `metadata`, `spec`); the key names it, so kind and name come from the key. IPAM keys hold
 Calico's IPAM JSON: an affinity `{"state":..., "deleted":...}` (empty reads as confirmed), a
-block `{"cidr", "affinity", "allocations", ...}` with snake_case keys. Unknown fields are
-ignored and defaults applied by the model.
+block `{"cidr", "affinity", "allocations", ...}` with snake_case keys, both read (and written)
+by calico.ipam. Unknown fields are ignored and defaults applied by the model.
 
 Writing (`to_calico`, `encode`): the model back to Calico's JSON, camelCase for resources
 and snake_case for IPAM, defaults written out as clientv3 does on create, so what we store
@@ -20,6 +20,7 @@ from typing import Any
 
 from calico import keys
 from calico.errors import ResourceError
+from calico.ipam import Affinity
 from calico.model import (
     API_VERSION,
     BGPConfiguration,
@@ -96,11 +97,12 @@ def encode(resource: Resource) -> tuple[str, bytes]:
 
 
 def to_calico(resource: Resource) -> dict[str, Any]:
-    """The value Calico stores for `resource` (an IPAM value for affinities and blocks)."""
+    """The value Calico stores for `resource` (an IPAM value for affinities and blocks, as
+    calico.ipam writes it)."""
     if isinstance(resource, BlockAffinity):
-        return {"state": resource.state, "deleted": resource.deleted}
+        return Affinity(resource.state, resource.deleted).to_obj()
     if isinstance(resource, IPAMBlock):
-        return _block(resource)
+        return resource.block.to_obj()
     return to_v3(resource)
 
 
@@ -262,24 +264,9 @@ def _block_affinity(a: Any) -> dict[str, Any]:
     }
 
 
-def _block(b: IPAMBlock) -> dict[str, Any]:
-    return {
-        "cidr": b.cidr,
-        "affinity": b.affinity,
-        "allocations": list(b.allocations),
-        "unallocated": list(b.unallocated),
-        "attributes": [
-            {"handle_id": a.handle_id, "secondary": dict(a.secondary) or None}
-            for a in b.attributes
-        ],
-        "sequenceNumber": b.sequence_number,
-        "deleted": b.deleted,
-    }
-
-
 def _ipam_block(b: Any) -> dict[str, Any]:
     assert isinstance(b, IPAMBlock)
-    return _block(b)
+    return b.block.to_obj()
 
 
 _SPECS: Mapping[type, Any] = {

@@ -10,6 +10,25 @@ names where the resource came from, which resource, and which field, e.g.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+
+
+def describe(value: object) -> str:
+    """A value as an error message names what was found: null, a boolean, the number 5,
+    'text', a mapping, a list."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return type(value).__name__
 
 
 class DatastoreError(Exception):

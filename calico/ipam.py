@@ -5,6 +5,11 @@ Pure: bytes in, frozen values out, and back to the same bytes Calico's Go code w
 (`json.Marshal` of the model structs: compact, fields in struct order, map keys sorted,
 omitempty where Calico has it). Fields this module does not know are kept and written back
 after the known ones, so a newer Calico's data survives a write by felix.
+
+This is the one reader of these forms: felix's IPAM reads the stored bytes (`from_json`), and
+calico.model's v3 resources `IPAMBlock` and `BlockAffinity` are made from the records read from
+decoded objects (`from_obj`: an etcd value, or a v3 spec, which has the same keys). A value
+that cannot be read is a `RecordError` naming the field.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from calico import keys
+from calico.errors import describe
 
 IPAM_PREFIX = keys.IPAM
 CONFIG_KEY = keys.IPAM_CONFIG
@@ -28,6 +34,7 @@ ASSIGNMENT_PREFIX = keys.BLOCKS
 AFFINITY_CONFIRMED = "confirmed"
 AFFINITY_PENDING = "pending"
 AFFINITY_PENDING_DELETION = "pendingDeletion"
+AFFINITY_STATES = (AFFINITY_CONFIRMED, AFFINITY_PENDING, AFFINITY_PENDING_DELETION)
 
 DEFAULT_MAX_BLOCKS_PER_HOST = 20
 
@@ -39,7 +46,17 @@ def _no_extra() -> Mapping[str, Any]:
 
 
 class RecordError(ValueError):
-    """A stored IPAM value that cannot be read (not JSON, or a field of the wrong type)."""
+    """A stored IPAM value that cannot be read (not JSON, or a field of the wrong type).
+
+    `what` names the record ("block 10.0.0.0/26"), `field` the key at fault if one is
+    ("allocations[3]"), `reason` what is wrong; calico.model turns the last two into a
+    ResourceError of the resource."""
+
+    def __init__(self, what: str, reason: str, field: str | None = None) -> None:
+        self.what = what
+        self.reason = reason
+        self.field = field
+        super().__init__(": ".join(p for p in (what, field, reason) if p))
 
 
 def block_key(cidr: str) -> str:
@@ -82,12 +99,12 @@ def _loads(data: bytes | str, what: str) -> Any:
     try:
         return json.loads(data) if data not in (b"", "") else {}
     except ValueError as exc:
-        raise RecordError(f"{what}: not JSON ({exc})") from None
+        raise RecordError(what, f"not JSON ({exc})") from None
 
 
-def _mapping(obj: Any, what: str) -> Mapping[str, Any]:
+def _mapping(obj: Any, what: str, key: str | None = None) -> Mapping[str, Any]:
     if not isinstance(obj, Mapping):
-        raise RecordError(f"{what}: expected a JSON object")
+        raise RecordError(what, f"expected a mapping, found {describe(obj)}", key)
     return obj
 
 
@@ -96,10 +113,40 @@ def _extra(obj: Mapping[str, Any], known: tuple[str, ...]) -> Mapping[str, Any]:
     return types.MappingProxyType(rest) if rest else _EMPTY
 
 
-def _int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise RecordError(f"{what}: expected an integer, found {value!r}")
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int(value: Any, what: str, key: str) -> int:
+    if not _is_int(value):
+        raise RecordError(what, f"expected an integer, found {describe(value)}", key)
+    return int(value)
+
+
+def _string(obj: Mapping[str, Any], key: str, what: str) -> str | None:
+    value = obj.get(key)
+    if value is not None and not isinstance(value, str):
+        raise RecordError(what, f"expected a string or null, found {describe(value)}", key)
     return value
+
+
+def _list(obj: Mapping[str, Any], key: str, what: str) -> list[Any]:
+    value = obj.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple):
+        raise RecordError(what, f"expected a list, found {describe(value)}", key)
+    return list(value)
+
+
+def _flag(obj: Mapping[str, Any], key: str, what: str) -> bool:
+    """A bool; the v3 BlockAffinity spec writes it as the string "true" or "false"."""
+    value = obj.get(key)
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in ("true", "false", ""):
+        return value.lower() == "true"
+    raise RecordError(what, f"expected true or false, found {describe(value)}", key)
 
 
 def format_claim_time(now: float) -> str:
@@ -128,11 +175,12 @@ class IpamConfig:
 
     @classmethod
     def from_json(cls, data: bytes | str) -> IpamConfig:
-        obj = _mapping(_loads(data, "IPAM config"), "IPAM config")
+        what = "IPAM config"
+        obj = _mapping(_loads(data, what), what)
         return cls(
             strict_affinity=bool(obj.get("strict_affinity", False)),
             auto_allocate_blocks=bool(obj.get("auto_allocate_blocks", True)),
-            max_blocks_per_host=_int(obj.get("maxBlocksPerHost", 0), "maxBlocksPerHost"),
+            max_blocks_per_host=_int(obj.get("maxBlocksPerHost", 0), what, "maxBlocksPerHost"),
         )
 
     def to_json(self) -> bytes:
@@ -159,17 +207,27 @@ class Affinity:
 
     @classmethod
     def from_json(cls, data: bytes | str) -> Affinity:
-        raw = _loads(data, "block affinity")
+        return cls.from_obj(_loads(data, "block affinity"))
+
+    @classmethod
+    def from_obj(cls, raw: Any) -> Affinity:
+        """The etcd value {"state", "deleted"} decoded, or a v3 BlockAffinity spec (the same
+        two keys beside node, cidr and type). A very old value, "" or {}, is confirmed."""
         if isinstance(raw, str) or raw is None:
             return cls()
-        obj = _mapping(raw, "block affinity")
-        state = obj.get("state") or AFFINITY_CONFIRMED
-        if state not in (AFFINITY_CONFIRMED, AFFINITY_PENDING, AFFINITY_PENDING_DELETION):
-            raise RecordError(f"block affinity: unknown state {state!r}")
-        return cls(state, bool(obj.get("deleted", False)), _extra(obj, ("state", "deleted")))
+        what = "block affinity"
+        obj = _mapping(raw, what)
+        state = _string(obj, "state", what) or AFFINITY_CONFIRMED
+        if state not in AFFINITY_STATES:
+            allowed = ", ".join(repr(s) for s in AFFINITY_STATES)
+            raise RecordError(what, f"{state!r} is not one of {allowed}", "state")
+        return cls(state, _flag(obj, "deleted", what), _extra(obj, ("state", "deleted")))
+
+    def to_obj(self) -> dict[str, Any]:
+        return {"state": self.state, "deleted": self.deleted, **self.extra}
 
     def to_json(self) -> bytes:
-        return _dumps({"state": self.state, "deleted": self.deleted, **self.extra})
+        return _dumps(self.to_obj())
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,11 +240,10 @@ class Handle:
 
     @classmethod
     def from_json(cls, data: bytes | str) -> Handle:
-        obj = _mapping(_loads(data, "IPAM handle"), "IPAM handle")
-        blocks = obj.get("block") or {}
-        if not isinstance(blocks, Mapping):
-            raise RecordError("IPAM handle: block: expected a JSON object")
-        counts = {str(k): _int(v, f"IPAM handle: block[{k}]") for k, v in blocks.items()}
+        what = "IPAM handle"
+        obj = _mapping(_loads(data, what), what)
+        blocks = _mapping(obj.get("block") or {}, what, "block")
+        counts = {str(k): _int(v, what, f"block[{k}]") for k, v in blocks.items()}
         return cls(
             types.MappingProxyType(counts),
             bool(obj.get("deleted", False)),
@@ -225,14 +282,18 @@ class Attribute:
     extra: Mapping[str, Any] = field(default_factory=_no_extra, compare=False)
 
     @classmethod
-    def from_obj(cls, obj: Any, where: str) -> Attribute:
-        m = _mapping(obj, where)
-        handle = m.get("handle_id")
-        secondary = m.get("secondary")
-        if secondary is not None and not isinstance(secondary, Mapping):
-            raise RecordError(f"{where}: secondary: expected a JSON object")
+    def from_obj(cls, obj: Any, what: str, key: str) -> Attribute:
+        """Entry `key` ("attributes[2]") of block `what`."""
+        m = _mapping(obj, what, key)
+        try:
+            handle = _string(m, "handle_id", what)
+            secondary = m.get("secondary")
+            if secondary is not None:
+                secondary = _mapping(secondary, what, "secondary")
+        except RecordError as exc:
+            raise RecordError(what, exc.reason, f"{key}.{exc.field}") from None
         return cls(
-            str(handle) if handle is not None else None,
+            handle,
             None
             if secondary is None
             else types.MappingProxyType({str(k): str(v) for k, v in secondary.items()}),
@@ -301,45 +362,64 @@ class Block:
 
     @classmethod
     def from_json(cls, data: bytes | str) -> Block:
-        obj = _mapping(_loads(data, "block"), "block")
+        return cls.from_obj(_loads(data, "block"))
+
+    @classmethod
+    def from_obj(cls, raw: Any) -> Block:
+        """The etcd value decoded, or a v3 IPAMBlock spec (the same keys)."""
+        obj = _mapping(raw, "block")
+        cidr = obj.get("cidr")
+        if cidr is None or cidr == "":
+            raise RecordError("block", "required", "cidr")
         try:
-            net = ipaddress.ip_network(str(obj.get("cidr")))
+            if not isinstance(cidr, str) or "/" not in cidr:
+                raise ValueError(cidr)
+            net = ipaddress.ip_network(cidr.strip(), strict=False)
         except ValueError:
-            raise RecordError(f"block: cidr: {obj.get('cidr')!r} is not a CIDR") from None
-        size = net.num_addresses
-        allocations = tuple(
-            None if a is None else _int(a, "block: allocations")
-            for a in obj.get("allocations") or ()
-        )
+            raise RecordError("block", f"{describe(cidr)} is not a CIDR", "cidr") from None
+        what, size = f"block {net}", net.num_addresses
+        allocations = _list(obj, "allocations", what)
+        for i, a in enumerate(allocations):
+            if a is not None and not _is_int(a):
+                reason = f"expected an integer or null, found {describe(a)}"
+                raise RecordError(what, reason, f"allocations[{i}]")
         if len(allocations) != size:
-            raise RecordError(f"block {net}: {len(allocations)} allocations for {size} addresses")
-        unallocated = tuple(_int(u, "block: unallocated") for u in obj.get("unallocated") or ())
+            reason = f"has {len(allocations)} entries, the block has {size}"
+            raise RecordError(what, reason, "allocations")
+        unallocated = _list(obj, "unallocated", what)
+        for i, u in enumerate(unallocated):
+            if not _is_int(u) or not 0 <= u < size:
+                reason = f"{describe(u)} is not an ordinal of the block"
+                raise RecordError(what, reason, f"unallocated[{i}]")
         attributes = tuple(
-            Attribute.from_obj(a, f"block {net}: attributes[{i}]")
-            for i, a in enumerate(obj.get("attributes") or ())
+            Attribute.from_obj(a, what, f"attributes[{i}]")
+            for i, a in enumerate(_list(obj, "attributes", what))
         )
-        for a in allocations:
+        for i, a in enumerate(allocations):
             if a is not None and not 0 <= a < len(attributes):
-                raise RecordError(f"block {net}: allocation {a} is not an attribute index")
-        seqs = obj.get("sequenceNumberForAllocation") or {}
-        affinity = obj.get("affinity")
-        claim = obj.get("affinity_claim_time")
+                raise RecordError(what, f"{a} is not an index into attributes", f"allocations[{i}]")
+        key = "sequenceNumberForAllocation"
+        seqs = _mapping(obj.get(key) if obj.get(key) is not None else {}, what, key)
+        raw_sequence = obj.get("sequenceNumber")
+        sequence_number = 0 if raw_sequence is None else _int(raw_sequence, what, "sequenceNumber")
+        if not 0 <= sequence_number < 2**64:
+            raise RecordError(what, f"{sequence_number} is not a uint64", "sequenceNumber")
         return cls(
             cidr=str(net),
-            affinity=str(affinity) if affinity is not None else None,
-            allocations=allocations,
-            unallocated=unallocated,
+            affinity=_string(obj, "affinity", what),
+            allocations=tuple(allocations),
+            unallocated=tuple(unallocated),
             attributes=attributes,
-            sequence_number=_int(obj.get("sequenceNumber", 0), "block: sequenceNumber"),
+            sequence_number=sequence_number,
             seq_for_allocation=types.MappingProxyType(
-                {str(k): _int(v, "block: sequenceNumberForAllocation") for k, v in seqs.items()}
+                {str(k): _int(v, what, f"{key}[{k}]") for k, v in seqs.items()}
             ),
-            deleted=bool(obj.get("deleted", False)),
-            affinity_claim_time=str(claim) if claim else None,
+            deleted=_flag(obj, "deleted", what),
+            affinity_claim_time=_string(obj, "affinity_claim_time", what) or None,
             extra=_extra(obj, _BLOCK_FIELDS),
         )
 
-    def to_json(self) -> bytes:
+    def to_obj(self) -> dict[str, Any]:
         out: dict[str, Any] = {"cidr": self.cidr, "affinity": self.affinity}
         if self.affinity_claim_time:
             out["affinity_claim_time"] = self.affinity_claim_time
@@ -353,7 +433,10 @@ class Block:
         }
         out["deleted"] = self.deleted
         out.update(self.extra)
-        return _dumps(out)
+        return out
+
+    def to_json(self) -> bytes:
+        return _dumps(self.to_obj())
 
     # --- questions ------------------------------------------------------------------------
 

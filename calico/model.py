@@ -19,10 +19,14 @@ import re
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from calico import selector
-from calico.errors import ResourceError
+from calico.errors import ResourceError, describe
+from calico.ipam import AFFINITY_CONFIRMED as AFFINITY_CONFIRMED
+from calico.ipam import AFFINITY_PENDING as AFFINITY_PENDING
+from calico.ipam import AFFINITY_PENDING_DELETION as AFFINITY_PENDING_DELETION
+from calico.ipam import Affinity, Block, RecordError
 
 API_VERSION = "projectcalico.org/v3"
 
@@ -37,11 +41,8 @@ ENCAP_ALWAYS = "Always"
 ENCAP_CROSS_SUBNET = "CrossSubnet"
 _ENCAP_MODES = (ENCAP_NEVER, ENCAP_ALWAYS, ENCAP_CROSS_SUBNET)
 
-# BlockAffinity states. An empty or missing state reads as confirmed ("implicitly confirmed").
-AFFINITY_CONFIRMED = "confirmed"
-AFFINITY_PENDING = "pending"
-AFFINITY_PENDING_DELETION = "pendingDeletion"
-_AFFINITY_STATES = (AFFINITY_CONFIRMED, AFFINITY_PENDING, AFFINITY_PENDING_DELETION)
+# BlockAffinity states (AFFINITY_*) are calico.ipam's, imported above under their own names so
+# that readers of BlockAffinity.state (bgpd's planner) may take them from here too.
 
 SOURCE_ADDRESS_NODE_IP = "UseNodeIP"
 SOURCE_ADDRESS_NONE = "None"
@@ -72,6 +73,8 @@ IGNORED_KINDS = frozenset(
 )
 
 _EMPTY: Mapping[str, str] = types.MappingProxyType({})
+
+_R = TypeVar("_R")
 
 
 def _no_labels() -> Mapping[str, str]:
@@ -249,7 +252,9 @@ class IPPool:
 
 @dataclass(frozen=True, slots=True)
 class BlockAffinity:
-    """A node's claim on an IPAM block (v3 BlockAffinity, or the /calico/ipam/v2/host/ key)."""
+    """A node's claim on an IPAM block (v3 BlockAffinity, or the /calico/ipam/v2/host/ key):
+    where the key puts it, and the state and deleted flag of its `calico.ipam.Affinity`
+    (AFFINITY_CONFIRMED, AFFINITY_PENDING or AFFINITY_PENDING_DELETION, from calico.ipam)."""
 
     kind: ClassVar[str] = "BlockAffinity"
 
@@ -265,59 +270,43 @@ class BlockAffinity:
         return 6 if ":" in self.cidr else 4
 
     @classmethod
-    def from_ipam(
-        cls, node: str, cidr: str, value: Mapping[str, Any] | str | None
-    ) -> BlockAffinity:
+    def from_ipam(cls, node: str, cidr: str, value: Any) -> BlockAffinity:
         """From the etcd IPAM form: key /calico/ipam/v2/host/<node>/ipvN/block/<cidr->,
-        value {"state": ..., "deleted": ...} (an empty string or {} reads as confirmed)."""
+        value {"state": ..., "deleted": ...} decoded (an empty string or {} reads as
+        confirmed)."""
         name = affinity_name(node, cidr)
         r = _Reader(cls.kind, name, "")
-        spec: Mapping[str, Any] = value if isinstance(value, Mapping) else {}
-        return cls(
-            name=name,
-            node=node,
-            cidr=r.cidr_value(cidr, "cidr"),
-            state=_affinity_state(r, spec),
-            deleted=r.boolish(spec, "deleted"),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class AllocationAttribute:
-    handle_id: str | None = None
-    secondary: Mapping[str, str] = field(default_factory=_no_labels, hash=False)
+        affinity = _ipam_record(r, Affinity.from_obj, value)
+        return cls(name, node, r.cidr_value(cidr, "cidr"), affinity.state, deleted=affinity.deleted)
 
 
 @dataclass(frozen=True, slots=True)
 class IPAMBlock:
-    """An IPAM allocation block (/calico/ipam/v2/assignment/ipvN/block/<cidr->), read only
-    as far as routing needs: who owns it and which ordinals are taken."""
+    """An IPAM allocation block (/calico/ipam/v2/assignment/ipvN/block/<cidr->) as a v3
+    resource: its name and Calico's record of it, read by `calico.ipam.Block` from the etcd
+    value and the v3 spec alike (they have the same keys)."""
 
     kind: ClassVar[str] = "IPAMBlock"
 
     name: str
-    cidr: str
-    affinity: str | None = None
-    allocations: tuple[int | None, ...] = ()
-    unallocated: tuple[int, ...] = ()
-    attributes: tuple[AllocationAttribute, ...] = ()
-    sequence_number: int = 0
-    deleted: bool = False
+    block: Block
 
     @classmethod
-    def from_ipam(cls, value: Mapping[str, Any]) -> IPAMBlock:
+    def from_ipam(cls, value: Any) -> IPAMBlock:
         """From the etcd IPAM value at /calico/ipam/v2/assignment/ipvN/block/<cidr->
-        (the same keys as the v3 spec); named like the key's last segment."""
-        cidr = value.get("cidr")
+        decoded; named like the key's last segment."""
+        cidr = value.get("cidr") if isinstance(value, Mapping) else None
         name = cidr.replace("/", "-") if isinstance(cidr, str) else "?"
-        return _read_ipam_block(_Reader(cls.kind, name, ""), name, {}, value)
+        return cls(name, _ipam_record(_Reader(cls.kind, name, ""), Block.from_obj, value))
+
+    @property
+    def cidr(self) -> str:
+        return self.block.cidr
 
     @property
     def host(self) -> str | None:
         """The node of a "host:<node>" affinity."""
-        if self.affinity and self.affinity.startswith("host:"):
-            return self.affinity[len("host:") :]
-        return None
+        return self.block.host
 
 
 Resource = BGPConfiguration | Node | BGPPeer | IPPool | BlockAffinity | IPAMBlock
@@ -339,12 +328,12 @@ def parse_resource(obj: Any) -> Resource | None:
     """One decoded v3 object -> its typed resource; None for a Calico kind we don't model
     (IGNORED_KINDS). Raises ResourceError for anything else that is wrong."""
     if not isinstance(obj, Mapping):
-        raise ResourceError(f"expected a mapping, found {_describe(obj)}")
+        raise ResourceError(f"expected a mapping, found {describe(obj)}")
     kind = obj.get("kind")
     if kind is None or kind == "":
         raise ResourceError("required", field="kind")
     if not isinstance(kind, str):
-        raise ResourceError(f"expected a string, found {_describe(kind)}", field="kind")
+        raise ResourceError(f"expected a string, found {describe(kind)}", field="kind")
     api_version = obj.get("apiVersion")
     if api_version != API_VERSION:
         found = "missing" if api_version is None else repr(api_version)
@@ -367,7 +356,7 @@ def parse_resource(obj: Any) -> Resource | None:
         spec = {}
     r = _Reader(kind, name, "spec")
     if not isinstance(spec, Mapping):
-        raise r.error("spec", f"expected a mapping, found {_describe(spec)}")
+        raise r.error("spec", f"expected a mapping, found {describe(spec)}")
     return reader(r, name, meta, spec)
 
 
@@ -433,22 +422,6 @@ def _whole_seconds(seconds: float) -> int:
     return int(math.copysign(math.floor(abs(seconds) + 0.5), seconds))
 
 
-def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return f"the number {value!r}"
-    if isinstance(value, str):
-        return repr(value)
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return type(value).__name__
-
-
 def _address_part(cidr_or_ip: str | None) -> str | None:
     if not cidr_or_ip:
         return None
@@ -488,7 +461,7 @@ class _Reader:
         if v is None or v == "":
             return default
         if not isinstance(v, str):
-            raise self.error(self.path(key), f"expected a string, found {_describe(v)}")
+            raise self.error(self.path(key), f"expected a string, found {describe(v)}")
         return v
 
     def choice(self, d: Mapping[str, Any], key: str, options: tuple[str, ...], default: str) -> str:
@@ -505,15 +478,8 @@ class _Reader:
         if v is None:
             return default
         if not isinstance(v, bool):
-            raise self.error(self.path(key), f"expected true or false, found {_describe(v)}")
+            raise self.error(self.path(key), f"expected true or false, found {describe(v)}")
         return v
-
-    def boolish(self, d: Mapping[str, Any], key: str) -> bool:
-        """A bool that some forms store as the string "true"/"false" (v3 BlockAffinity)."""
-        v = self._get(d, key)
-        if isinstance(v, str) and v.lower() in ("true", "false", ""):
-            return v.lower() == "true"
-        return self.flag(d, key)
 
     def integer(
         self, d: Mapping[str, Any], key: str, lo: int, hi: int, default: int | None = None
@@ -524,7 +490,7 @@ class _Reader:
         if isinstance(v, float) and v.is_integer():
             v = int(v)
         if isinstance(v, bool) or not isinstance(v, int):
-            raise self.error(self.path(key), f"expected an integer, found {_describe(v)}")
+            raise self.error(self.path(key), f"expected an integer, found {describe(v)}")
         if not lo <= v <= hi:
             raise self.error(self.path(key), f"{v} is out of range {lo}..{hi}")
         return v
@@ -544,7 +510,7 @@ class _Reader:
             return None
         if not isinstance(v, str):
             raise self.error(
-                self.path(key), f"expected a duration such as '120s', found {_describe(v)}"
+                self.path(key), f"expected a duration such as '120s', found {describe(v)}"
             )
         try:
             seconds = parse_duration(v)
@@ -559,7 +525,7 @@ class _Reader:
         if v is None:
             return {}
         if not isinstance(v, Mapping):
-            raise self.error(self.path(key), f"expected a mapping, found {_describe(v)}")
+            raise self.error(self.path(key), f"expected a mapping, found {describe(v)}")
         return v
 
     def items(self, d: Mapping[str, Any], key: str) -> list[Any]:
@@ -567,7 +533,7 @@ class _Reader:
         if v is None:
             return []
         if not isinstance(v, list | tuple):
-            raise self.error(self.path(key), f"expected a list, found {_describe(v)}")
+            raise self.error(self.path(key), f"expected a list, found {describe(v)}")
         return list(v)
 
     def strings(self, d: Mapping[str, Any], key: str) -> tuple[str, ...]:
@@ -575,7 +541,7 @@ class _Reader:
         for i, v in enumerate(self.items(d, key)):
             if not isinstance(v, str):
                 raise self.error(
-                    f"{self.path(key)}[{i}]", f"expected a string, found {_describe(v)}"
+                    f"{self.path(key)}[{i}]", f"expected a string, found {describe(v)}"
                 )
             out.append(v)
         return tuple(out)
@@ -584,7 +550,7 @@ class _Reader:
         """A CIDR, masked to its network (Calico stores the masked form)."""
         kind = {None: "a CIDR", 4: "an IPv4 CIDR", 6: "an IPv6 CIDR"}[version]
         if not isinstance(v, str) or "/" not in v:
-            raise self.error(path, f"{_describe(v)} is not {kind}")
+            raise self.error(path, f"{describe(v)} is not {kind}")
         try:
             net = ipaddress.ip_network(v.strip(), strict=False)
         except ValueError:
@@ -605,7 +571,7 @@ class _Reader:
         for i, entry in enumerate(self.items(d, key)):
             r = self.sub(f"{key}[{i}]")
             if not isinstance(entry, Mapping):
-                raise r.error(r.prefix, f"expected a mapping, found {_describe(entry)}")
+                raise r.error(r.prefix, f"expected a mapping, found {describe(entry)}")
             c = r.cidr(entry, item)
             if c is not None:  # Calico skips empty entries
                 out.append(c)
@@ -617,7 +583,7 @@ class _Reader:
             return None
         kind = {None: "an IP address", 4: "an IPv4 address", 6: "an IPv6 address"}[version]
         if not isinstance(v, str):
-            raise self.error(self.path(key), f"{_describe(v)} is not {kind}")
+            raise self.error(self.path(key), f"{describe(v)} is not {kind}")
         try:
             ip = ipaddress.ip_address(v.strip())
         except ValueError:
@@ -634,7 +600,7 @@ class _Reader:
             return None
         kind = "an IPv4" if version == 4 else "an IPv6"
         if not isinstance(v, str):
-            raise self.error(self.path(key), f"{_describe(v)} is not {kind} address or CIDR")
+            raise self.error(self.path(key), f"{describe(v)} is not {kind} address or CIDR")
         try:
             iface = ipaddress.ip_interface(v.strip())
         except ValueError:
@@ -676,7 +642,7 @@ def _labels(r: _Reader, meta: Mapping[str, Any]) -> Mapping[str, str]:
     if raw is None:
         return _EMPTY
     if not isinstance(raw, Mapping):
-        raise r.error("metadata.labels", f"expected a mapping, found {_describe(raw)}")
+        raise r.error("metadata.labels", f"expected a mapping, found {describe(raw)}")
     out: dict[str, str] = {}
     for k, v in raw.items():
         # YAML reads `label: yes` / `label: true` as a boolean; Calico labels are strings.
@@ -687,7 +653,7 @@ def _labels(r: _Reader, meta: Mapping[str, Any]) -> Mapping[str, str]:
         elif isinstance(v, int | float):
             v = str(v)
         if not isinstance(v, str):
-            raise r.error(f"metadata.labels.{k}", f"expected a string, found {_describe(v)}")
+            raise r.error(f"metadata.labels.{k}", f"expected a string, found {describe(v)}")
         out[str(k)] = v
     return types.MappingProxyType(out)
 
@@ -699,7 +665,7 @@ def _read_bgp_configuration(
     for i, c in enumerate(r.items(spec, "communities")):
         cr = r.sub(f"communities[{i}]")
         if not isinstance(c, Mapping):
-            raise cr.error(cr.prefix, f"expected a mapping, found {_describe(c)}")
+            raise cr.error(cr.prefix, f"expected a mapping, found {describe(c)}")
         cname, value = cr.string(c, "name"), cr.string(c, "value")
         if cname is None or value is None:
             raise cr.error(cr.path("name" if cname is None else "value"), "required")
@@ -710,7 +676,7 @@ def _read_bgp_configuration(
     for i, a in enumerate(r.items(spec, "prefixAdvertisements")):
         ar = r.sub(f"prefixAdvertisements[{i}]")
         if not isinstance(a, Mapping):
-            raise ar.error(ar.prefix, f"expected a mapping, found {_describe(a)}")
+            raise ar.error(ar.prefix, f"expected a mapping, found {describe(a)}")
         cidr = ar.cidr(a, "cidr")
         if cidr is None:
             raise ar.error(ar.path("cidr"), "required")
@@ -744,7 +710,7 @@ def _read_node(r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str
     if raw_bgp is not None:
         br = r.sub("bgp")
         if not isinstance(raw_bgp, Mapping):
-            raise br.error(br.prefix, f"expected a mapping, found {_describe(raw_bgp)}")
+            raise br.error(br.prefix, f"expected a mapping, found {describe(raw_bgp)}")
         bgp = NodeBGP(
             as_number=br.asn(raw_bgp, "asNumber"),
             ipv4_address=br.interface(raw_bgp, "ipv4Address", 4),
@@ -758,7 +724,7 @@ def _read_node(r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str
     for i, a in enumerate(r.items(spec, "addresses")):
         ar = r.sub(f"addresses[{i}]")
         if not isinstance(a, Mapping):
-            raise ar.error(ar.prefix, f"expected a mapping, found {_describe(a)}")
+            raise ar.error(ar.prefix, f"expected a mapping, found {describe(a)}")
         addr = ar.string(a, "address")
         if addr is None:
             raise ar.error(ar.path("address"), "required")
@@ -919,14 +885,13 @@ def _read_ip_pool(
     )
 
 
-def _affinity_state(r: _Reader, spec: Mapping[str, Any]) -> str:
-    state = r.string(spec, "state", "") or ""
-    if state == "":
-        return AFFINITY_CONFIRMED
-    if state not in _AFFINITY_STATES:
-        allowed = ", ".join(repr(s) for s in _AFFINITY_STATES)
-        raise r.error(r.path("state"), f"{state!r} is not one of {allowed}")
-    return state
+def _ipam_record(r: _Reader, read: Callable[[Any], _R], value: Any) -> _R:
+    """`value` read by calico.ipam (the one reader of IPAM forms); its error as this
+    resource's ResourceError, naming the field."""
+    try:
+        return read(value)
+    except RecordError as exc:
+        raise r.error(r.path(exc.field) if exc.field else r.prefix, exc.reason) from None
 
 
 def _read_block_affinity(
@@ -938,65 +903,21 @@ def _read_block_affinity(
     cidr = r.cidr(spec, "cidr")
     if cidr is None:
         raise r.error(r.path("cidr"), "required")
+    affinity = _ipam_record(r, Affinity.from_obj, spec)
     return BlockAffinity(
         name=name,
         node=node,
         cidr=cidr,
-        state=_affinity_state(r, spec),
+        state=affinity.state,
         type=r.choice(spec, "type", ("host", "virtual"), "host"),
-        deleted=r.boolish(spec, "deleted"),
+        deleted=affinity.deleted,
     )
 
 
 def _read_ipam_block(
     r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
 ) -> IPAMBlock:
-    """Reads both the v3 IPAMBlock spec and the etcd block value (same keys, except
-    sequenceNumber, which etcd also spells that way)."""
-    cidr = r.cidr(spec, "cidr")
-    if cidr is None:
-        raise r.error(r.path("cidr"), "required")
-    size = ipaddress.ip_network(cidr).num_addresses
-    allocations: list[int | None] = []
-    for i, a in enumerate(r.items(spec, "allocations")):
-        if a is not None and (isinstance(a, bool) or not isinstance(a, int)):
-            raise r.error(
-                f"{r.path('allocations')}[{i}]",
-                f"expected an integer or null, found {_describe(a)}",
-            )
-        allocations.append(a)
-    if allocations and len(allocations) != size:
-        raise r.error(
-            r.path("allocations"), f"has {len(allocations)} entries, the block has {size}"
-        )
-    unallocated: list[int] = []
-    for i, u in enumerate(r.items(spec, "unallocated")):
-        if isinstance(u, bool) or not isinstance(u, int) or not 0 <= u < size:
-            raise r.error(
-                f"{r.path('unallocated')}[{i}]", f"{_describe(u)} is not an ordinal of the block"
-            )
-        unallocated.append(u)
-    attributes: list[AllocationAttribute] = []
-    for i, a in enumerate(r.items(spec, "attributes")):
-        ar = r.sub(f"attributes[{i}]")
-        if not isinstance(a, Mapping):
-            raise ar.error(ar.prefix, f"expected a mapping, found {_describe(a)}")
-        secondary = {str(k): str(v) for k, v in ar.mapping(a, "secondary").items()}
-        handle = ar.string(a, "handle_id") or ar.string(a, "handleID")
-        attributes.append(AllocationAttribute(handle, types.MappingProxyType(secondary)))
-    for i, a in enumerate(allocations):
-        if a is not None and not 0 <= a < len(attributes):
-            raise r.error(f"{r.path('allocations')}[{i}]", f"{a} is not an index into attributes")
-    return IPAMBlock(
-        name=name,
-        cidr=cidr,
-        affinity=r.string(spec, "affinity"),
-        allocations=tuple(allocations),
-        unallocated=tuple(unallocated),
-        attributes=tuple(attributes),
-        sequence_number=r.integer(spec, "sequenceNumber", 0, 2**64 - 1, 0) or 0,
-        deleted=r.boolish(spec, "deleted"),
-    )
+    return IPAMBlock(name, _ipam_record(r, Block.from_obj, spec))
 
 
 _ResourceReader = Callable[[_Reader, str, Mapping[str, Any], Mapping[str, Any]], Resource]

@@ -22,6 +22,7 @@ from typing import Any
 from calico import keys
 from calico.codec import dumps, to_calico, to_v3
 from calico.errors import DatastoreError, ResourceError
+from calico.ipam import Affinity, RecordError
 from calico.model import (
     API_VERSION,
     BlockAffinity,
@@ -114,11 +115,9 @@ async def apply(kv: KVStore, doc: Mapping[str, Any]) -> Written:
     def change(current: KeyValue | None) -> bytes:
         nonlocal created
         created = current is None
-        if isinstance(resource, BlockAffinity):
+        if isinstance(resource, BlockAffinity | IPAMBlock):
+            # calico.ipam's form; a block keeps the spec's fields it does not know.
             return dumps(to_calico(resource))
-        if isinstance(resource, IPAMBlock):
-            spec = doc.get("spec") or {}
-            return dumps(_merge(spec, to_calico(resource)))
         old: Mapping[str, Any] = {}
         if current is not None:
             try:
@@ -164,14 +163,15 @@ async def delete(kv: KVStore, doc: Mapping[str, Any]) -> Written:
 
 
 def _affinity_object(kv: KeyValue) -> dict[str, Any] | None:
+    """The v3 BlockAffinity of an affinity key; None for another key or an unreadable value
+    (left out of the listing, as an unreadable resource of another kind is)."""
     ak = keys.parse_affinity_key(kv.key)
     if ak is None:
         return None
     try:
-        value = json.loads(kv.value) if kv.value.strip() else {}
-    except ValueError:
-        value = {}
-    value = value if isinstance(value, Mapping) else {}
+        affinity = Affinity.from_json(kv.value)
+    except RecordError:
+        return None
     return {
         "kind": "BlockAffinity",
         "apiVersion": API_VERSION,
@@ -180,11 +180,11 @@ def _affinity_object(kv: KeyValue) -> dict[str, Any] | None:
             "resourceVersion": str(kv.mod_revision),
         },
         "spec": {
-            "state": value.get("state") or "confirmed",
+            "state": affinity.state,
             "node": ak.node,
             "cidr": ak.cidr,
             "type": ak.type,
-            "deleted": "true" if value.get("deleted") else "false",
+            "deleted": "true" if affinity.deleted else "false",
         },
     }
 

@@ -11,7 +11,8 @@ import json
 import socket
 from typing import Any, BinaryIO
 
-from bgpd.control.api import DaemonStatus, RouteEntry
+from bgpd.status.codec import from_json
+from bgpd.status.records import DaemonStatus, RouteEntry
 
 DEFAULT_SOCKET = "/run/pybgpd/bgpd.sock"
 SOCKET_ENV = "BGPD_CONTROL_SOCKET"
@@ -121,13 +122,13 @@ class ControlClient:
     def status(self) -> DaemonStatus:
         result = self.request("status")
         try:
-            return DaemonStatus.from_json(result)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ResponseError(f"unreadable status from bgpd: {exc!r}") from None
+            return from_json(DaemonStatus, result)
+        except (TypeError, ValueError) as exc:
+            raise ResponseError(f"unreadable status from bgpd: {exc}") from None
 
     def routes(self, prefix: str | None = None) -> list[RouteEntry]:
         result = self.request("routes", prefix=prefix)
         try:
-            return [RouteEntry.from_json(r) for r in result]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ResponseError(f"unreadable routes from bgpd: {exc!r}") from None
+            return [from_json(RouteEntry, r) for r in result]
+        except (TypeError, ValueError) as exc:
+            raise ResponseError(f"unreadable routes from bgpd: {exc}") from None

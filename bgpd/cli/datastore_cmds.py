@@ -26,6 +26,7 @@ from typing import Any, Protocol, TextIO, TypeVar
 import yaml
 
 from bgpd.cli.format import bird_info, bird_since, bird_state, calico_address, render_table
+from bgpd.status.codec import to_json
 from bgpd.status.nodestatus import KIND as NODE_STATUS_KIND
 from bgpd.status.nodestatus import NodeStatus, parse
 from calico import resources
@@ -260,7 +261,7 @@ def _run_all_nodes(args: argparse.Namespace, ctx: Context) -> int:
         statuses = await node_statuses(kv)
         if getattr(args, "json", False):
             ctx.print_json([
-                {"node": n.node, "last_updated": n.last_updated, **n.status.to_json()}
+                {"node": n.node, "last_updated": n.last_updated, **to_json(n.status)}
                 for n in statuses
             ])
         else:

@@ -1,4 +1,4 @@
-"""bgpctl's output, made from control records with no I/O and an explicit `now`.
+"""bgpctl's output, made from status records with no I/O and an explicit `now`.
 
 `bgpctl status` reads like `calicoctl node status`: calicoctl parses BIRD's `show protocols`, so
 each column here is what calicoctl would show for the BIRD state equivalent to our session state.
@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from bgpd.control.api import ERROR_CLASSES, PEER_TYPES, DaemonStatus, PeerStatus, RouteEntry
+from bgpd.status.codec import to_json
+from bgpd.status.records import ERROR_CLASSES, PEER_TYPES, DaemonStatus, PeerStatus, RouteEntry
 
 HEADER = "bgpd process is running."
 
@@ -182,4 +183,4 @@ def format_routes(routes: Sequence[RouteEntry], prefix: str | None = None) -> st
 
 
 def routes_json(routes: Sequence[RouteEntry]) -> list[dict[str, Any]]:
-    return [r.to_json() for r in routes]
+    return [to_json(r) for r in routes]

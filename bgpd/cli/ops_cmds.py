@@ -19,7 +19,8 @@ from typing import Any, Protocol, TextIO
 
 from bgpd.cli.client import ControlClient, ResponseError
 from bgpd.cli.format import bird_error, bird_info, bird_since, bird_state
-from bgpd.control.ops import ProtocolDetail
+from bgpd.status.codec import from_json, to_json
+from bgpd.status.records import ProtocolDetail
 
 # `check ready` when some session is not Established (as calico-node -bird-ready).
 NOT_READY = 1
@@ -131,11 +132,11 @@ def _run_protocols(args: argparse.Namespace, ctx: Context) -> int:
     request: dict[str, Any] = {"name": words[0]} if words else {}
     result = ctx.client().request("protocols", **request)
     try:
-        details = [ProtocolDetail.from_json(r) for r in result]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ResponseError(f"unreadable protocol list from bgpd: {exc!r}") from None
+        details = [from_json(ProtocolDetail, r) for r in result]
+    except (TypeError, ValueError) as exc:
+        raise ResponseError(f"unreadable protocol list from bgpd: {exc}") from None
     if args.json:
-        ctx.print_json([d.to_json() for d in details])
+        ctx.print_json([to_json(d) for d in details])
     else:
         ctx.stdout.write(format_protocols(details, ctx.clock(), full=full))
     return 0

@@ -13,7 +13,8 @@ from typing import Any, Protocol, TextIO
 
 from bgpd.cli.client import ControlClient, ResponseError
 from bgpd.cli.format import render_table
-from bgpd.control.api import Explanation, ExportedRoute
+from bgpd.status.codec import from_json, to_json
+from bgpd.status.records import Explanation, ExportedRoute
 
 
 class Context(Protocol):
@@ -85,11 +86,11 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_export(args: argparse.Namespace, ctx: Context) -> int:
     result = ctx.client().request("exported", peer=args.peer)
     try:
-        routes = [ExportedRoute.from_json(r) for r in result]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ResponseError(f"unreadable export list from bgpd: {exc!r}") from None
+        routes = [from_json(ExportedRoute, r) for r in result]
+    except (TypeError, ValueError) as exc:
+        raise ResponseError(f"unreadable export list from bgpd: {exc}") from None
     if args.json:
-        ctx.print_json([r.to_json() for r in routes])
+        ctx.print_json([to_json(r) for r in routes])
     else:
         ctx.stdout.write(format_exported(args.peer, routes))
     return 0
@@ -103,11 +104,11 @@ def _explain_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_explain(args: argparse.Namespace, ctx: Context) -> int:
     result = ctx.client().request("explain", prefix=args.prefix)
     try:
-        explanation = Explanation.from_json(result)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ResponseError(f"unreadable explanation from bgpd: {exc!r}") from None
+        explanation = from_json(Explanation, result)
+    except (TypeError, ValueError) as exc:
+        raise ResponseError(f"unreadable explanation from bgpd: {exc}") from None
     if args.json:
-        ctx.print_json(explanation.to_json())
+        ctx.print_json(to_json(explanation))
     else:
         ctx.stdout.write(format_explanation(explanation))
     return 0

@@ -9,7 +9,6 @@ import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from bgpd.control.api import CandidatePath, Explanation, ExportedRoute, PeerExport
 from bgpd.policy.calico import ExportPolicy
 from bgpd.policy.imports import loop_reason
 from bgpd.policy.reflection import NO_ADVERTISE, NO_EXPORT, NO_EXPORT_SUBCONFED, reflecting
@@ -17,6 +16,7 @@ from bgpd.rib.adj_out import AdjRibOut
 from bgpd.rib.decision import compare
 from bgpd.rib.rib import Rib
 from bgpd.rib.route import LocalSource, PeerInfo, Route
+from bgpd.status.records import CandidatePath, Explanation, ExportedRoute, PeerExport
 from bgpd.wire.attributes import AS_SEQUENCE, PathAttributes
 from bgpd.wire.family import Family, bytes_to_address, nlri_to_prefix
 

@@ -4,13 +4,14 @@ The protocol is newline-delimited JSON. A request is an object with a "command" 
 command's fields; the response is `{"ok": true, "result": ...}` or `{"ok": false, "error": "..."}`
 with a one-line error. `handle_line` never raises on bad input, so one bad client costs nothing.
 
-A response's result may still hold records (`to_json()` objects): `encode_response` converts them
-while it encodes, in slices, so the server can yield to the event loop between slices of a large
-route table instead of holding it for the whole dump.
+A response's result may still hold records (`bgpd.status.records`): `encode_response` converts
+them with the status codec while it encodes, in slices, so the server can yield to the event loop
+between slices of a large route table instead of holding it for the whole dump.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 from collections.abc import Callable, Iterator, Mapping
@@ -18,8 +19,10 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from bgpd.control import ops
-from bgpd.control.api import DaemonView, RouteEntry
+from bgpd.control.api import DaemonView
 from bgpd.control.errors import RequestError
+from bgpd.status.codec import to_json
+from bgpd.status.records import RouteEntry
 
 Response = dict[str, Any]
 
@@ -152,16 +155,18 @@ def internal_error(exc: BaseException) -> Response:
     return error(f"internal error: {type(exc).__name__}: {exc}")
 
 
+def _is_record(obj: object) -> bool:
+    return dataclasses.is_dataclass(obj) and not isinstance(obj, type)
+
+
 def _default(obj: object) -> object:
-    to_json = getattr(obj, "to_json", None)
-    if to_json is None:
+    if not _is_record(obj):
         raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-    return to_json()
+    return to_json(obj)
 
 
 def _plain(obj: object) -> object:
-    to_json = getattr(obj, "to_json", None)
-    return obj if to_json is None else to_json()
+    return to_json(obj) if _is_record(obj) else obj
 
 
 def _dumps(obj: object) -> str:

@@ -9,7 +9,6 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from bgpd import __version__
-from bgpd.control.api import DaemonStatus, Explanation, ExportedRoute, PeerStatus, RouteEntry
 from bgpd.control.explain import (
     PeerState,
     as_path_text,
@@ -20,7 +19,6 @@ from bgpd.control.explain import (
     origin_text,
     source_name,
 )
-from bgpd.control.ops import ProtocolDetail
 from bgpd.daemon.reconfig import Reconfig
 from bgpd.daemon.service import Service
 from bgpd.kernel.driver import KernelSync
@@ -30,6 +28,14 @@ from bgpd.rib.route import Route
 from bgpd.session.driver import PeerDriver
 from bgpd.session.errors import CEASE_ADMIN_RESET, LocalSessionError
 from bgpd.speaker.speaker import Speaker
+from bgpd.status.records import (
+    DaemonStatus,
+    Explanation,
+    ExportedRoute,
+    PeerStatus,
+    ProtocolDetail,
+    RouteEntry,
+)
 from bgpd.wire.errors import CEASE
 from bgpd.wire.family import FAMILIES, Family, bytes_to_address, nlri_to_prefix, prefix_to_nlri
 from bgpd.wire.messages import Notification

@@ -18,9 +18,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from bgpd.control.api import BGP_STATES
-from bgpd.control.ops import ProtocolDetail
 from bgpd.metrics.histogram import Histogram
+from bgpd.status.records import BGP_STATES, ProtocolDetail
 
 PREFIX = "pybgpd"
 PEER_LABELS = ("peer", "address", "type")

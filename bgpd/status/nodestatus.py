@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bgpd.control.api import DaemonStatus, PeerStatus
+from bgpd.status.records import DaemonStatus, PeerStatus
 from calico import keys
 from calico.model import API_VERSION
 

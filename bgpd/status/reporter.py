@@ -12,8 +12,8 @@ import contextlib
 import time
 from collections.abc import Callable
 
-from bgpd.control.api import DaemonStatus
 from bgpd.status.nodestatus import node_status_key, to_document
+from bgpd.status.records import DaemonStatus
 from calico.codec import dumps
 from calico.errors import DatastoreError, LeaseNotFound
 from calico.store.kv import KVStore, open_kv

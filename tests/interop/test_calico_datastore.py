@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from bgpd.control.api import DaemonStatus, PeerStatus
 from bgpd.status.nodestatus import node_status_key
+from bgpd.status.records import DaemonStatus, PeerStatus
 from bgpd.status.reporter import StatusReporter
 from calico import keys, resources
 from calico.file import read_documents

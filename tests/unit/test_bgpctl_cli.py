@@ -21,8 +21,9 @@ import pytest
 
 from bgpd.cli import bgpctl
 from bgpd.cli.bgpctl import Command, Context, build_parser, main
-from bgpd.control.api import DaemonStatus, PeerStatus, RouteEntry
 from bgpd.control.server import ControlServer
+from bgpd.status.codec import from_json
+from bgpd.status.records import DaemonStatus, PeerStatus, RouteEntry
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -164,7 +165,7 @@ def test_routes(sock: str, capsys: pytest.CaptureFixture[str]) -> None:
 
     code, out, _ = run(["--control-socket", sock, "routes", "10.65.1.0/26", "--json"], capsys)
     assert code == 0
-    assert [RouteEntry.from_json(r) for r in json.loads(out)] == [ROUTE]
+    assert [from_json(RouteEntry, r) for r in json.loads(out)] == [ROUTE]
 
     code, out, _ = run(["--control-socket", sock, "routes", "10.99.0.0/24"], capsys)
     assert (code, out) == (0, "No routes for 10.99.0.0/24.\n")

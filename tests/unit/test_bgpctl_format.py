@@ -22,7 +22,8 @@ from bgpd.cli.format import (
     routes_json,
     status_json,
 )
-from bgpd.control.api import DaemonStatus, PeerStatus, RouteEntry
+from bgpd.status.codec import from_json
+from bgpd.status.records import DaemonStatus, PeerStatus, RouteEntry
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 
@@ -255,6 +256,6 @@ def test_status_json() -> None:
 
 def test_routes_json_is_the_records() -> None:
     data = routes_json(ROUTES)
-    assert [RouteEntry.from_json(d) for d in data] == ROUTES
+    assert [from_json(RouteEntry, d) for d in data] == ROUTES
     assert data[0]["from_peer"] == "local"
     assert data[0]["local_pref"] is None

@@ -20,10 +20,10 @@ import pytest
 
 from bgpd.cli.bgpctl import main
 from bgpd.cli.ops_cmds import format_protocols
-from bgpd.control.api import DaemonStatus, PeerStatus, RouteEntry
 from bgpd.control.handlers import handle_request
-from bgpd.control.ops import ProtocolDetail
 from bgpd.control.server import ControlServer
+from bgpd.status.codec import from_json, to_json
+from bgpd.status.records import DaemonStatus, PeerStatus, ProtocolDetail, RouteEntry
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 NOW = 1_700_000_600.0
@@ -97,7 +97,7 @@ def test_show_protocols_empty() -> None:
 
 def test_protocol_detail_json_round_trip() -> None:
     for d in DETAILS:
-        assert ProtocolDetail.from_json(json.loads(json.dumps(d.to_json()))) == d
+        assert from_json(ProtocolDetail, json.loads(json.dumps(to_json(d)))) == d
 
 
 # --- handlers, against a fake view ------------------------------------------------------------
@@ -245,7 +245,7 @@ def test_cli_show_protocols(sock: str, capsys: pytest.CaptureFixture[str]) -> No
 
     code, out, _ = run(["--control-socket", sock, "show", "protocols", "--json"], capsys)
     assert code == 0
-    assert [ProtocolDetail.from_json(d) for d in json.loads(out)] == DETAILS
+    assert [from_json(ProtocolDetail, d) for d in json.loads(out)] == DETAILS
 
 
 def test_cli_show_protocols_errors(sock: str, capsys: pytest.CaptureFixture[str]) -> None:

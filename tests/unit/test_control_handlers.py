@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from bgpd.control.api import DaemonStatus, PeerStatus, RouteEntry
 from bgpd.control.errors import RequestError
 from bgpd.control.handlers import (
     MAX_REQUEST_BYTES,
@@ -18,6 +17,8 @@ from bgpd.control.handlers import (
     handle_request,
     internal_error,
 )
+from bgpd.status.codec import from_json, to_json
+from bgpd.status.records import DaemonStatus, PeerStatus, RouteEntry
 
 
 def make_route(prefix: str, best: bool = True, from_peer: str = "Mesh_10_0_0_2") -> RouteEntry:
@@ -100,7 +101,7 @@ def wire(response: Response) -> Any:
 def test_status() -> None:
     assert wire(handle_line(b'{"command": "status"}\n', TableView([]))) == {
         "ok": True,
-        "result": STATUS.to_json(),
+        "result": to_json(STATUS),
     }
 
 
@@ -182,7 +183,7 @@ def test_large_list_is_encoded_in_slices_that_join_into_one_line() -> None:
     assert len(pieces) == 2 + 13
     data = b"".join(pieces)
     assert data.count(b"\n") == 1
-    assert [RouteEntry.from_json(r) for r in json.loads(data)["result"]] == routes
+    assert [from_json(RouteEntry, r) for r in json.loads(data)["result"]] == routes
 
 
 def test_small_and_empty_lists_are_one_piece() -> None:

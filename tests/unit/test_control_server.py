@@ -21,10 +21,10 @@ from typing import Any, TypeVar
 import pytest
 
 from bgpd.cli.client import ControlClient, DaemonError, DaemonUnreachable
-from bgpd.control.api import DaemonStatus, PeerStatus, RouteEntry
 from bgpd.control.errors import ControlError, ControlSocketInUse
 from bgpd.control.handlers import MAX_REQUEST_BYTES
 from bgpd.control.server import ControlServer
+from bgpd.status.records import DaemonStatus, PeerStatus, RouteEntry
 
 T = TypeVar("T")
 

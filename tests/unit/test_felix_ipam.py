@@ -213,8 +213,8 @@ def test_written_blocks_read_back_through_the_shared_model() -> None:
     raw_block = mem.data[block_key(cidr)][0]
     model = IPAMBlock.from_ipam(json.loads(raw_block))
     assert model.host == "node1" and model.cidr == cidr
-    assert model.allocations[:3] == (0, 0, 0) and len(model.unallocated) == 13
-    assert model.attributes[0].handle_id == "h1"
+    assert model.block.allocations[:3] == (0, 0, 0) and len(model.block.unallocated) == 13
+    assert model.block.attributes[0].handle_id == "h1"
     aff = BlockAffinity.from_ipam(
         "node1", cidr, json.loads(mem.data[affinity_key("node1", cidr)][0])
     )

@@ -108,7 +108,7 @@ def test_lost_race_two_allocators_one_store(
         # The store agrees: each address is allocated once, to the handle that got it.
         owner: dict[str, str] = {}
         for item in (await kvs[0].list(ASSIGNMENT_PREFIX)).items:
-            block = IPAMBlock.from_ipam(json.loads(item.value))
+            block = IPAMBlock.from_ipam(json.loads(item.value)).block
             net = ipaddress.ip_network(block.cidr)
             for ordinal, index in enumerate(block.allocations):
                 if index is not None:

@@ -4,6 +4,7 @@ machine only the codec, and only the thin drivers touch asyncio, sockets or netl
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,3 +76,18 @@ def test_core_rooms_never_import_the_daemon() -> None:
         for path in modules(room):
             assert not {m for m in imports(path) if m.startswith(("bgpd.daemon", "bgpd.cli"))}
 
+
+def test_status_is_on_the_ground_floor() -> None:
+    # The records and their codec are read by control, the CLI, metrics and the daemon alike,
+    # so bgpd/status may import only the standard library, calico/, common/ and itself.
+    for path in modules("bgpd/status"):
+        for m in imports(path):
+            top = m.split(".")[0]
+            if top in sys.stdlib_module_names or top in ("calico", "common", "__future__"):
+                continue
+            assert m.startswith("bgpd.status"), f"{path.relative_to(ROOT)} imports {m}"
+
+
+def test_metrics_reads_records_not_the_control_api() -> None:
+    for path in modules("bgpd/metrics"):
+        assert not {m for m in imports(path) if m.startswith("bgpd.control")}, path

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from calico import ResourceError, parse_resource
+from calico import ResourceError, ipam, model, parse_resource
+from calico.codec import decode, encode
+from calico.ipam import Affinity, Block
+from calico.keys import block_key
 from calico.model import (
     BGPConfiguration,
     BGPPeer,
@@ -478,9 +482,10 @@ def test_ipam_block() -> None:
     )
     assert isinstance(b, IPAMBlock)
     assert b.host == "node1"
-    assert b.allocations == (0, 1, None, None)
-    assert b.attributes[0].secondary["type"] == "ipipTunnelAddress"
-    assert b.sequence_number == 1714557605100000002
+    assert b.block.allocations == (0, 1, None, None)
+    assert b.block.attributes[0].secondary == {"node": "node1", "type": "ipipTunnelAddress"}
+    assert b.block.attributes[1].handle_id == "k8s-pod-network.4f3c"
+    assert b.block.sequence_number == 1714557605100000002
     assert (
         error("IPAMBlock", "x", {"cidr": "10.0.0.0/30", "allocations": [0, None, None, None]})
         == "IPAMBlock 'x': spec.allocations[0]: 0 is not an index into attributes"
@@ -489,6 +494,82 @@ def test_ipam_block() -> None:
         error("IPAMBlock", "x", {"cidr": "10.0.0.0/30", "allocations": [None]})
         == "IPAMBlock 'x': spec.allocations: has 1 entries, the block has 4"
     )
+
+
+CALICO_BLOCK = (
+    b'{"cidr":"192.168.221.64/30","affinity":"host:node1",'
+    b'"affinity_claim_time":"2024-05-01T10:00:00Z","allocations":[0,null,1,null],'
+    b'"unallocated":[1,3],"attributes":[{"handle_id":"ipip-tunnel-addr-node1",'
+    b'"secondary":{"node":"node1","type":"ipipTunnelAddress"}},{"handle_id":"k8s-pod-network.1"}],'
+    b'"sequenceNumber":7,"sequenceNumberForAllocation":{"0":5,"2":6},"deleted":false}'
+)
+
+
+def test_one_ipam_model_for_the_etcd_value_and_the_v3_spec() -> None:
+    """Both forms go through calico.ipam's records, so they read alike, and a block is
+    written back as Calico (and felix) writes it."""
+    value = json.loads(CALICO_BLOCK)
+    from_v3 = read("IPAMBlock", "192-168-221-64-30", value)
+    from_etcd = IPAMBlock.from_ipam(value)
+    assert from_v3.block == from_etcd.block == Block.from_json(CALICO_BLOCK)
+    assert encode(from_v3) == (block_key("192.168.221.64/30"), CALICO_BLOCK)
+    aff = read(
+        "BlockAffinity", "n1-10-0-0-0-26", {"node": "n1", "cidr": "10.0.0.0/26", "deleted": "false"}
+    )
+    assert aff == BlockAffinity.from_ipam("n1", "10.0.0.0/26", {"deleted": False})
+    assert aff.deleted is False and aff.state == ipam.AFFINITY_CONFIRMED
+    assert encode(aff)[1] == Affinity().to_json() == b'{"state":"confirmed","deleted":false}'
+    # The states are calico.ipam's (the model re-exports them for bgpd's planner).
+    assert model.AFFINITY_PENDING is ipam.AFFINITY_PENDING
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "reason"),
+    [
+        ({"cidr": None}, "cidr", "required"),
+        ({"cidr": "10.0.0.300/30"}, "cidr", "'10.0.0.300/30' is not a CIDR"),
+        (
+            {"allocations": [0, None, True, None]},
+            "allocations[2]",
+            "expected an integer or null, found a boolean",
+        ),
+        ({"allocations": [0, None]}, "allocations", "has 2 entries, the block has 4"),
+        (
+            {"unallocated": [1, -1]},
+            "unallocated[1]",
+            "the number -1 is not an ordinal of the block",
+        ),
+        (
+            {"attributes": [{"handle_id": 5}, {}]},
+            "attributes[0].handle_id",
+            "expected a string or null, found the number 5",
+        ),
+        ({"attributes": ["x", {}]}, "attributes[0]", "expected a mapping, found 'x'"),
+        (
+            {"allocations": [0, None, 2, None]},
+            "allocations[2]",
+            "2 is not an index into attributes",
+        ),
+        ({"sequenceNumber": -1}, "sequenceNumber", "-1 is not a uint64"),
+        (
+            {"sequenceNumberForAllocation": []},
+            "sequenceNumberForAllocation",
+            "expected a mapping, found a list",
+        ),
+        ({"deleted": "yes"}, "deleted", "expected true or false, found 'yes'"),
+    ],
+)
+def test_a_bad_block_is_refused_naming_the_field_in_both_forms(
+    change: dict[str, Any], field: str, reason: str
+) -> None:
+    value = {**json.loads(CALICO_BLOCK), **change}
+    with pytest.raises(ipam.RecordError) as record:
+        Block.from_obj(value)
+    assert (record.value.field, record.value.reason) == (field, reason)
+    assert error("IPAMBlock", "x", value) == f"IPAMBlock 'x': spec.{field}: {reason}"
+    with pytest.raises(ResourceError) as etcd:
+        decode(block_key("192.168.221.64/30"), json.dumps(value).encode())
+    assert str(etcd.value).endswith(f": {field}: {reason}")
 
 
 # --- documents ----------------------------------------------------------------------------
@@ -562,15 +643,18 @@ def test_ipam_block_from_etcd_value() -> None:
         "deleted": False,
     }
     b = IPAMBlock.from_ipam(value)
-    assert (b.name, b.cidr, b.host, b.unallocated) == (
+    assert (b.name, b.cidr, b.host, b.block.unallocated) == (
         "192.168.221.64-30",
         "192.168.221.64/30",
         "node1",
         (1, 2, 3),
     )
-    assert b.attributes[0].handle_id == "ipip-tunnel-addr-node1"
+    assert b.block.attributes[0].handle_id == "ipip-tunnel-addr-node1"
+    assert b.block.seq_for_allocation == {"0": 4}
     with pytest.raises(ResourceError) as e:
-        IPAMBlock.from_ipam({"cidr": "192.168.221.64/30", "unallocated": [4]})
+        IPAMBlock.from_ipam(
+            {"cidr": "192.168.221.64/30", "allocations": [None] * 4, "unallocated": [4]}
+        )
     assert str(e.value) == (
         "IPAMBlock '192.168.221.64-30': unallocated[0]: the number 4 is not an ordinal of the block"
     )

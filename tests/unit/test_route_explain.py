@@ -10,12 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from bgpd.cli.route_cmds import format_explanation, format_exported
-from bgpd.control.api import (
-    DaemonStatus,
-    Explanation,
-    ExportedRoute,
-    RouteEntry,
-)
 from bgpd.control.explain import PeerState, explain, exported_routes
 from bgpd.control.handlers import encode_response, handle_line
 from bgpd.policy.calico import AffineBlock, ExportPolicy, PoolSpec
@@ -24,6 +18,8 @@ from bgpd.policy.policy import Policy
 from bgpd.rib.adj_out import AdjRibOut, GroupKey
 from bgpd.rib.rib import Rib
 from bgpd.rib.route import KERNEL, PeerInfo
+from bgpd.status.codec import from_json, to_json
+from bgpd.status.records import DaemonStatus, Explanation, ExportedRoute, RouteEntry
 from bgpd.wire.attributes import AS_SEQUENCE, PathAttributes
 from bgpd.wire.family import Family, address_to_bytes, prefix_to_nlri
 from bgpd.wire.messages import Update
@@ -123,7 +119,7 @@ def test_explain_a_learned_block() -> None:
     assert reasons["Mesh_10_0_0_3"] == (False, "session not established (Active)")
     assert reasons["Global_10_0_0_254"] == (True, "export policy accepted: inside an IP pool")
     check_golden("explain_learned_block.txt", format_explanation(e))
-    assert Explanation.from_json(json.loads(json.dumps(e.to_json()))) == e
+    assert from_json(Explanation, json.loads(json.dumps(to_json(e)))) == e
 
 
 def test_explain_local_routes() -> None:
@@ -155,7 +151,7 @@ def test_exported_routes() -> None:
         "export_tor.txt", format_exported(TOR.name, sorted(routes, key=lambda r: r.prefix))
     )
     assert format_exported("x", []) == "No routes exported to x.\n"
-    assert [ExportedRoute.from_json(r.to_json()) for r in routes] == routes
+    assert [from_json(ExportedRoute, to_json(r)) for r in routes] == routes
 
 
 class View:

@@ -1,4 +1,4 @@
-"""Control records: JSON round trips and the checks that catch a daemon filling them wrongly."""
+"""Status records: JSON round trips and the checks that catch a daemon filling them wrongly."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from bgpd.control.api import DaemonStatus, PeerStatus, RouteEntry
+from bgpd.status.codec import from_json, to_json
+from bgpd.status.records import DaemonStatus, PeerStatus, RouteEntry
 
 
 def make_peer(**changes: object) -> PeerStatus:
@@ -56,22 +57,23 @@ def test_status_round_trips_through_json_text() -> None:
         started=1_699_990_000.0,
         peers=[make_peer(), make_peer(address="fd00::2", family="ipv6", since=None, passive=True)],
     )
-    text = json.dumps(status.to_json())
-    assert DaemonStatus.from_json(json.loads(text)) == status
+    text = json.dumps(to_json(status))
+    assert from_json(DaemonStatus, json.loads(text)) == status
 
 
 def test_route_round_trips_through_json_text() -> None:
-    assert RouteEntry.from_json(json.loads(json.dumps(ROUTE.to_json()))) == ROUTE
-    local = RouteEntry.from_json(
-        {**ROUTE.to_json(), "local_pref": None, "med": None, "originator_id": None, "reason": None}
+    assert from_json(RouteEntry, json.loads(json.dumps(to_json(ROUTE)))) == ROUTE
+    local = from_json(
+        RouteEntry,
+        {**to_json(ROUTE), "local_pref": None, "med": None, "originator_id": None, "reason": None},
     )
     assert (local.local_pref, local.med, local.originator_id, local.reason) == (None,) * 4
 
 
 def test_peer_without_passive_field_reads_as_active_end() -> None:
-    data = make_peer(passive=True).to_json()
+    data = to_json(make_peer(passive=True))
     del data["passive"]
-    assert PeerStatus.from_json(data).passive is False
+    assert from_json(PeerStatus, data).passive is False
 
 
 @pytest.mark.parametrize(
@@ -85,4 +87,4 @@ def test_peer_rejects_values_outside_the_vocabulary(field: str, value: str) -> N
 
 def test_route_rejects_unknown_family() -> None:
     with pytest.raises(ValueError, match="family"):
-        RouteEntry.from_json({**ROUTE.to_json(), "family": "ipv6-unicast"})
+        from_json(RouteEntry, {**to_json(ROUTE), "family": "ipv6-unicast"})
