@@ -38,6 +38,15 @@ _FLAGS = {
 }
 
 
+class _PasswordFlag(argparse.Action):
+    """`--etcd-password`, refused (and so never taken as an abbreviation of
+    --etcd-password-file, which would print the password as a file name)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object, **__: object) -> None:
+        parser.error("--etcd-password: a password on the command line is visible to every "
+                     f"user; use --etcd-password-file FILE or {ETCD_ENV['password']}")
+
+
 def add_datastore_arguments(
     parser: argparse.ArgumentParser, *, help: str, required: bool = False
 ) -> None:
@@ -56,6 +65,7 @@ def add_datastore_arguments(
         "--etcd-password-file", dest="etcd_password_file", metavar="FILE", default=None,
         help=f"file holding the etcd password (else env {ETCD_ENV['password']})",
     )
+    group.add_argument("--etcd-password", nargs="?", action=_PasswordFlag, help=argparse.SUPPRESS)
 
 
 def datastore_from_args(

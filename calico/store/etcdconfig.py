@@ -170,7 +170,9 @@ def parse_endpoints(url: str) -> tuple[bool, list[tuple[str, int]]]:
                     f"{url!r} mixes TLS and plaintext endpoints ({scheme}:// and {own}://)"
                 )
             part = part.split("://", 1)[1]
-        endpoints.append(_endpoint(url, part.rstrip("/")))
+        part = part.rstrip("/")
+        if part:
+            endpoints.append(_endpoint(url, part))
     if not endpoints:
         raise DatastoreConfigError(f"no endpoints in {url!r}")
     return _ETCD_SCHEMES[scheme], endpoints

@@ -70,7 +70,7 @@ def explain(code: str, details: str, config: EtcdConfig) -> Failure:
     if "user name is empty" in details:
         return Failure(
             Kind.DENIED,
-            "etcd requires authentication: give --etcd-username and a password "
+            "the cluster requires authentication: give --etcd-username and a password "
             f"(--etcd-password-file, or {ETCD_ENV['username']} and {ETCD_ENV['password']})",
         )
     if code == "PERMISSION_DENIED":
