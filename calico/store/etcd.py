@@ -50,13 +50,7 @@ from calico.errors import (
     LeaseNotFound,
     Unavailable,
 )
-from calico.store.etcdconfig import (
-    EtcdConfig,
-    EtcdTLS,
-    Given,
-    endpoint_text,
-    parse_endpoints,
-)
+from calico.store.etcdconfig import EtcdConfig, Given, endpoint_text
 from calico.store.etcdfailures import Failure, Kind, explain
 from calico.store.kv import (
     Compare,
@@ -74,7 +68,7 @@ from calico.store.kv import (
 from calico.store.pem import certificates, validity
 from common.log import get_logger
 
-__all__ = ["EtcdKV", "open_config", "open_url", "read_credentials"]
+__all__ = ["Credentials", "EtcdKV", "open_config", "read_credentials"]
 
 log = get_logger("calico.etcd")
 
@@ -211,9 +205,7 @@ _MOVE_ON = (Kind.UNREACHABLE, Kind.TLS)
 
 
 class EtcdKV(KVStore):
-    def __init__(self, config: EtcdConfig | Sequence[tuple[str, int]]) -> None:
-        if not isinstance(config, EtcdConfig):
-            config = EtcdConfig(tuple(config))
+    def __init__(self, config: EtcdConfig) -> None:
         if not config.endpoints:
             raise DatastoreError("etcd: no endpoints")
         self.config = config
@@ -399,11 +391,14 @@ class EtcdKV(KVStore):
                     raise Compacted(start_revision, int(resp.compact_revision))
                 if resp.canceled:
                     reason = str(resp.cancel_reason)
+                    if "permission denied" in reason or "auth token" in reason:
+                        # etcd cancels a watch made with a token it forgot ("invalid auth
+                        # token") or without the permission ("permission denied"): either way
+                        # the caller's next list authenticates afresh on a new connection.
+                        await self._drop(conn, index, move_on=False)
                     if "permission denied" in reason:
                         raise self._error(endpoint, explain("PERMISSION_DENIED", reason,
                                                             self.config))
-                    if "auth token" in reason:
-                        await self._drop(conn, index, move_on=False)
                     raise Unavailable(f"etcd {endpoint}: watch canceled: {reason}")
                 for ev in resp.events:
                     deleted = ev.type == rpc.Event.DELETE
@@ -525,10 +520,5 @@ def _request_op(op: Op) -> Any:
 
 
 def open_config(config: EtcdConfig) -> EtcdKV:
+    """The store `config` describes; raises DatastoreConfigError if a file it names is wrong."""
     return EtcdKV(config)
-
-
-def open_url(url: str) -> EtcdKV:
-    """A plaintext or TLS store from its URL alone (no client certificate, no auth)."""
-    tls, endpoints = parse_endpoints(url)
-    return EtcdKV(EtcdConfig(tuple(endpoints), EtcdTLS() if tls else None))

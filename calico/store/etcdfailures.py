@@ -39,7 +39,6 @@ _CHAIN_PREFIX = re.compile(r"^failed to connect to all addresses; last error: ")
 _ADDRESS_PREFIX = re.compile(r"^[A-Z_]+: (ipv4|ipv6|unix|dns):\S+?: ")
 _VERIFY = re.compile(r"CERTIFICATE_VERIFY_FAILED: ([^:]+)")
 _SSL_REASON = re.compile(r"OPENSSL_internal:([A-Z0-9_]+)")
-_PEER_NAME = re.compile(r"Peer name (\S+) is not in peer certificate")
 
 
 def _core(details: str) -> str:
@@ -92,11 +91,10 @@ def _connection(core: str, config: EtcdConfig) -> Failure:
                 Kind.TLS, f"TLS: the server's certificate is not trusted by {trust}: "
                 f"{verify.group(1).strip()}",
             )
-        name = _PEER_NAME.search(core)
-        if name:
+        if "Hostname Verification" in core:
             return Failure(
-                Kind.TLS, f"TLS: the server's certificate is not for {name.group(1)} "
-                "(its subjectAltName lacks the endpoint's name or address)",
+                Kind.TLS, "TLS: the server's certificate is not for this endpoint (its "
+                "subjectAltName lacks the endpoint's host name or address)",
             )
         if "TSI_DATA_CORRUPTED" in core or "ALERT" in core:
             # TLS 1.3: the client's handshake is done before the server checks our

@@ -183,6 +183,10 @@ def test_bgpd_bgpctl_and_felix_over_tls(lab: Lab, tmp_path: Path) -> None:
                          "--check"), check=False)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("node node1:") and "1 sessions" in r.stdout
+    r = node1.run(python("bgpd.cli.bgpd_main", "plan", "--node", "node1", "--datastore", url,
+                         *flags, "--json"), check=False)
+    assert r.returncode == 0, r.stderr
+    assert ips["node2"] in r.stdout
 
     # Two daemons over TLS: the mesh comes up, and both report their status.
     daemons = {n: Bgpd(e.node, n, [], datastore=url, extra_args=("--no-fib", *flags)).start()
