@@ -1,6 +1,7 @@
 """etcd over TLS with client certificates, and with etcd's user/password auth, through every
 entry point (bgpd, bgpctl, felix, felix-cni), against real etcd members started with
---client-cert-auth and certificates made here with openssl (certs.py), and with auth on:
+--client-cert-auth and certificates made here with openssl (labs/harness/certs.py), and with
+auth on:
 
 - in a lab, over TLS: bgpctl applies and gets resources, `bgpd --check` reads the plan, two
   bgpd daemons form their mesh and report their status, felix (configured by calico-node's
@@ -44,16 +45,23 @@ from calico.store.kv import open_kv
 from calico.watch import open_calico_source
 from felix.status import status_key
 from felix.workload import endpoint_name
-
-from .bgpd_node import Bgpd
-from .bgpd_node import resources as node_resources
-from .certs import MISSING as MISSING_OPENSSL
-from .certs import OPENSSL, Pki, make_pki
-from .etcd_server import ETCD, ETCDCTL, MISSING, MISSING_ETCDCTL, EtcdMember, ServerTLS, cluster
-from .etcd_server import free_port as free_tcp_port
-from .felix_node import NETWORK, Felix, container_id, run_cni
-from .lab import Lab, Node
-from .wait import wait_for
+from labs.harness.bgpd_node import Bgpd
+from labs.harness.bgpd_node import resources as node_resources
+from labs.harness.certs import MISSING as MISSING_OPENSSL
+from labs.harness.certs import OPENSSL, Pki, make_pki
+from labs.harness.etcd_server import (
+    ETCD,
+    ETCDCTL,
+    MISSING,
+    MISSING_ETCDCTL,
+    EtcdMember,
+    ServerTLS,
+    cluster,
+)
+from labs.harness.etcd_server import free_port as free_tcp_port
+from labs.harness.felix_node import NETWORK, Felix, container_id, run_cni
+from labs.harness.lab import Lab, Node
+from labs.harness.wait import wait_for
 
 pytestmark = [
     pytest.mark.skipif(ETCD is None, reason=MISSING),
