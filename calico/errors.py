@@ -144,3 +144,13 @@ class Conflict(DatastoreError):
 
 class LeaseNotFound(DatastoreError):
     """The lease expired or was revoked; keys written under it are gone."""
+
+
+class DatastoreConfigError(DatastoreError):
+    """The datastore settings cannot work: a bad URL, TLS files that do not go together or
+    cannot be read, a user name without a password. Retrying does not help; fix the setting."""
+
+
+class AccessDenied(DatastoreError):
+    """The store answered but refused us: a TLS handshake it or we rejected, a wrong user name
+    or password, or a permission the user lacks."""

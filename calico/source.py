@@ -2,8 +2,8 @@
 
 A `SnapshotSource` gives the current Snapshot (`load`) and then a new full Snapshot after
 each change (`updates`, debounced). `open_source(url)` picks the backend by the URL's scheme:
-file:///PATH.yaml (polled; see datastore/driver.py), sqlite:///PATH and etcd://HOST:PORT
-(datastore/calico.py). A backend that cannot read a new state logs it and keeps the last
+file:///PATH.yaml (polled; calico/filewatch.py), sqlite:///PATH and etcd (https:// or etcd://;
+calico/watch.py). A backend that cannot read a new state logs it and keeps the last
 good one (DESIGN principle 7): `updates` never yields a half-read state and never raises
 for bad input.
 """
@@ -16,6 +16,7 @@ from typing import Protocol
 
 from calico.errors import DatastoreError
 from calico.snapshot import Snapshot
+from calico.store.etcdconfig import DatastoreConfig
 
 __all__ = ["SnapshotSource", "UnsupportedDatastore", "file_path", "open_source"]
 
@@ -36,8 +37,9 @@ class SnapshotSource(Protocol):
     async def close(self) -> None: ...
 
 
-def file_path(url: str) -> str | None:
-    """The path of a file datastore URL (`file:///PATH` or a bare path); None otherwise."""
+def file_path(datastore: str | DatastoreConfig) -> str | None:
+    """The path of a file datastore (`file:///PATH` or a bare path); None otherwise."""
+    url = str(datastore)
     if url.startswith("file://"):
         return url[len("file://") :]
     if "://" not in url:
@@ -45,17 +47,19 @@ def file_path(url: str) -> str | None:
     return None
 
 
-def open_source(url: str, node: str | None = None) -> SnapshotSource:
-    """The source for a datastore URL. With `node`, a backend may read only what that node's
-    plan needs (its own block affinities). Raises UnsupportedDatastore for an unknown scheme,
-    or a scheme whose backend is not part of this build."""
-    path = file_path(url)
+def open_source(datastore: str | DatastoreConfig, node: str | None = None) -> SnapshotSource:
+    """The source for a datastore, given as a URL or a DatastoreConfig (which carries etcd's
+    TLS and auth settings). With `node`, a backend may read only what that node's plan needs
+    (its own block affinities). Raises UnsupportedDatastore for an unknown scheme, or a
+    scheme whose backend is not part of this build."""
+    path = file_path(datastore)
     if path is not None:
         from calico.filewatch import FileSource
 
         return FileSource(path)
+    url = str(datastore)
     scheme = url.split("://", 1)[0]
-    if scheme in ("sqlite", "etcd", "etcds", "http", "https"):
+    if scheme in ("sqlite", "etcd", "http", "https"):
         try:
             watch = importlib.import_module("calico.watch")
         except ModuleNotFoundError as exc:
@@ -64,9 +68,9 @@ def open_source(url: str, node: str | None = None) -> SnapshotSource:
             raise UnsupportedDatastore(
                 f"unsupported datastore {url!r}: this build reads file:///PATH.yaml only"
             ) from None
-        source: SnapshotSource = watch.open_calico_source(url, node)
+        source: SnapshotSource = watch.open_calico_source(datastore, node)
         return source
     raise UnsupportedDatastore(
-        f"unsupported datastore {url!r}: use file:///PATH.yaml, sqlite:///PATH or "
-        "etcd://HOST:PORT"
+        f"unsupported datastore {url!r}: use file:///PATH.yaml, sqlite:///PATH, "
+        "https://HOST:PORT or etcd://HOST:PORT"
     )

@@ -1,4 +1,5 @@
-"""Calico's datastore as a SnapshotSource: `sqlite:///PATH` or `etcd://HOST:PORT[,...]`.
+"""Calico's datastore as a SnapshotSource: `sqlite:///PATH` or etcd (`https://HOST:PORT[,...]`,
+`etcd://HOST:PORT[,...]`).
 
 `load()` lists the keys the planner reads (BGP configurations, nodes, BGP peers, IP pools
 and the node's block affinities; IPAM blocks on request) at one revision into a Snapshot.
@@ -28,6 +29,7 @@ from calico.codec import decode
 from calico.errors import Compacted, DatastoreError, ResourceError, Unavailable
 from calico.model import Resource
 from calico.snapshot import Snapshot
+from calico.store.etcdconfig import DatastoreConfig
 from calico.store.kv import EventType, KeyValue, KVStore, WatchEvent, open_kv
 from common.log import get_logger
 
@@ -308,12 +310,13 @@ class CalicoSource:
 
 
 def open_calico_source(
-    url: str, node: str | None = None, *, blocks: bool = False, debounce: float = 0.1
+    datastore: str | DatastoreConfig,
+    node: str | None = None,
+    *,
+    blocks: bool = False,
+    debounce: float = 0.1,
 ) -> CalicoSource:
-    """The source for `sqlite:///PATH`, `etcd://HOST:PORT[,HOST:PORT]` (or etcdctl-style
-    `http://HOST:PORT[,...]`). With `node`, only that node's block affinities are read."""
-    if url.startswith(("http://", "https://")):
-        if url.startswith("https://"):
-            raise DatastoreError(f"unsupported datastore {url!r}: TLS to etcd is not supported")
-        url = "etcd://" + ",".join(p.split("://", 1)[-1] for p in url.split(","))
-    return CalicoSource(open_kv(url), node=node, blocks=blocks, debounce=debounce)
+    """The source for `sqlite:///PATH` or an etcd datastore (`etcd://` or `http://`
+    plaintext, `https://` over TLS), given as a URL or a DatastoreConfig with its TLS and auth
+    settings. With `node`, only that node's block affinities are read."""
+    return CalicoSource(open_kv(datastore), node=node, blocks=blocks, debounce=debounce)

@@ -31,7 +31,15 @@ from pyroute2 import IPRoute  # type: ignore[import-untyped]
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
 from calico import keys
-from calico.errors import Compacted, DatastoreError, LeaseNotFound
+from calico.datastore_args import add_datastore_arguments, datastore_from_args
+from calico.errors import (
+    AccessDenied,
+    Compacted,
+    DatastoreConfigError,
+    DatastoreError,
+    LeaseNotFound,
+)
+from calico.store.etcdconfig import DatastoreConfig
 from calico.store.kv import EventType, KeyValue, KVStore, mutate, open_kv
 from common.log import configure_logging, get_logger
 from common.sdnotify import Notifier, keep_alive
@@ -278,6 +286,8 @@ class Felix:
             try:
                 await self._list()
                 return True
+            except (DatastoreConfigError, AccessDenied):
+                raise  # no retry mends a setting, a certificate or a password
             except DatastoreError as exc:
                 log.warning("felix.datastore_unavailable", error=str(exc), retry_in=backoff)
             with contextlib.suppress(TimeoutError):
@@ -338,8 +348,8 @@ class Felix:
         self._dirty.set()
 
 
-async def serve(args: argparse.Namespace) -> None:
-    kv = open_kv(args.datastore)
+async def serve(args: argparse.Namespace, datastore: DatastoreConfig) -> None:
+    kv = open_kv(datastore)
     felix = Felix(args.node, kv, resync=args.resync, status_interval=args.status_interval)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -353,7 +363,11 @@ async def serve(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="felix", description=__doc__.splitlines()[0])
     parser.add_argument("--node", default=os.environ.get("NODENAME") or socket.gethostname())
-    parser.add_argument("--datastore", required=True, help="sqlite:///PATH or etcd://HOST:PORT")
+    add_datastore_arguments(
+        parser,
+        help="sqlite:///PATH, https://HOST:PORT[,...] (etcd over TLS) or etcd://HOST:PORT[,...]; "
+        "env ETCD_ENDPOINTS",
+    )
     parser.add_argument("--resync", type=float, default=10.0, help="seconds between full passes")
     parser.add_argument("--status-interval", type=float, default=10.0)
     parser.add_argument("--log-level", default="info")
@@ -361,9 +375,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level)
     # pyroute2 logs every netlink message at debug: far too much even for felix's debug.
     logging.getLogger("pyroute2").setLevel(max(logging.INFO, logging.getLogger().level))
-    if not args.datastore.startswith(("sqlite://", "etcd://")):
-        parser.error("--datastore must be sqlite:///PATH or etcd://HOST:PORT")
-    asyncio.run(serve(args))
+    try:
+        datastore = datastore_from_args(args, os.environ)
+    except DatastoreConfigError as exc:
+        print(f"felix: {exc}", file=sys.stderr)
+        return 2
+    if datastore is None or (datastore.scheme != "sqlite" and datastore.etcd is None):
+        print("felix: --datastore must be sqlite:///PATH, https://HOST:PORT or etcd://HOST:PORT "
+              "(or set ETCD_ENDPOINTS)", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(serve(args, datastore))
+    except DatastoreError as exc:
+        print(f"felix: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

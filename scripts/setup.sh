@@ -11,7 +11,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-PACKAGES=(bird2 frr gobgpd etcd-server iproute2 iputils-ping procps psmisc tcpdump python3-pip)
+PACKAGES=(bird2 frr gobgpd etcd-server etcd-client openssl iproute2 iputils-ping procps psmisc tcpdump python3-pip)
 # Daemons the packages would start as system services; the tests start their own instances.
 SERVICES=(bird frr etcd)
 

@@ -16,12 +16,20 @@ from bgpd.plan.errors import PlanError
 from bgpd.plan.peering import compute
 from bgpd.plan.render import plan_dict, plan_text
 from bgpd.session.driver import MAX_BUFFERED
-from calico.errors import DatastoreError
+from calico.datastore_args import add_datastore_arguments, datastore_from_args, without_secrets
+from calico.errors import DatastoreConfigError, DatastoreError
 from calico.snapshot import Snapshot
 from calico.source import open_source
+from calico.store.etcdconfig import DatastoreConfig
 from common.log import configure_logging
 
 DEFAULT_CONTROL_SOCKET = "/run/pybgpd/bgpd.sock"
+DATASTORE_ENV = "BGPD_DATASTORE"
+DATASTORE_HELP = (
+    "where Calico resources live: file:///PATH.yaml, sqlite:///PATH, etcd over TLS "
+    "https://HOST:PORT[,HOST:PORT...] or plaintext etcd://HOST:PORT[,...]; env BGPD_DATASTORE, "
+    "else ETCD_ENDPOINTS"
+)
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
@@ -37,11 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("NODENAME") or os.environ.get("BGPD_NODE"),
         help="this node's name (Calico Node resource); env NODENAME",
     )
-    p.add_argument(
-        "--datastore",
-        default=os.environ.get("BGPD_DATASTORE"),
-        help="where Calico resources live: file:///PATH.yaml; env BGPD_DATASTORE",
-    )
+    add_datastore_arguments(p, help=DATASTORE_HELP)
     p.add_argument(
         "--control-socket",
         default=os.environ.get("BGPD_CONTROL_SOCKET", DEFAULT_CONTROL_SOCKET),
@@ -107,17 +111,28 @@ def build_plan_parser() -> argparse.ArgumentParser:
         default=os.environ.get("NODENAME") or os.environ.get("BGPD_NODE"),
         help="the node's name; env NODENAME",
     )
-    p.add_argument(
-        "--datastore",
-        default=os.environ.get("BGPD_DATASTORE"),
-        help="file:///PATH.yaml, sqlite:///PATH or etcd://HOST:PORT; env BGPD_DATASTORE",
-    )
+    add_datastore_arguments(p, help=DATASTORE_HELP)
     p.add_argument("--json", action="store_true", help="print JSON")
     return p
 
 
-async def _load_snapshot(url: str, node: str) -> Snapshot:
-    source = open_source(url, node)
+def _datastore(prog: str, args: argparse.Namespace) -> DatastoreConfig | int:
+    """The datastore the options and environment name, or the exit status after saying why
+    there is none."""
+    try:
+        config = datastore_from_args(args, os.environ, url_env=DATASTORE_ENV)
+    except DatastoreConfigError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    if config is None:
+        print(f"{prog}: --datastore is required (or set {DATASTORE_ENV} or ETCD_ENDPOINTS)",
+              file=sys.stderr)
+        return 2
+    return config
+
+
+async def _load_snapshot(datastore: DatastoreConfig | str, node: str) -> Snapshot:
+    source = open_source(datastore, node)
     try:
         return await source.load()
     finally:
@@ -127,11 +142,14 @@ async def _load_snapshot(url: str, node: str) -> Snapshot:
 def plan_main(argv: list[str]) -> int:
     args = build_plan_parser().parse_args(argv)
     configure_logging("warning")
-    if not args.node or not args.datastore:
-        print("bgpd plan: --node and --datastore are required", file=sys.stderr)
+    if not args.node:
+        print("bgpd plan: --node is required (or set NODENAME)", file=sys.stderr)
         return 2
+    datastore = _datastore("bgpd plan", args)
+    if isinstance(datastore, int):
+        return datastore
     try:
-        snapshot = asyncio.run(_load_snapshot(args.datastore, args.node))
+        snapshot = asyncio.run(_load_snapshot(datastore, args.node))
         plan = compute(snapshot, args.node, dict(os.environ))
     except (DatastoreError, PlanError) as exc:
         print(f"bgpd plan: {exc}", file=sys.stderr)
@@ -152,9 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.node:
         print("bgpd: --node is required (or set NODENAME)", file=sys.stderr)
         return 2
-    if not args.datastore:
-        print("bgpd: --datastore is required (or set BGPD_DATASTORE)", file=sys.stderr)
-        return 2
+    datastore = _datastore("bgpd", args)
+    if isinstance(datastore, int):
+        return datastore
     if args.max_prefixes is not None and args.max_prefixes < 1:
         print("bgpd: --max-prefixes must be at least 1", file=sys.stderr)
         return 2
@@ -170,13 +188,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     options = DaemonOptions(
         node=args.node,
-        datastore=args.datastore,
+        datastore=datastore,
         control_socket=args.control_socket,
         listen_address=args.listen_address,
         listen_port=args.listen_port,
         fib=not args.no_fib,
         secrets_dir=args.secrets_dir,
-        env=dict(os.environ),
+        env=without_secrets(os.environ),
         max_prefixes=args.max_prefixes,
         max_prefixes_restart=args.max_prefixes_restart,
         max_send_buffer=args.max_send_buffer,

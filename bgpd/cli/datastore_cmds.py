@@ -1,5 +1,6 @@
 """bgpctl's datastore commands, in the manner of calicoctl, against `--datastore URL`
-(sqlite:///PATH or etcd://HOST:PORT[,...]; env BGPD_DATASTORE):
+(sqlite:///PATH, https://HOST:PORT[,...] or etcd://HOST:PORT[,...]; env BGPD_DATASTORE, else
+ETCD_ENDPOINTS; the `--etcd-*` options or calico-node's ETCD_* variables for TLS and auth):
 
     bgpctl apply -f FILE            create or update every resource in FILE (- for stdin)
     bgpctl delete -f FILE           delete every resource FILE names
@@ -30,9 +31,11 @@ from bgpd.status.codec import to_json
 from bgpd.status.nodestatus import KIND as NODE_STATUS_KIND
 from bgpd.status.nodestatus import NodeStatus, parse
 from calico import resources
+from calico.datastore_args import add_datastore_arguments, datastore_from_args
 from calico.errors import DatastoreError, ResourceError, Unavailable
 from calico.file import read_documents
 from calico.keys import kind_prefix
+from calico.store.etcdconfig import DatastoreConfig
 from calico.store.kv import KVStore, open_kv
 
 T = TypeVar("T")
@@ -51,9 +54,9 @@ DEFAULT_DATASTORE = "sqlite:///var/lib/pybgpd/calico.db"
 DATASTORE_ENV = "BGPD_DATASTORE"
 
 
-def _with_store(url: str, work: Callable[[KVStore], Awaitable[T]]) -> T:
+def _with_store(datastore: DatastoreConfig, work: Callable[[KVStore], Awaitable[T]]) -> T:
     async def go() -> T:
-        kv = open_kv(url)
+        kv = open_kv(datastore)
         try:
             return await work(kv)
         finally:
@@ -64,7 +67,10 @@ def _with_store(url: str, work: Callable[[KVStore], Awaitable[T]]) -> T:
 
 def _run(args: argparse.Namespace, ctx: Context, work: Callable[[KVStore], Awaitable[int]]) -> int:
     try:
-        return _with_store(args.datastore, work)
+        datastore = datastore_from_args(args, os.environ, url_env=DATASTORE_ENV,
+                                        default=DEFAULT_DATASTORE)
+        assert datastore is not None  # there is a default
+        return _with_store(datastore, work)
     except Unavailable as exc:
         print(f"bgpctl: datastore unreachable: {exc}", file=ctx.stderr)
         return 3
@@ -293,13 +299,12 @@ def _wrap_status(commands: MutableSequence[Any], command: Callable[..., Any]) ->
 
 
 def add_datastore_option(parser: argparse.ArgumentParser) -> None:
-    """bgpctl's global `--datastore URL` (env BGPD_DATASTORE)."""
-    parser.add_argument(
-        "--datastore",
-        metavar="URL",
-        default=os.environ.get(DATASTORE_ENV) or DEFAULT_DATASTORE,
-        help=f"sqlite:///PATH or etcd://HOST:PORT[,...] (default: ${DATASTORE_ENV} or "
-        f"{DEFAULT_DATASTORE})",
+    """bgpctl's global `--datastore URL` (env BGPD_DATASTORE, else ETCD_ENDPOINTS) and the
+    etcd TLS and auth options."""
+    add_datastore_arguments(
+        parser,
+        help="sqlite:///PATH, https://HOST:PORT[,...] (etcd over TLS) or etcd://HOST:PORT[,...] "
+        f"(default: ${DATASTORE_ENV}, else $ETCD_ENDPOINTS, else {DEFAULT_DATASTORE})",
     )
 
 

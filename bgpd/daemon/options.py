@@ -6,12 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bgpd.session.driver import MAX_BUFFERED
+from calico.store.etcdconfig import DatastoreConfig
 
 
 @dataclass(slots=True)
 class DaemonOptions:
     node: str
-    datastore: str
+    # A URL, or a DatastoreConfig carrying etcd's TLS and auth settings; str() is the URL.
+    datastore: str | DatastoreConfig
     control_socket: str
     listen_address: str | None = None
     listen_port: int | None = None

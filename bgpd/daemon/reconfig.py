@@ -32,12 +32,13 @@ from calico.errors import DatastoreError
 from calico.file import load_file
 from calico.snapshot import Snapshot
 from calico.source import SnapshotSource, file_path
+from calico.store.etcdconfig import DatastoreConfig
 from common.log import get_logger
 
 log = get_logger("bgpd.daemon")
 
 
-def datastore_path(url: str) -> str:
+def datastore_path(url: str | DatastoreConfig) -> str:
     """The file of a `file:///PATH.yaml` datastore URL."""
     path = file_path(url)
     if path is None:

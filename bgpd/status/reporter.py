@@ -16,6 +16,7 @@ from bgpd.status.nodestatus import node_status_key, to_document
 from bgpd.status.records import DaemonStatus
 from calico.codec import dumps
 from calico.errors import DatastoreError, LeaseNotFound
+from calico.store.etcdconfig import DatastoreConfig
 from calico.store.kv import KVStore, open_kv
 from common.log import get_logger
 
@@ -99,9 +100,13 @@ class StatusReporter:
 
 
 def reporter_for(
-    url: str, node: str, status: Callable[[], DaemonStatus], *, interval: float = 5.0
+    datastore: str | DatastoreConfig,
+    node: str,
+    status: Callable[[], DaemonStatus],
+    *,
+    interval: float = 5.0,
 ) -> StatusReporter | None:
-    """A reporter when `url` is a key-value store (sqlite:// or etcd://); None for a file."""
-    if not url.startswith(("sqlite://", "etcd://")):
+    """A reporter when `datastore` is a key-value store (sqlite or etcd); None for a file."""
+    if not str(datastore).startswith(("sqlite://", "etcd://", "http://", "https://")):
         return None
-    return StatusReporter(open_kv(url), node, status, interval=interval)
+    return StatusReporter(open_kv(datastore), node, status, interval=interval)

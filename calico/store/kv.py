@@ -12,18 +12,18 @@ file (`sqlite.py`). It is etcd's model, cut to what Calico's data needs:
   from the helpers;
 - leases: a key put under a lease is deleted (a watched delete event) when it expires.
 
-Nothing here does I/O; the backends do. `open_kv(url)` picks one by URL scheme.
+Nothing here does I/O; the backends do. `open_kv(datastore)` picks one by URL scheme.
 """
 
 from __future__ import annotations
 
 import abc
 import enum
-import importlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
-from calico.errors import Conflict, DatastoreError
+from calico.errors import Conflict, DatastoreConfigError
+from calico.store.etcdconfig import DatastoreConfig, Given, datastore_config, is_etcd_url
 
 __all__ = [
     "Compare",
@@ -215,18 +215,26 @@ async def mutate(
     raise Conflict(key, f"still contended after {attempts} attempts")
 
 
-_BACKENDS = {"sqlite": "calico.store.sqlite", "etcd": "calico.store.etcd"}
+def open_kv(datastore: str | DatastoreConfig) -> KVStore:
+    """A store for `sqlite:///PATH`, or for etcd (`etcd://`/`http://` plaintext, `https://`
+    over TLS; see etcdconfig.py), given as a URL or as a DatastoreConfig carrying the TLS
+    and auth settings. The backend is imported only when used (aetcd pulls in gRPC)."""
+    config = datastore if isinstance(datastore, DatastoreConfig) else _config_of(datastore)
+    if config.scheme == "sqlite":
+        from calico.store import sqlite
+
+        return sqlite.open_url(config.url)
+    if config.etcd is not None:
+        from calico.store import etcd
+
+        return etcd.open_config(config.etcd)
+    raise DatastoreConfigError(
+        f"unsupported key-value store URL {config.url!r}: use sqlite:///PATH, "
+        "https://HOST:PORT or etcd://HOST:PORT"
+    )
 
 
-def open_kv(url: str) -> KVStore:
-    """`sqlite:///PATH` or `etcd://host:port[,host:port...]`. The backend is imported only
-    when used (aetcd pulls in gRPC)."""
-    scheme = url.split("://", 1)[0] if "://" in url else ""
-    module = _BACKENDS.get(scheme)
-    if module is None:
-        raise DatastoreError(
-            f"unsupported key-value store URL {url!r}: use sqlite:///PATH or etcd://HOST:PORT"
-        )
-    backend = importlib.import_module(module)
-    store: KVStore = backend.open_url(url)
-    return store
+def _config_of(url: str) -> DatastoreConfig:
+    if is_etcd_url(url):
+        return datastore_config(Given(url, "the URL"))
+    return DatastoreConfig(url)

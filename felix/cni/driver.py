@@ -23,12 +23,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from pyroute2 import IPRoute  # type: ignore[import-untyped]
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
+from calico.errors import DatastoreConfigError
 from calico.store.kv import open_kv
 from common.log import configure_logging, get_logger
 from felix.cni import plugin
 from felix.cni.plugin import GATEWAY_V4, GATEWAY_V6, HOST_MAC, NetnsMissing, Observed, Plumbed
 from felix.cni.request import (
     CURRENT_VERSION,
+    INVALID_CONFIG,
     IO_FAILURE,
     CniError,
     CniRequest,
@@ -262,6 +264,8 @@ async def run(request: CniRequest, env: Mapping[str, str]) -> CniResult | None:
     dataplane = NetlinkDataplane()
     try:
         kv = open_kv(request.conf.datastore)
+    except DatastoreConfigError as exc:  # a TLS or password file missing or wrong
+        raise CniError(INVALID_CONFIG, "invalid network configuration", str(exc)) from exc
     except Exception as exc:
         raise CniError(IO_FAILURE, "cannot open the datastore", str(exc)) from exc
     async with kv:

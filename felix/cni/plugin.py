@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from calico import keys
-from calico.errors import DatastoreError, Unavailable
+from calico.errors import AccessDenied, DatastoreConfigError, DatastoreError, Unavailable
 from calico.store.kv import KVStore
 from common.log import get_logger
 from felix.cni.request import (
     CHECK_FAILED,
+    INVALID_CONFIG,
     IO_FAILURE,
     IPAM_FAILURE,
     TRY_AGAIN_LATER,
@@ -103,6 +104,10 @@ async def _datastore(what: str, call: Callable[[], Awaitable[T]]) -> T:
         raise CniError(IPAM_FAILURE, f"{what} failed", str(exc)) from exc
     except Unavailable as exc:
         raise CniError(TRY_AGAIN_LATER, "the datastore is unavailable", str(exc)) from exc
+    except AccessDenied as exc:
+        raise CniError(IO_FAILURE, "the datastore refused access", str(exc)) from exc
+    except DatastoreConfigError as exc:
+        raise CniError(INVALID_CONFIG, "invalid network configuration", str(exc)) from exc
     except DatastoreError as exc:
         raise CniError(IO_FAILURE, f"{what} failed", str(exc)) from exc
 

@@ -5,10 +5,20 @@ the one JSON document printed on stdout.
 The network configuration this plugin reads (Calico's names where Calico has them):
 
     {"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "felix-cni",
-     "datastore": "sqlite:///var/lib/calico/calico.db",     (or "etcd_endpoints": "http://...")
+     "datastore": "sqlite:///var/lib/calico/calico.db",
      "nodename": "node1", "mtu": 1500,
      "ipam": {"type": "calico-ipam", "assign_ipv4": "true", "assign_ipv6": "false",
               "ipv4_pools": ["10.0.0.0/16"], "ipv6_pools": []}}
+
+or, for etcd, Calico's keys in place of "datastore":
+
+     "etcd_endpoints": "https://10.0.0.1:2379,https://10.0.0.2:2379",
+     "etcd_ca_cert_file": "/etc/calico/etcd-ca.pem",
+     "etcd_cert_file": "/etc/calico/etcd-cert.pem", "etcd_key_file": "/etc/calico/etcd-key.pem"
+
+As in Calico's plugin, a TLS file not named here comes from calico-node's variable
+(ETCD_CA_CERT_FILE, ...), and the etcd user name and password come from ETCD_USERNAME and
+ETCD_PASSWORD. https:// endpoints are spoken to over TLS, never plaintext.
 """
 
 from __future__ import annotations
@@ -19,6 +29,17 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from calico.errors import DatastoreConfigError
+from calico.store.etcdconfig import (
+    ETCD_ENV,
+    DatastoreConfig,
+    EtcdSettings,
+    Given,
+    datastore_config,
+    etcd_settings_from_env,
+    is_etcd_url,
+)
 
 SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0")
 CURRENT_VERSION = "1.0.0"
@@ -67,7 +88,7 @@ class NetConf:
     cni_version: str
     name: str
     type: str
-    datastore: str
+    datastore: DatastoreConfig
     nodename: str | None = None
     mtu: int = 1500
     ipam: IpamConf = field(default_factory=IpamConf)
@@ -135,7 +156,54 @@ def _bad(detail: str) -> CniError:
     return CniError(INVALID_CONFIG, "invalid network configuration", detail)
 
 
-def parse_conf(stdin: bytes) -> NetConf:
+# Calico's older or DNS-based ways of naming etcd, which this plugin does not read.
+_UNSUPPORTED_ETCD_KEYS = ("etcd_discovery_srv", "etcd_authority", "etcd_scheme")
+_ETCD_FILE_KEYS = {
+    "ca_cert_file": "etcd_ca_cert_file",
+    "cert_file": "etcd_cert_file",
+    "key_file": "etcd_key_file",
+}
+
+
+def _datastore(doc: Mapping[str, Any], env: Mapping[str, str]) -> DatastoreConfig:
+    """The datastore the configuration names: "datastore", else Calico's etcd_* keys (each
+    TLS file falling back to calico-node's variable), else ETCD_ENDPOINTS."""
+    for key in _UNSUPPORTED_ETCD_KEYS:
+        if doc.get(key):
+            raise CniError(
+                UNSUPPORTED_FIELD, "unsupported field in network configuration",
+                f"{key}: not supported; name the endpoints in etcd_endpoints",
+            )
+    strings = {}
+    for key in ("datastore", "etcd_endpoints", *_ETCD_FILE_KEYS.values()):
+        value = doc.get(key)
+        if value is not None and not isinstance(value, str):
+            raise _bad(f"{key} must be a string")
+        if value and value.strip():
+            strings[key] = value.strip()
+    if "datastore" in strings:
+        url = Given(strings["datastore"], "datastore")
+    elif "etcd_endpoints" in strings:
+        url = Given(strings["etcd_endpoints"], "etcd_endpoints")
+    elif env.get(ETCD_ENV["endpoints"], "").strip():
+        url = Given(env[ETCD_ENV["endpoints"]].strip(), ETCD_ENV["endpoints"])
+    else:
+        raise _bad("datastore must be sqlite:///PATH or etcd (etcd_endpoints https://HOST:PORT)")
+    files = {name: Given(strings[key], key) for name, key in _ETCD_FILE_KEYS.items()
+             if key in strings}
+    settings = EtcdSettings(files.get("ca_cert_file"), files.get("cert_file"),
+                            files.get("key_file"))
+    if is_etcd_url(url.value):
+        settings = settings.over(etcd_settings_from_env(env))
+    elif not url.value.startswith("sqlite://"):
+        raise _bad(f"datastore must be sqlite:///PATH or etcd, not {url.value!r}")
+    try:
+        return datastore_config(url, settings)
+    except DatastoreConfigError as exc:
+        raise _bad(str(exc)) from None
+
+
+def parse_conf(stdin: bytes, env: Mapping[str, str] | None = None) -> NetConf:
     try:
         doc = json.loads(stdin or b"{}")
     except ValueError as exc:
@@ -156,13 +224,7 @@ def parse_conf(stdin: bytes) -> NetConf:
     name = doc.get("name")
     if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", name):
         raise _bad("name is required (letters, digits, '_', '.', '-')")
-    datastore = doc.get("datastore")
-    if datastore is None and doc.get("etcd_endpoints"):
-        endpoints = str(doc["etcd_endpoints"]).split(",")
-        hosts = [e.split("://", 1)[-1].rstrip("/") for e in endpoints]
-        datastore = "etcd://" + ",".join(hosts)
-    if not isinstance(datastore, str) or not datastore.startswith(("sqlite://", "etcd://")):
-        raise _bad("datastore must be sqlite:///PATH or etcd://HOST:PORT (or etcd_endpoints)")
+    datastore = _datastore(doc, env or {})
     ipam_doc = doc.get("ipam") or {}
     if not isinstance(ipam_doc, dict):
         raise _bad("ipam must be an object")
@@ -240,7 +302,7 @@ def parse_request(env: Mapping[str, str], stdin: bytes) -> CniRequest:
         except ValueError:
             pass
         return CniRequest(command, cni_version=version)
-    conf = parse_conf(stdin)
+    conf = parse_conf(stdin, env)
     missing = [
         var
         for var in ("CNI_CONTAINERID", "CNI_IFNAME", "CNI_NETNS", "CNI_PATH")

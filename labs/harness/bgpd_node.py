@@ -111,10 +111,13 @@ class Bgpd:
         extra_args: tuple[str, ...] = (),
         secrets: dict[str, dict[str, str]] | None = None,
         datastore: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
-        """`datastore` (sqlite:// or etcd://) replaces the resource file: `docs` are then
-        left for the test to write there (e.g. with `bgpctl apply`)."""
+        """`datastore` (sqlite://, etcd:// or https://) replaces the resource file: `docs`
+        are then left for the test to write there (e.g. with `bgpctl apply`). `env` is added
+        to the daemon's environment (calico-node's ETCD_* variables, say)."""
         self.node = node
+        self.env = env
         self.datastore = datastore
         self.name = name
         self.dir = node.workdir / "bgpd"
@@ -137,14 +140,16 @@ class Bgpd:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def argv(self) -> list[str]:
+        # Without a datastore, the resource file; unless the environment names one.
+        from_env = "ETCD_ENDPOINTS" in (self.env or {})
+        datastore = self.datastore or (None if from_env else f"file://{self.config}")
         argv = [
             sys.executable,
             "-m",
             "bgpd.cli.bgpd_main",
             "--node",
             self.name,
-            "--datastore",
-            self.datastore or f"file://{self.config}",
+            *(("--datastore", datastore) if datastore else ()),
             "--control-socket",
             str(self.socket),
             "--log-level",
@@ -156,7 +161,8 @@ class Bgpd:
         return argv
 
     def start(self) -> Bgpd:
-        self.proc = self.node.popen(self.argv(), log_path=self.log_path, label=f"bgpd {self.name}")
+        self.proc = self.node.popen(self.argv(), log_path=self.log_path, env=self.env,
+                                    label=f"bgpd {self.name}")
         wait_for(
             lambda: self._alive() and self.socket.exists(),
             20,

@@ -77,11 +77,23 @@ def run_cni(
 
 
 class Felix:
-    def __init__(self, node: Node, name: str, datastore: str, *, resync: float = 2.0) -> None:
+    def __init__(
+        self,
+        node: Node,
+        name: str,
+        datastore: str | None,
+        *,
+        resync: float = 2.0,
+        extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """`datastore` None leaves it to the environment (`env`: ETCD_ENDPOINTS, ...)."""
         self.node = node
         self.name = name
         self.datastore = datastore
         self.resync = resync
+        self.extra_args = extra_args
+        self.env = env
         self.log_path = node.workdir / "felix.log"
         self.proc = None
 
@@ -92,8 +104,8 @@ class Felix:
             "felix.driver",
             "--node",
             self.name,
-            "--datastore",
-            self.datastore,
+            *(("--datastore", self.datastore) if self.datastore else ()),
+            *self.extra_args,
             "--resync",
             str(self.resync),
             "--status-interval",
@@ -101,7 +113,8 @@ class Felix:
             "--log-level",
             "debug",
         ]
-        self.proc = self.node.popen(argv, log_path=self.log_path, label=f"felix {self.name}")
+        self.proc = self.node.popen(argv, log_path=self.log_path, env=self.env,
+                                    label=f"felix {self.name}")
         wait_for(
             lambda: self._alive() and "felix.started" in self.log_path.read_text(errors="replace"),
             30,

@@ -69,7 +69,7 @@ def test_a_good_request() -> None:
     assert req.handle_id == "k8s-pod-network.4f3c2b1a9e8d7c6b"
     assert req.conf is not None and req.conf.ipam.assign_ipv4 and not req.conf.ipam.assign_ipv6
     etcd = request(datastore=None, etcd_endpoints="http://10.0.0.1:2379,http://10.0.0.2:2379")
-    assert etcd.conf is not None and etcd.conf.datastore == "etcd://10.0.0.1:2379,10.0.0.2:2379"
+    assert etcd.conf is not None and etcd.conf.datastore.url == "etcd://10.0.0.1:2379,10.0.0.2:2379"
 
 
 @pytest.mark.parametrize(
