@@ -85,9 +85,7 @@ def test_known_octets() -> None:
         required_min_rx=100_000,
         poll=True,
     )
-    expected = bytes.fromhex(
-        "20" "e0" "03" "18" "01020304" "0a0b0c0d" "000186a0" "000186a0" "00000000"
-    )  # fmt: skip
+    expected = bytes.fromhex("20e00318010203040a0b0c0d000186a0000186a000000000")
     assert encode_control(packet) == expected
     down = ControlPacket(
         state=State.DOWN,

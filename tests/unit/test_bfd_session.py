@@ -157,9 +157,14 @@ def test_admin_down_discards_packets_and_admin_up_recovers() -> None:
     pair.a.admin_down(pair.now)
     pair.flush()
     poll = ControlPacket(
-        State.DOWN, 3, my_discriminator=0xB, your_discriminator=0xA, poll=True,
-        desired_min_tx=SLOW_TX, required_min_rx=100_000,
-    )  # fmt: skip
+        State.DOWN,
+        3,
+        my_discriminator=0xB,
+        your_discriminator=0xA,
+        poll=True,
+        desired_min_tx=SLOW_TX,
+        required_min_rx=100_000,
+    )
     assert pair.a.receive(poll, pair.now) is None
     assert pair.a.state == State.ADMIN_DOWN
     assert not pair.a.packets_to_send()  # 6.8.6 discards before the Final rule
@@ -212,9 +217,14 @@ def test_a_poll_is_answered_at_once_with_final() -> None:
     pair.run_for(0.05)
     t = pair.now
     poll = ControlPacket(
-        State.UP, 3, my_discriminator=0xB, your_discriminator=0xA, poll=True,
-        desired_min_tx=100_000, required_min_rx=100_000,
-    )  # fmt: skip
+        State.UP,
+        3,
+        my_discriminator=0xB,
+        your_discriminator=0xA,
+        poll=True,
+        desired_min_tx=100_000,
+        required_min_rx=100_000,
+    )
     assert pair.a.receive(poll, t) is None
     (answer,) = pair.a.packets_to_send()
     assert answer[1] & 0x30 == 0x10  # Final, not Poll
@@ -240,9 +250,13 @@ def test_no_periodic_packets_when_the_peer_asks_for_none() -> None:
     pair = up_pair()
     pair.b_to_a = False
     quiet = ControlPacket(
-        State.UP, 3, my_discriminator=0xB, your_discriminator=0xA,
-        desired_min_tx=100_000, required_min_rx=0,
-    )  # fmt: skip
+        State.UP,
+        3,
+        my_discriminator=0xB,
+        your_discriminator=0xA,
+        desired_min_tx=100_000,
+        required_min_rx=0,
+    )
     pair.a.receive(quiet, pair.now)
     assert not pair.a.transmitting
     t = pair.now

@@ -105,9 +105,15 @@ def test_next_timer_is_the_earliest_session_deadline() -> None:
 
 def _from(source_disc: int, yours: int = 0, state: State = State.DOWN) -> bytes:
     return encode_control(
-        ControlPacket(state, 3, my_discriminator=source_disc, your_discriminator=yours,
-                      desired_min_tx=1_000_000, required_min_rx=100_000)
-    )  # fmt: skip
+        ControlPacket(
+            state,
+            3,
+            my_discriminator=source_disc,
+            your_discriminator=yours,
+            desired_min_tx=1_000_000,
+            required_min_rx=100_000,
+        )
+    )
 
 
 def test_drop_reasons() -> None:
@@ -179,9 +185,14 @@ def test_adding_again_during_removal_brings_the_session_back() -> None:
 
 @pytest.mark.parametrize(
     ("peer", "local"),
-    [("10.0.0", None), ("224.0.0.5", None), ("fe80::1", None), ("::", None),
-     ("10.0.0.2", "fd00::1")],
-)  # fmt: skip
+    [
+        ("10.0.0", None),
+        ("224.0.0.5", None),
+        ("fe80::1", None),
+        ("::", None),
+        ("10.0.0.2", "fd00::1"),
+    ],
+)
 def test_bad_addresses(peer: str, local: str | None) -> None:
     with pytest.raises(LocalBfdError):
         SessionTable(random.Random(1)).add(peer, FAST, 0.0, local=local)
@@ -195,13 +206,27 @@ def test_mapped_addresses_are_the_ipv4_peer() -> None:
 
 def _record(**fields: object) -> BfdSessionStatus:
     base: dict[str, object] = {
-        "address": "10.0.0.2", "local_address": None, "interface": "eth0", "state": "Up",
-        "since": 0.0, "interval": 100_000, "timeout": 300_000, "local_discriminator": 1,
-        "remote_discriminator": 2, "local_diag": "No diagnostic", "remote_state": "Up",
-        "remote_diag": "No diagnostic", "detect_mult": 3, "remote_detect_mult": 3,
-        "desired_min_tx": 100_000, "required_min_rx": 100_000, "remote_min_tx": 100_000,
-        "remote_min_rx": 100_000, "packets_received": 10, "packets_sent": 11,
-    }  # fmt: skip
+        "address": "10.0.0.2",
+        "local_address": None,
+        "interface": "eth0",
+        "state": "Up",
+        "since": 0.0,
+        "interval": 100_000,
+        "timeout": 300_000,
+        "local_discriminator": 1,
+        "remote_discriminator": 2,
+        "local_diag": "No diagnostic",
+        "remote_state": "Up",
+        "remote_diag": "No diagnostic",
+        "detect_mult": 3,
+        "remote_detect_mult": 3,
+        "desired_min_tx": 100_000,
+        "required_min_rx": 100_000,
+        "remote_min_tx": 100_000,
+        "remote_min_rx": 100_000,
+        "packets_received": 10,
+        "packets_sent": 11,
+    }
     return BfdSessionStatus(**{**base, **fields})  # type: ignore[arg-type]
 
 
@@ -209,12 +234,23 @@ def test_bird_show_bfd_sessions_text() -> None:
     # 2024-05-01 12:00:01.123456 UTC; the columns of BIRD 2 bfd_show_sessions().
     since = 1714564801.123456
     records = [
-        _record(address="fd00::2", interface=None, state="Down", interval=1_000_000,
-                timeout=0, since=since),
+        _record(
+            address="fd00::2",
+            interface=None,
+            state="Down",
+            interval=1_000_000,
+            timeout=0,
+            since=since,
+        ),
         _record(since=since),
-        _record(address="10.0.0.10", state="Init", interval=1_500_500, timeout=12_345_678,
-                since=since - 86400 * 3),
-    ]  # fmt: skip
+        _record(
+            address="10.0.0.10",
+            state="Init",
+            interval=1_500_500,
+            timeout=12_345_678,
+            since=since - 86400 * 3,
+        ),
+    ]
     text = format_bird_sessions(records, now=since + 5, tz=UTC)
     assert text == (
         "bfd1:\n"
