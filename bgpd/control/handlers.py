@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from bgpd.control import ops
+from bgpd.control import bfd, ops
 from bgpd.control.api import DaemonView, RouteEntry
 from bgpd.control.errors import RequestError
 
@@ -83,6 +83,7 @@ COMMANDS: dict[str, _Command] = {
     "reset": _Command(_operator(ops.reset), frozenset({"peer"})),
     "refresh": _Command(_operator(ops.refresh), frozenset({"peer"})),
     "reload": _Command(_operator(ops.reload), frozenset()),
+    "bfd_sessions": _Command(bfd.bfd_sessions, frozenset({"address"})),
 }
 
 
