@@ -103,7 +103,8 @@ class Session:
         self._rx_advertised = self._rx_in_use = timers.required_min_rx
         self._poll_active = 0
         self._poll_scheduled = 0
-        self.last_rx: float | None = None
+        self.last_rx: float | None = None  # for the detection time; forgotten on expiry
+        self.last_received: float | None = None  # the last packet taken, kept for reports
         self.last_tx: float | None = None
         self._next_tx: float | None = now
         self._admin_until: float | None = None
@@ -183,7 +184,7 @@ class Session:
             self._terminate_poll()
         if (self._tx_in_use, self.remote_min_rx) != (old_tx, old_remote_rx):
             self._reschedule_tx(now)
-        self.last_rx = now
+        self.last_rx = self.last_received = now
         self.packets_received += 1
         if self.state == State.ADMIN_DOWN:
             return None  # 6.8.6: taken for the remote's values, no state change, no Final
