@@ -416,5 +416,3 @@ def plan_release_host(view: IpamView, host: str) -> Step:
         if h == host:
             return Step(plan_release_affinity(view, host, cidr).writes, f"release {cidr} of {host}")
     return Step((), f"{host} has no blocks", final=True)
-
-

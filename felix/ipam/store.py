@@ -163,10 +163,9 @@ class IpamStore:
 
     async def set_config(self, config: IpamConfig) -> None:
         """SetIPAMConfig, with Calico's checks."""
-        if not config.strict_affinity and not config.auto_allocate_blocks:
-            raise IpamError("auto_allocate_blocks cannot be off without strict_affinity")
-        if config.max_blocks_per_host > 0 and not config.strict_affinity:
-            raise IpamError("maxBlocksPerHost needs strict_affinity")
+        problem = config.problem()
+        if problem is not None:
+            raise IpamError(problem)
         try:
             await self.kv.put(CONFIG_KEY, config.to_json())
         except DatastoreError as exc:
