@@ -27,9 +27,9 @@ from typing import Any
 
 import pytest
 
-from .lab import Lab, LabError, Node
-from .peers import FRR_DIR, BirdPeer, FrrPeer, Peer
-from .wait import wait_for
+from labs.harness.lab import Lab, LabError, Node
+from labs.harness.peers import FRR_DIR, BirdPeer, FrrPeer, Peer
+from labs.harness.wait import wait_for
 
 pytestmark = pytest.mark.interop
 

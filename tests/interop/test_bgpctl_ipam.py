@@ -17,10 +17,9 @@ from typing import Any
 import pytest
 
 from calico.ipam import Block, Handle, handle_key
-
-from .etcd_server import ETCD, MISSING, EtcdMember
-from .felix_node import add_pod
-from .lab import Lab, Node
+from labs.harness.etcd_server import ETCD, MISSING, EtcdMember
+from labs.harness.felix_node import add_pod
+from labs.harness.lab import Lab, Node
 
 pytestmark = pytest.mark.interop
 
