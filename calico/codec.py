@@ -23,6 +23,11 @@ from calico.errors import ResourceError
 from calico.ipam import Affinity
 from calico.model import (
     API_VERSION,
+    BFD_ANNOTATION,
+    BFD_INTERVAL_ANNOTATION,
+    BFD_MULTIPLIER_ANNOTATION,
+    NO_BFD,
+    BfdSettings,
     BGPConfiguration,
     BGPPeer,
     BlockAffinity,
@@ -33,7 +38,7 @@ from calico.model import (
     parse_resource,
 )
 
-__all__ = ["decode", "dumps", "encode", "key_of", "to_calico", "to_v3"]
+__all__ = ["bfd_annotations", "decode", "dumps", "encode", "key_of", "to_calico", "to_v3"]
 
 
 def dumps(value: Any) -> bytes:
@@ -111,8 +116,22 @@ def to_v3(resource: Resource) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": resource.name}
     if isinstance(resource, Node) and resource.labels:
         meta["labels"] = dict(resource.labels)
+    if isinstance(resource, Node | BGPPeer) and resource.bfd != NO_BFD:
+        meta["annotations"] = bfd_annotations(resource.bfd)
     spec = _SPECS[type(resource)](resource)
     return {"kind": resource.kind, "apiVersion": API_VERSION, "metadata": meta, "spec": spec}
+
+
+def bfd_annotations(bfd: BfdSettings) -> dict[str, str]:
+    """The pybgpd.io/bfd* annotations that read back as `bfd`."""
+    out: dict[str, str] = {}
+    if bfd.enabled is not None:
+        out[BFD_ANNOTATION] = "true" if bfd.enabled else "false"
+    if bfd.interval is not None:
+        out[BFD_INTERVAL_ANNOTATION] = f"{round(bfd.interval * 1000, 3):g}ms"
+    if bfd.multiplier is not None:
+        out[BFD_MULTIPLIER_ANNOTATION] = str(bfd.multiplier)
+    return out
 
 
 def _secret(ref: Any) -> dict[str, Any]:

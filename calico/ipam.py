@@ -165,13 +165,18 @@ def parse_claim_time(text: str) -> float | None:
 # --- IPAM config ---------------------------------------------------------------------------
 
 
+_CONFIG_FIELDS = ("strict_affinity", "auto_allocate_blocks", "maxBlocksPerHost")
+
+
 @dataclass(frozen=True, slots=True)
 class IpamConfig:
-    """/calico/ipam/v2/config; an absent key means these defaults."""
+    """/calico/ipam/v2/config; an absent key means these defaults (maxBlocksPerHost 0 means
+    DEFAULT_MAX_BLOCKS_PER_HOST). Other fields (kubeVirtVMAddressPersistence, ...) are kept."""
 
     strict_affinity: bool = False
     auto_allocate_blocks: bool = True
     max_blocks_per_host: int = 0
+    extra: Mapping[str, Any] = field(default_factory=_no_extra, compare=False)
 
     @classmethod
     def from_json(cls, data: bytes | str) -> IpamConfig:
@@ -181,6 +186,7 @@ class IpamConfig:
             strict_affinity=bool(obj.get("strict_affinity", False)),
             auto_allocate_blocks=bool(obj.get("auto_allocate_blocks", True)),
             max_blocks_per_host=_int(obj.get("maxBlocksPerHost", 0), what, "maxBlocksPerHost"),
+            extra=_extra(obj, _CONFIG_FIELDS),
         )
 
     def to_json(self) -> bytes:
@@ -191,7 +197,18 @@ class IpamConfig:
             out["auto_allocate_blocks"] = True
         if self.max_blocks_per_host:
             out["maxBlocksPerHost"] = self.max_blocks_per_host
+        out.update(self.extra)
         return _dumps(out)
+
+    def problem(self) -> str | None:
+        """What SetIPAMConfig refuses in this config, or None."""
+        if not self.strict_affinity and not self.auto_allocate_blocks:
+            return "auto_allocate_blocks cannot be off without strict_affinity"
+        if self.max_blocks_per_host < 0:
+            return "maxBlocksPerHost cannot be negative"
+        if self.max_blocks_per_host > 0 and not self.strict_affinity:
+            return "maxBlocksPerHost needs strict_affinity"
+        return None
 
 
 # --- affinities and handles ---------------------------------------------------------------

@@ -47,6 +47,20 @@ _ENCAP_MODES = (ENCAP_NEVER, ENCAP_ALWAYS, ENCAP_CROSS_SUBNET)
 SOURCE_ADDRESS_NODE_IP = "UseNodeIP"
 SOURCE_ADDRESS_NONE = "None"
 
+# BFD (RFC 5880) for BGP sessions. Calico has no BFD fields, so pybgpd reads annotations,
+# which calicoctl and the CRD validation accept on any resource: on a BGPPeer for its
+# sessions, on a Node as that node's default for all its sessions.
+BFD_ANNOTATION = "pybgpd.io/bfd"
+BFD_INTERVAL_ANNOTATION = "pybgpd.io/bfd-interval"
+BFD_MULTIPLIER_ANNOTATION = "pybgpd.io/bfd-multiplier"
+BFD_ANNOTATIONS = (BFD_ANNOTATION, BFD_INTERVAL_ANNOTATION, BFD_MULTIPLIER_ANNOTATION)
+BFD_DEFAULT_INTERVAL = 0.3
+BFD_DEFAULT_MULTIPLIER = 3
+# Below 10 ms a Python event loop cannot keep the rate; above a minute BFD detects nothing
+# BGP's own hold timer would not.
+BFD_MIN_INTERVAL = 0.01
+BFD_MAX_INTERVAL = 60.0
+
 # Calico v3 kinds this model does not need; a file or store may hold them and they are skipped.
 IGNORED_KINDS = frozenset(
     {
@@ -87,6 +101,20 @@ class SecretKeyRef:
 
     name: str
     key: str
+
+
+@dataclass(frozen=True, slots=True)
+class BfdSettings:
+    """The pybgpd.io/bfd* annotations of one BGPPeer or Node; None where not set (the
+    planner falls back from the peer to the node, then to the defaults). `interval` is
+    both the desired transmit and the required receive interval, in seconds."""
+
+    enabled: bool | None = None
+    interval: float | None = None
+    multiplier: int | None = None
+
+
+NO_BFD = BfdSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +193,7 @@ class Node:
     wireguard_ipv4_address: str | None = None
     wireguard_ipv6_address: str | None = None
     addresses: tuple[NodeAddress, ...] = ()
+    bfd: BfdSettings = NO_BFD
 
     @property
     def ipv4(self) -> str | None:
@@ -222,6 +251,7 @@ class BGPPeer:
     filters: tuple[str, ...] = ()
     local_workload_selector: str | None = None
     reverse_peering: str = "Auto"
+    bfd: BfdSettings = NO_BFD
 
     @property
     def is_global(self) -> bool:
@@ -658,6 +688,65 @@ def _labels(r: _Reader, meta: Mapping[str, Any]) -> Mapping[str, str]:
     return types.MappingProxyType(out)
 
 
+def _bfd(r: _Reader, meta: Mapping[str, Any]) -> BfdSettings:
+    """metadata.annotations pybgpd.io/bfd ("true" | "false"), pybgpd.io/bfd-interval (a Go
+    duration, "300ms") and pybgpd.io/bfd-multiplier ("3"). Another pybgpd.io/bfd* key is
+    a typo that would silently do nothing, so it is an error."""
+    raw = meta.get("annotations")
+    if raw is None:
+        return NO_BFD
+    if not isinstance(raw, Mapping):
+        raise r.error("metadata.annotations", f"expected a mapping, found {describe(raw)}")
+    values: dict[str, str] = {}
+    for key, value in raw.items():
+        key = str(key)
+        if not key.startswith(BFD_ANNOTATION):
+            continue
+        path = f"metadata.annotations.{key}"
+        if key not in BFD_ANNOTATIONS:
+            known = ", ".join(BFD_ANNOTATIONS)
+            raise r.error(path, f"unknown BFD annotation (known: {known})")
+        # YAML reads an unquoted `true` / `3` as a bool / number; annotations are strings.
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, int | float):
+            value = str(value)
+        if not isinstance(value, str):
+            raise r.error(path, f"expected a string, found {describe(value)}")
+        values[key] = value.strip()
+    if not values:
+        return NO_BFD
+    enabled: bool | None = None
+    if BFD_ANNOTATION in values:
+        text = values[BFD_ANNOTATION].lower()
+        if text not in ("true", "false"):
+            raise r.error(
+                f"metadata.annotations.{BFD_ANNOTATION}",
+                f"{values[BFD_ANNOTATION]!r} is not \"true\" or \"false\"",
+            )
+        enabled = text == "true"
+    interval: float | None = None
+    if BFD_INTERVAL_ANNOTATION in values:
+        path = f"metadata.annotations.{BFD_INTERVAL_ANNOTATION}"
+        text = values[BFD_INTERVAL_ANNOTATION]
+        try:
+            interval = parse_duration(text)
+        except ValueError as e:
+            raise r.error(path, f"{e} (BFD intervals look like '300ms')") from None
+        if not BFD_MIN_INTERVAL <= interval <= BFD_MAX_INTERVAL:
+            raise r.error(path, f"{text!r} is not between 10ms and 60s")
+    multiplier: int | None = None
+    if BFD_MULTIPLIER_ANNOTATION in values:
+        text = values[BFD_MULTIPLIER_ANNOTATION]
+        if not text.isdigit() or not 1 <= int(text) <= 255:
+            raise r.error(
+                f"metadata.annotations.{BFD_MULTIPLIER_ANNOTATION}",
+                f"{text!r} is not a whole number 1..255",
+            )
+        multiplier = int(text)
+    return BfdSettings(enabled, interval, multiplier)
+
+
 def _read_bgp_configuration(
     r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
 ) -> BGPConfiguration:
@@ -739,6 +828,7 @@ def _read_node(r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str
         wireguard_ipv4_address=wr.ip(wg, "interfaceIPv4Address", 4),
         wireguard_ipv6_address=wr.ip(wg, "interfaceIPv6Address", 6),
         addresses=tuple(addresses),
+        bfd=_bfd(r, meta),
     )
 
 
@@ -831,6 +921,7 @@ def _read_bgp_peer(
         filters=r.strings(spec, "filters"),
         local_workload_selector=local_workload_selector,
         reverse_peering=r.choice(spec, "reversePeering", ("Auto", "Manual"), "Auto"),
+        bfd=_bfd(r, meta),
     )
 
 

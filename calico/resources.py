@@ -22,7 +22,7 @@ from typing import Any
 from calico import keys
 from calico.codec import dumps, to_calico, to_v3
 from calico.errors import DatastoreError, ResourceError
-from calico.ipam import Affinity, RecordError
+from calico.ipam import CONFIG_KEY, Affinity, IpamConfig, RecordError
 from calico.model import (
     API_VERSION,
     BlockAffinity,
@@ -52,6 +52,8 @@ _ALIASES = {
     "ipamblocks": "IPAMBlock",
     "block": "IPAMBlock",
     "blocks": "IPAMBlock",
+    "ipamconfig": "IPAMConfiguration",
+    "ipamconfigs": "IPAMConfiguration",
 }
 
 
@@ -89,8 +91,130 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+# --- IPAMConfiguration: the IPAM config IPAM uses --------------------------------------
+#
+# Calico's etcd mode keeps a v3 IPAMConfiguration object that its IPAM code never reads
+# (it reads /calico/ipam/v2/config; reference/calico.md 2.5), so `calicoctl apply` of one
+# changes nothing. Here, as in Calico's Kubernetes datastore, the resource *is* the IPAM
+# config: get/apply/delete read and write /calico/ipam/v2/config, which felix allocates by.
+
+IPAM_CONFIG = "IPAMConfiguration"
+_IPAM_CONFIG_SPEC = (
+    "strictAffinity",
+    "autoAllocateBlocks",
+    "maxBlocksPerHost",
+    "kubeVirtVMAddressPersistence",
+)
+MAX_BLOCKS_PER_HOST_LIMIT = 1_000_000
+
+
+def _ipam_config(doc: Mapping[str, Any]) -> IpamConfig:
+    """A v3 IPAMConfiguration -> the IPAM config it sets (the fields it leaves out keep
+    the CRD defaults); raises ResourceError with Calico's reasons."""
+    name = str((doc.get("metadata") or {}).get("name") or "")
+    if name != "default":
+        raise ResourceError(
+            'Cannot create an IPAMConfiguration resource with a name other than "default"',
+            field="metadata.name",
+            kind=IPAM_CONFIG,
+            name=name,
+        )
+    spec = doc.get("spec") or {}
+    if not isinstance(spec, Mapping):
+        raise ResourceError("expected a mapping", field="spec", kind=IPAM_CONFIG, name=name)
+    for key in spec:
+        if key not in _IPAM_CONFIG_SPEC:
+            raise ResourceError(
+                f"unknown field (known: {', '.join(_IPAM_CONFIG_SPEC)})",
+                field=f"spec.{key}",
+                kind=IPAM_CONFIG,
+                name=name,
+            )
+
+    def flag(key: str, default: bool) -> bool:
+        value = spec.get(key, default)
+        if not isinstance(value, bool):
+            raise ResourceError(
+                "expected true or false", field=f"spec.{key}", kind=IPAM_CONFIG, name=name
+            )
+        return value
+
+    blocks = spec.get("maxBlocksPerHost", 0)
+    if (
+        isinstance(blocks, bool)
+        or not isinstance(blocks, int)
+        or not (0 <= blocks <= MAX_BLOCKS_PER_HOST_LIMIT)
+    ):
+        raise ResourceError(
+            f"expected a whole number 0..{MAX_BLOCKS_PER_HOST_LIMIT}",
+            field="spec.maxBlocksPerHost",
+            kind=IPAM_CONFIG,
+            name=name,
+        )
+    extra: dict[str, Any] = {}
+    if "kubeVirtVMAddressPersistence" in spec:
+        persistence = spec["kubeVirtVMAddressPersistence"]
+        if persistence not in ("Enabled", "Disabled"):
+            raise ResourceError(
+                "must be Enabled or Disabled",
+                field="spec.kubeVirtVMAddressPersistence",
+                kind=IPAM_CONFIG,
+                name=name,
+            )
+        extra["kubeVirtVMAddressPersistence"] = persistence
+    config = IpamConfig(
+        strict_affinity=flag("strictAffinity", False),
+        auto_allocate_blocks=flag("autoAllocateBlocks", True),
+        max_blocks_per_host=blocks,
+        extra=extra,
+    )
+    problem = config.problem()
+    if problem is not None:
+        raise ResourceError(problem, field="spec", kind=IPAM_CONFIG, name=name)
+    return config
+
+
+def _ipam_config_object(config: IpamConfig, revision: int | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "strictAffinity": config.strict_affinity,
+        "autoAllocateBlocks": config.auto_allocate_blocks,
+    }
+    if config.max_blocks_per_host:
+        spec["maxBlocksPerHost"] = config.max_blocks_per_host
+    if "kubeVirtVMAddressPersistence" in config.extra:
+        spec["kubeVirtVMAddressPersistence"] = config.extra["kubeVirtVMAddressPersistence"]
+    meta: dict[str, Any] = {"name": "default"}
+    if revision is not None:
+        meta["resourceVersion"] = str(revision)
+    return {"kind": IPAM_CONFIG, "apiVersion": API_VERSION, "metadata": meta, "spec": spec}
+
+
+async def _apply_ipam_config(kv: KVStore, config: IpamConfig) -> Written:
+    created = False
+
+    def change(current: KeyValue | None) -> bytes:
+        nonlocal created
+        created = current is None
+        kept: Mapping[str, Any] = {}
+        if current is not None:
+            try:
+                kept = IpamConfig.from_json(current.value).extra
+            except RecordError:
+                kept = {}
+        # Fields the resource does not carry (a newer Calico's) stay as they were.
+        extra = {**{k: v for k, v in kept.items() if k not in config.extra}, **config.extra}
+        return IpamConfig(
+            config.strict_affinity, config.auto_allocate_blocks, config.max_blocks_per_host, extra
+        ).to_json()
+
+    revision = await mutate(kv, CONFIG_KEY, change)
+    return Written(IPAM_CONFIG, "default", CONFIG_KEY, revision, created)
+
+
 def _target(doc: Mapping[str, Any]) -> tuple[str, str, str, Any]:
     """(kind, name, key, typed resource or None) of a v3 document; raises ResourceError."""
+    if doc.get("kind") == IPAM_CONFIG:
+        return IPAM_CONFIG, "default", CONFIG_KEY, _ipam_config(doc)
     resource = parse_resource(doc)
     kind, meta = str(doc["kind"]), doc["metadata"]
     name = str(meta["name"])
@@ -110,6 +234,8 @@ def _target(doc: Mapping[str, Any]) -> tuple[str, str, str, Any]:
 async def apply(kv: KVStore, doc: Mapping[str, Any]) -> Written:
     """Create or update one v3 object. Raises ResourceError when it is not valid."""
     kind, name, key, resource = _target(doc)
+    if isinstance(resource, IpamConfig):
+        return await _apply_ipam_config(kv, resource)
     created = False
 
     def change(current: KeyValue | None) -> bytes:
@@ -149,7 +275,9 @@ async def delete(kv: KVStore, doc: Mapping[str, Any]) -> Written:
     kind, name = doc.get("kind"), (doc.get("metadata") or {}).get("name")
     if not isinstance(kind, str) or not isinstance(name, str) or not name:
         raise ResourceError("kind and metadata.name are required")
-    if kind in ("BlockAffinity", "IPAMBlock"):
+    if kind == IPAM_CONFIG:
+        key = CONFIG_KEY  # IPAM goes back to the defaults
+    elif kind in ("BlockAffinity", "IPAMBlock"):
         _, _, key, _ = _target(doc)
     else:
         if kind not in keys.PLURALS:
@@ -191,7 +319,15 @@ def _affinity_object(kv: KeyValue) -> dict[str, Any] | None:
 
 async def get(kv: KVStore, kind: str, name: str | None = None) -> list[dict[str, Any]]:
     """The stored v3 objects of `kind` (one, by name), with metadata.resourceVersion."""
-    if kind == "BlockAffinity":
+    if kind == IPAM_CONFIG:
+        # The config in force: the defaults when none is stored, as IPAM reads it.
+        item = await kv.get(CONFIG_KEY)
+        try:
+            config = IpamConfig() if item is None else IpamConfig.from_json(item.value)
+        except RecordError as exc:
+            raise ResourceError(str(exc), kind=IPAM_CONFIG, name="default") from None
+        objs = [_ipam_config_object(config, None if item is None else item.mod_revision)]
+    elif kind == "BlockAffinity":
         listing = await kv.list(keys.IPAM + "host/", keys.IPAM + "virtual/")
         objs = [o for kv_ in listing.items if (o := _affinity_object(kv_)) is not None]
     elif kind == "IPAMBlock":
@@ -234,4 +370,3 @@ async def get(kv: KVStore, kind: str, name: str | None = None) -> list[dict[str,
         if not objs:
             raise ResourceError("resource does not exist", kind=kind, name=name)
     return objs
-

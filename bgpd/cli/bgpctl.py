@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from bgpd import __version__
-from bgpd.cli import datastore_cmds, ops_cmds, route_cmds
+from bgpd.cli import bfd_cmds, datastore_cmds, ipam_cmds, ops_cmds, route_cmds
 from bgpd.cli.client import (
     DEFAULT_SOCKET,
     DEFAULT_TIMEOUT,
@@ -119,6 +119,8 @@ COMMANDS: list[Command] = [
 
 route_cmds.register(COMMANDS, GROUPS, Command)
 ops_cmds.register(COMMANDS, GROUPS, Command)
+bfd_cmds.register(COMMANDS, GROUPS, Command)
+ipam_cmds.register(COMMANDS, GROUPS, Command)
 datastore_cmds.register(COMMANDS, Command)
 
 

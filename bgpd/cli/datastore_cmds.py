@@ -176,12 +176,24 @@ _COLUMNS: dict[str, tuple[tuple[str, Callable[[dict[str, Any]], Any]], ...]] = {
         ("CIDR", lambda s: s.get("cidr", "")),
         ("AFFINITY", lambda s: s.get("affinity") or ""),
     ),
+    "IPAMConfiguration": (
+        ("STRICTAFFINITY", lambda s: str(s.get("strictAffinity", False)).lower()),
+        ("AUTOALLOCATEBLOCKS", lambda s: str(s.get("autoAllocateBlocks", True)).lower()),
+    ),
+}
+
+# `-o wide` columns, where calicoctl has more than `-o ps` and we have them too.
+_WIDE_COLUMNS: dict[str, tuple[tuple[str, Callable[[dict[str, Any]], Any]], ...]] = {
+    "IPAMConfiguration": (
+        *_COLUMNS["IPAMConfiguration"],
+        ("MAXBLOCKSPERHOST", lambda s: s.get("maxBlocksPerHost", 0)),
+    ),
 }
 
 
-def format_ps(kind: str, objs: list[dict[str, Any]]) -> str:
-    """calicoctl's default `-o ps`: NAME and a few columns, tab-aligned."""
-    cols = _COLUMNS.get(kind, ())
+def format_ps(kind: str, objs: list[dict[str, Any]], wide: bool = False) -> str:
+    """calicoctl's default `-o ps` (or `-o wide`): NAME and a few columns, tab-aligned."""
+    cols = (_WIDE_COLUMNS if wide else _COLUMNS).get(kind, ())
     rows = [("NAME", *(c for c, _ in cols))]
     for o in objs:
         spec = o.get("spec") or {}
@@ -196,7 +208,7 @@ def format_ps(kind: str, objs: list[dict[str, Any]]) -> str:
 def _get_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("kind", metavar="KIND", help="e.g. bgppeers, nodes, ippools, bgpconfig")
     parser.add_argument("name", metavar="NAME", nargs="?", help="only this resource")
-    parser.add_argument("-o", "--output", choices=("ps", "yaml", "json"), default="ps")
+    parser.add_argument("-o", "--output", choices=("ps", "wide", "yaml", "json"), default="ps")
 
 
 def _run_get(args: argparse.Namespace, ctx: Context) -> int:
@@ -206,10 +218,15 @@ def _run_get(args: argparse.Namespace, ctx: Context) -> int:
         print(f"bgpctl: {exc}", file=ctx.stderr)
         return 2
 
+    if args.output == "wide" and kind not in _WIDE_COLUMNS:
+        print(f"bgpctl: -o wide is not supported for {kind} (use ps, yaml or json)",
+              file=ctx.stderr)
+        return 2
+
     async def work(kv: KVStore) -> int:
         objs = await resources.get(kv, kind, args.name)
-        if args.output == "ps":
-            ctx.stdout.write(format_ps(kind, objs))
+        if args.output in ("ps", "wide"):
+            ctx.stdout.write(format_ps(kind, objs, wide=args.output == "wide"))
             return 0
         data: Any = objs[0] if args.name else {
             "apiVersion": "projectcalico.org/v3",

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from bgpd.control import ops
+from bgpd.control import bfd, ops
 from bgpd.control.api import DaemonView
 from bgpd.control.errors import RequestError
 from bgpd.status.codec import to_json
@@ -86,6 +86,7 @@ COMMANDS: dict[str, _Command] = {
     "reset": _Command(_operator(ops.reset), frozenset({"peer"})),
     "refresh": _Command(_operator(ops.refresh), frozenset({"peer"})),
     "reload": _Command(_operator(ops.reload), frozenset()),
+    "bfd_sessions": _Command(bfd.bfd_sessions, frozenset({"address"})),
 }
 
 

@@ -4,13 +4,22 @@
 `PeerChange`s that take the speaker from one plan to the next. Pure: no I/O, no clock.
 """
 
-from bgpd.plan.diff import PeerAdded, PeerChange, PeerChanged, PeerRemoved, diff
+from bgpd.plan.diff import (
+    BfdChange,
+    PeerAdded,
+    PeerChange,
+    PeerChanged,
+    PeerRemoved,
+    bfd_changes,
+    diff,
+)
 from bgpd.plan.errors import PlanError
 from bgpd.plan.originate import CommunityRule, Origination, StaticRoute
 from bgpd.plan.peering import (
     GLOBAL,
     MESH,
     NODE_SPECIFIC,
+    BfdSpec,
     PeeringPlan,
     PeerSpec,
     compute,
@@ -21,6 +30,8 @@ __all__ = [
     "GLOBAL",
     "MESH",
     "NODE_SPECIFIC",
+    "BfdChange",
+    "BfdSpec",
     "CommunityRule",
     "Origination",
     "PeerAdded",
@@ -31,6 +42,7 @@ __all__ = [
     "PeeringPlan",
     "PlanError",
     "StaticRoute",
+    "bfd_changes",
     "compute",
     "diff",
     "hash_router_id",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from bgpd.plan.peering import PeeringPlan, PeerSpec
+from bgpd.plan.peering import BfdSpec, PeeringPlan, PeerSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +43,44 @@ PeerChange = PeerAdded | PeerRemoved | PeerChanged
 
 def same_session(a: PeerSpec, b: PeerSpec) -> bool:
     """Whether two specs run the same session: which BGPPeer resource or node a session came
-    from is bookkeeping (renaming a BGPPeer must not reset its session)."""
-    return replace(a, bgp_peer=None, peer_node=None) == replace(b, bgp_peer=None, peer_node=None)
+    from is bookkeeping (renaming a BGPPeer must not reset its session), and BFD timers are
+    renegotiated with a Poll Sequence (RFC 5880 6.8.3), never by restarting BGP."""
+    return replace(a, bgp_peer=None, peer_node=None, bfd=None) == replace(
+        b, bgp_peer=None, peer_node=None, bfd=None
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BfdChange:
+    """A session that stays (or starts, or goes) whose BFD changes: `old` / `new` None
+    mean no BFD before / after."""
+
+    name: str
+    peer_address: str
+    source_address: str | None
+    old: BfdSpec | None
+    new: BfdSpec | None
+
+
+def bfd_changes(old: PeeringPlan | None, new: PeeringPlan) -> list[BfdChange]:
+    """What the BFD manager must do to follow the plan, by session name: start, re-time or
+    stop BFD. Independent of `diff`: a BGP session restarted for another reason keeps its
+    BFD session when the BFD settings are the same."""
+    before = {s.name: s for s in old.sessions} if old else {}
+    after = {s.name: s for s in new.sessions}
+    out: list[BfdChange] = []
+    for name in sorted(before.keys() | after.keys()):
+        a, b = before.get(name), after.get(name)
+        old_bfd = a.bfd if a is not None else None
+        new_bfd = b.bfd if b is not None else None
+        spec = b if b is not None else a
+        assert spec is not None
+        moved = a is not None and b is not None and (
+            (a.peer_address, a.source_address) != (b.peer_address, b.source_address)
+        )
+        if old_bfd != new_bfd or (moved and new_bfd is not None):
+            out.append(BfdChange(name, spec.peer_address, spec.source_address, old_bfd, new_bfd))
+    return out
 
 
 def diff(old: PeeringPlan | None, new: PeeringPlan) -> list[PeerChange]:

@@ -40,8 +40,12 @@ from bgpd.plan.originate import (
 from bgpd.policy.calico import IPV4, IPV6, AffineBlock, PoolSpec, family_of
 from calico import selector
 from calico.model import (
+    BFD_DEFAULT_INTERVAL,
+    BFD_DEFAULT_MULTIPLIER,
     DEFAULT_LISTEN_PORT,
+    NO_BFD,
     SOURCE_ADDRESS_NODE_IP,
+    BfdSettings,
     BGPPeer,
     SecretKeyRef,
 )
@@ -60,6 +64,19 @@ DEFAULT_CONNECT_RETRY_TIME = 5
 DEFAULT_RESTART_TIME = 120
 # BIRD's `multihop;` without a number.
 DEFAULT_MULTIHOP_TTL = 64
+
+
+@dataclass(frozen=True, slots=True)
+class BfdSpec:
+    """BFD for one session (single hop, RFC 5880/5881): `interval` seconds both ways,
+    detection after `multiplier` missed intervals."""
+
+    interval: float = BFD_DEFAULT_INTERVAL
+    multiplier: int = BFD_DEFAULT_MULTIPLIER
+
+    @property
+    def detection_time(self) -> float:
+        return self.interval * self.multiplier
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +118,9 @@ class PeerSpec:
     peer_node: str | None = None
     # The BGPPeer resource this session comes from; None for the mesh.
     bgp_peer: str | None = None
+    # BFD for this session (pybgpd.io/bfd* annotations of the BGPPeer, else of this Node);
+    # None: off. A change of it alone re-times BFD and never restarts BGP (plan.diff).
+    bfd: BfdSpec | None = None
 
     @property
     def ebgp(self) -> bool:
@@ -232,6 +252,7 @@ class _Planner:
                 port=port,
             )
         self.me = self.facts[node]
+        self.node_bfd = snapshot.nodes[node].bfd
         self.by_ip = {ip: f for f in self.facts.values() for ip in (f.ipv4, f.ipv6) if ip}
 
     def matching(self, text: str) -> list[str]:
@@ -241,6 +262,29 @@ class _Planner:
     def note(self, text: str) -> None:
         if text not in self.notes:
             self.notes.append(text)
+
+    def bfd(self, name: str, bp: BGPPeer | None, multihop: bool = False) -> BfdSpec | None:
+        """A session's BFD: the BGPPeer's annotations over this node's over the defaults."""
+        peer = bp.bfd if bp is not None else NO_BFD
+        node: BfdSettings = self.node_bfd
+        enabled = peer.enabled if peer.enabled is not None else bool(node.enabled)
+        if not enabled:
+            if bp is not None and (peer.interval is not None or peer.multiplier is not None):
+                self.note(
+                    f"BGPPeer {bp.name!r}: BFD interval/multiplier set but BFD is off for "
+                    f"{name} (set pybgpd.io/bfd: \"true\" on the BGPPeer or the Node)"
+                )
+            return None
+        if multihop:
+            self.note(
+                f"{name}: BFD not started: pybgpd runs single-hop BFD only (RFC 5881) and "
+                "ttlSecurity says the peer is more than one hop away"
+            )
+            return None
+        return BfdSpec(
+            interval=peer.interval or node.interval or BFD_DEFAULT_INTERVAL,
+            multiplier=peer.multiplier or node.multiplier or BFD_DEFAULT_MULTIPLIER,
+        )
 
     # --- mesh ------------------------------------------------------------------------
 
@@ -259,9 +303,10 @@ class _Planner:
                 ip = f.address(family)
                 if ip is None or ip == own or f.rr_cluster_id:
                     continue
+                name = _session_name(MESH, ip, None)
                 out.append(
                     PeerSpec(
-                        name=_session_name(MESH, ip, None),
+                        name=name,
                         peer_address=ip,
                         peer_port=f.port or DEFAULT_LISTEN_PORT,
                         peer_as=f.asn,
@@ -277,6 +322,7 @@ class _Planner:
                         password=self.default.node_mesh_password,
                         calico_node=True,
                         peer_node=f.name,
+                        bfd=self.bfd(name, None),
                     )
                 )
         return out
@@ -416,8 +462,9 @@ class _Planner:
         rr_client = bool(
             self.me.rr_cluster_id and p.asn == local_as and p.rr_cluster_id != self.me.rr_cluster_id
         )
+        name = _session_name(kind, p.ip, p.port)
         return PeerSpec(
-            name=_session_name(kind, p.ip, p.port),
+            name=name,
             peer_address=p.ip,
             peer_port=p.port or DEFAULT_LISTEN_PORT,
             peer_as=p.asn,
@@ -443,6 +490,7 @@ class _Planner:
             calico_node=p.calico_node or p.peer_node is not None,
             peer_node=p.peer_node,
             bgp_peer=bp.name,
+            bfd=self.bfd(name, bp, multihop=(bp.ttl_security or 1) > 1),
         )
 
     def sessions(self) -> tuple[PeerSpec, ...]:

@@ -44,6 +44,9 @@ def session_dict(spec: PeerSpec) -> dict[str, Any]:
         "password_set": spec.password is not None,
         "peer_node": spec.peer_node,
         "bgp_peer": spec.bgp_peer,
+        "bfd": None
+        if spec.bfd is None
+        else {"interval": spec.bfd.interval, "multiplier": spec.bfd.multiplier},
     }
 
 
@@ -120,6 +123,8 @@ def _flags(spec: PeerSpec) -> str:
         flags.append(f"keepalive {spec.keepalive_time}s")
     if spec.password is not None:
         flags.append("password")
+    if spec.bfd is not None:
+        flags.append(f"bfd({spec.bfd.interval * 1000:g}ms x{spec.bfd.multiplier})")
     return ",".join(flags) or "-"
 
 

@@ -23,7 +23,6 @@ import ipaddress
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
 
 from calico import selector
 from calico.ipam import (
@@ -40,18 +39,39 @@ from calico.ipam import (
     handle_key,
     parse_claim_time,
 )
+from calico.ipam_release import (
+    IpamError,
+    ReleaseIP,
+    ReleaseRefused,
+    Step,
+    Write,
+    handle_addresses,
+    plan_release_handle,
+    plan_release_ips,
+    release_from_block,
+)
+from calico.ipam_view import IpamView, Versioned
 from calico.model import IPPool
 
-T = TypeVar("T")
+# Shared with bgpctl (calico/ipam_release.py, calico/ipam_view.py); felix's names for them.
+__all__ = [
+    "IpamError",
+    "IpamView",
+    "ReleaseIP",
+    "ReleaseRefused",
+    "Step",
+    "Versioned",
+    "Write",
+    "handle_addresses",
+    "plan_release_handle",
+    "plan_release_ips",
+    "release_from_block",
+]
 
 USE_WORKLOAD = "Workload"
 USE_TUNNEL = "Tunnel"
 # An empty block another host claimed longer ago than this may be taken over.
 EMPTY_BLOCK_MIN_RECLAIM_AGE = 60.0
-
-
-class IpamError(Exception):
-    """An assignment or release that cannot be done."""
 
 
 class NoPools(IpamError):
@@ -60,50 +80,6 @@ class NoPools(IpamError):
 
 class NoFreeAddresses(IpamError):
     pass
-
-
-class ReleaseRefused(IpamError):
-    """A release whose handle or sequence number does not match the allocation."""
-
-
-@dataclass(frozen=True, slots=True)
-class Versioned(Generic[T]):
-    value: T
-    revision: int
-
-
-@dataclass(frozen=True, slots=True)
-class IpamView:
-    """The store as the planner sees it, at one revision. Blocks and affinities are keyed by
-    block CIDR (and host); `handles` need only hold the handles the operation touches."""
-
-    pools: tuple[IPPool, ...] = ()
-    node_labels: Mapping[str, str] = field(default_factory=dict)
-    config: IpamConfig = field(default_factory=IpamConfig)
-    blocks: Mapping[str, Versioned[Block]] = field(default_factory=dict)
-    affinities: Mapping[tuple[str, str], Versioned[Affinity]] = field(default_factory=dict)
-    handles: Mapping[str, Versioned[Handle]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Write:
-    """Put `value` at `key` (delete when None) if the key's mod revision is still
-    `revision` (0: the key must be absent)."""
-
-    key: str
-    value: bytes | None
-    revision: int
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One transaction. `final`: once it applies, the operation is complete. `addresses`:
-    what it assigns or releases (as plain IPs)."""
-
-    writes: tuple[Write, ...]
-    reason: str
-    final: bool = False
-    addresses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,13 +92,6 @@ class AssignRequest:
     attrs: Mapping[str, str] = field(default_factory=dict)
     pools: tuple[str, ...] = ()  # pool CIDRs asked for by name; selectors are then ignored
     max_blocks: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ReleaseIP:
-    ip: str
-    handle_id: str | None = None
-    sequence_number: int | None = None
 
 
 # --- pools and the block search order -----------------------------------------------------
@@ -429,103 +398,6 @@ def _find_block_to_claim(
 # --- release --------------------------------------------------------------------------------
 
 
-def _release_from_block(
-    view: IpamView, cidr: str, ordinals: Sequence[int], reason: str, final: bool
-) -> Step:
-    """Free `ordinals` of block `cidr`, decrement their handles, and delete the block when it
-    is left empty with no affinity; one transaction."""
-    current = view.blocks[cidr]
-    blk = current.value
-    per_handle: dict[str, int] = {}
-    for o in ordinals:
-        h = blk.handle_of(o)
-        if h:
-            per_handle[h] = per_handle.get(h, 0) + 1
-    new = blk.release(tuple(ordinals))
-    writes: list[Write] = []
-    if new.empty and new.affinity is None:
-        writes.append(_put(block_key(cidr), None, current.revision))
-    else:
-        writes.append(_put(block_key(cidr), new.to_json(), current.revision))
-    for h, count in sorted(per_handle.items()):
-        stored = view.handles.get(h)
-        if stored is None:
-            continue
-        updated = stored.value.add(cidr, -count)
-        writes.append(
-            _put(handle_key(h), None if updated is None else updated.to_json(), stored.revision)
-        )
-    return Step(
-        tuple(writes), reason, final=final, addresses=tuple(blk.address(o) for o in ordinals)
-    )
-
-
-def plan_release_handle(view: IpamView, handle_id: str) -> Step:
-    """The next step of ReleaseByHandle: free one block's addresses of the handle. Final
-    (with no writes) once nothing holds the handle."""
-    stored = view.handles.get(handle_id)
-    if stored is None:
-        return Step((), f"handle {handle_id} holds nothing", final=True)
-    cidrs = sorted(stored.value.blocks)
-    for i, cidr in enumerate(cidrs):
-        current = view.blocks.get(cidr)
-        ordinals = current.value.ordinals_of_handle(handle_id) if current else []
-        if not ordinals:
-            # The handle counts a block that no longer holds it: correct the handle.
-            fixed = stored.value.add(cidr, -stored.value.blocks[cidr])
-            value = None if fixed is None else fixed.to_json()
-            return Step(
-                (_put(handle_key(handle_id), value, stored.revision),),
-                f"handle {handle_id}: drop {cidr}, which holds none of it",
-                final=fixed is None,
-            )
-        return _release_from_block(
-            view, cidr, ordinals, f"release {handle_id} from {cidr}", final=i == len(cidrs) - 1
-        )
-    return Step(
-        (_put(handle_key(handle_id), None, stored.revision),),
-        f"delete empty handle {handle_id}",
-        final=True,
-    )
-
-
-def plan_release_ips(view: IpamView, releases: Sequence[ReleaseIP]) -> tuple[Step, tuple[str, ...]]:
-    """The next step of ReleaseIPs, and the addresses that were already free. Refused
-    (ReleaseRefused) when a given handle or sequence number does not match."""
-    by_block: dict[str, list[int]] = {}
-    unallocated: list[str] = []
-    for rel in releases:
-        cidr = next(
-            (c for c, b in view.blocks.items() if b.value.ordinal(rel.ip) is not None), None
-        )
-        if cidr is None:
-            unallocated.append(rel.ip)
-            continue
-        blk = view.blocks[cidr].value
-        ordinal = blk.ordinal(rel.ip)
-        assert ordinal is not None
-        if blk.allocations[ordinal] is None:
-            unallocated.append(rel.ip)
-            continue
-        if rel.handle_id is not None and blk.handle_of(ordinal) != rel.handle_id:
-            holder = blk.handle_of(ordinal)
-            raise ReleaseRefused(f"{rel.ip} is held by {holder}, not {rel.handle_id}")
-        if rel.sequence_number is not None:
-            seq = blk.seq_for_allocation.get(str(ordinal))
-            if seq != rel.sequence_number:
-                raise ReleaseRefused(
-                    f"{rel.ip}: sequence number {rel.sequence_number} does not match {seq}"
-                )
-        by_block.setdefault(cidr, []).append(ordinal)
-    if not by_block:
-        return Step((), "nothing to release", final=True), tuple(unallocated)
-    cidrs = sorted(by_block)
-    step = _release_from_block(
-        view, cidrs[0], by_block[cidrs[0]], f"release from {cidrs[0]}", final=len(cidrs) == 1
-    )
-    return step, tuple(unallocated)
-
-
 def plan_release_affinity(
     view: IpamView, host: str, cidr: str, *, require_empty: bool = False
 ) -> Step:
@@ -544,15 +416,3 @@ def plan_release_host(view: IpamView, host: str) -> Step:
         if h == host:
             return Step(plan_release_affinity(view, host, cidr).writes, f"release {cidr} of {host}")
     return Step((), f"{host} has no blocks", final=True)
-
-
-def handle_addresses(view: IpamView, handle_id: str) -> list[str]:
-    """IPsByHandle."""
-    stored = view.handles.get(handle_id)
-    out: list[str] = []
-    for cidr in sorted(stored.value.blocks) if stored else ():
-        current = view.blocks.get(cidr)
-        if current is not None:
-            blk = current.value
-            out.extend(blk.address(o) for o in blk.ordinals_of_handle(handle_id))
-    return out

@@ -1,9 +1,7 @@
 """Runs the IPAM planner against a key-value store (calico.store.kv): read a view, apply the
 planned step as one compare-and-swap transaction, and plan again, until the operation is
-done. A lost race is a failed compare: nothing was written, so the loop just re-reads.
-
-Calico retries a contended write up to 100 times (`datastoreRetries`); so do we, counting
-only lost races (a multi-step claim takes a few steps even without contention).
+done (the loop is calico/ipam_txn.py's, shared with bgpctl). A lost race is a failed
+compare: nothing was written, so the loop just re-reads.
 """
 
 from __future__ import annotations
@@ -22,7 +20,8 @@ from calico.ipam import (
     IpamConfig,
     handle_key,
 )
-from calico.store.kv import Compare, Delete, KVStore, Op, Put
+from calico.ipam_txn import DATASTORE_RETRIES, MAX_STEPS, Contended, apply_step, run_steps
+from calico.store.kv import KVStore
 from common.log import get_logger
 from felix.ipam.allocator import (
     AssignRequest,
@@ -42,13 +41,7 @@ from felix.ipam.view import NODES_PREFIX, POOLS_PREFIX, build_view
 
 log = get_logger("felix.ipam")
 
-
-DATASTORE_RETRIES = 100
-_MAX_STEPS = 1000
-
-
-class Contended(IpamError):
-    """Lost the compare-and-swap race more often than DATASTORE_RETRIES allows."""
+__all__ = ["DATASTORE_RETRIES", "Contended", "IpamStore"]
 
 
 class IpamStore:
@@ -96,12 +89,7 @@ class IpamStore:
     # --- the loop -----------------------------------------------------------------------------
 
     async def _apply(self, step: Step) -> bool:
-        compares = [Compare(w.key, w.revision) for w in step.writes]
-        ops: list[Op] = [
-            Delete(w.key) if w.value is None else Put(w.key, w.value) for w in step.writes
-        ]
-        result = await self.kv.txn(compares, ops)
-        if not result.succeeded:
+        if not await apply_step(self.kv, step):
             self.conflicts += 1
             log.debug("ipam.race_lost", reason=step.reason)
             return False
@@ -112,22 +100,7 @@ class IpamStore:
         self, read: Callable[[], Awaitable[IpamView]], plan: Callable[[IpamView], Step], what: str
     ) -> list[Step]:
         """Plan and apply until a final step applies; the steps that applied."""
-        applied: list[Step] = []
-        lost = 0
-        for _ in range(_MAX_STEPS):
-            view = await read()
-            step = plan(view)
-            if not step.writes:
-                return applied
-            if await self._apply(step):
-                applied.append(step)
-                if step.final:
-                    return applied
-            else:
-                lost += 1
-                if lost > self.retries:
-                    raise Contended(f"{what}: still contended after {self.retries} retries")
-        raise Contended(f"{what}: no progress after {_MAX_STEPS} steps")
+        return await run_steps(read, plan, what, apply=self._apply, retries=self.retries)
 
     # --- operations ---------------------------------------------------------------------------
 
@@ -135,7 +108,7 @@ class IpamStore:
         """Assign `req.num` addresses; the IPs. Raises NoPools / NoFreeAddresses."""
         got: list[str] = []
         lost = 0
-        for _ in range(_MAX_STEPS):
+        for _ in range(MAX_STEPS):
             remaining = req.num - len(got)
             view = await self.view(host=req.host, handles=(req.handle_id,))
             step = plan_assign(view, replace(req, num=remaining), self.clock())
@@ -147,7 +120,7 @@ class IpamStore:
                 lost += 1
                 if lost > self.retries:
                     raise Contended(f"assign for {req.handle_id}: still contended")
-        raise Contended(f"assign for {req.handle_id}: no progress after {_MAX_STEPS} steps")
+        raise Contended(f"assign for {req.handle_id}: no progress after {MAX_STEPS} steps")
 
     async def release_by_handle(self, handle_id: str) -> list[str]:
         """Release every address of the handle; the IPs released (empty if none)."""
@@ -190,10 +163,9 @@ class IpamStore:
 
     async def set_config(self, config: IpamConfig) -> None:
         """SetIPAMConfig, with Calico's checks."""
-        if not config.strict_affinity and not config.auto_allocate_blocks:
-            raise IpamError("auto_allocate_blocks cannot be off without strict_affinity")
-        if config.max_blocks_per_host > 0 and not config.strict_affinity:
-            raise IpamError("maxBlocksPerHost needs strict_affinity")
+        problem = config.problem()
+        if problem is not None:
+            raise IpamError(problem)
         try:
             await self.kv.put(CONFIG_KEY, config.to_json())
         except DatastoreError as exc:

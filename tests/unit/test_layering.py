@@ -60,6 +60,13 @@ def test_session_imports_only_wire() -> None:
         assert all(m.startswith(allowed) for m in ours), (path, ours)
 
 
+def test_bfd_imports_only_itself() -> None:
+    # BFD is its own room: the daemon wires it to sessions, BFD never reaches out.
+    for path in modules("bgpd/bfd"):
+        ours = {m for m in imports(path) if m.split(".")[0] == "bgpd"}
+        assert all(m.startswith("bgpd.bfd") for m in ours), (path, ours)
+
+
 def test_only_drivers_do_io() -> None:
     for path in modules("bgpd") + modules("felix") + modules("calico") + modules("common"):
         rel = path.relative_to(ROOT).as_posix()

@@ -46,7 +46,9 @@ spec: {nodeSelector: all(), peerSelector: has(route-reflector)}
 ---
 apiVersion: projectcalico.org/v3
 kind: BGPPeer
-metadata: {name: tor}
+metadata:
+  name: tor
+  annotations: {pybgpd.io/bfd: "true", pybgpd.io/bfd-interval: 100ms}
 spec:
   peerIP: 10.0.0.254:1179
   asNumber: 65001
