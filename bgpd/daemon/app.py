@@ -16,6 +16,7 @@ import time
 
 from bgpd import __version__
 from bgpd.control.server import ControlServer
+from bgpd.daemon.bfd import BfdLink
 from bgpd.daemon.options import DaemonOptions
 from bgpd.daemon.reconfig import Reconfig, plan_of
 from bgpd.daemon.service import Service
@@ -55,6 +56,7 @@ class Daemon:
         self.reconfig = Reconfig(self)
         self.views = DaemonViews(self)
         self.service = Service(self.sessions_established)
+        self.bfd = BfdLink(self.drivers)
         self.listeners: list[Listener] = []
         self.control: ControlServer | None = None
         self.metrics: MetricsServer | None = None
@@ -113,6 +115,7 @@ class Daemon:
                 host, metrics_port, DaemonCollector(self.views.metrics_snapshot)
             )
             await self.metrics.start()
+        await self.bfd.follow(None, plan)
         for driver in self.drivers.values():
             driver.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -172,6 +175,7 @@ class Daemon:
             ),
             return_exceptions=True,
         )
+        await self.bfd.close()
         for listener in self.listeners:
             await listener.close()
         if self.kernel is not None:

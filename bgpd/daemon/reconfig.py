@@ -17,6 +17,7 @@ import time
 from dataclasses import replace
 from typing import Protocol
 
+from bgpd.daemon.bfd import BfdLink
 from bgpd.daemon.errors import ConfigError
 from bgpd.daemon.options import DaemonOptions
 from bgpd.daemon.service import Service
@@ -125,6 +126,7 @@ class Host(Protocol):
     drivers: dict[str, PeerDriver]
     listeners: list[Listener]
     service: Service
+    bfd: BfdLink
 
     def apply_kernel_plan(self, old: PeeringPlan, new: PeeringPlan) -> None: ...
 
@@ -281,6 +283,7 @@ class Reconfig:
             # Export policy, originated blocks; then blackholes and kernel programming.
             d.speaker.apply_routing(new, asyncio.get_running_loop().time())
             d.apply_kernel_plan(old, new)
+            await d.bfd.follow(old, new)
             for change in changes:
                 if isinstance(change, PeerAdded):
                     self.start_peer(change.spec)

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from bgpd import __version__
+from bgpd.bfd.status import BfdSessionStatus
 from bgpd.control.explain import (
     PeerState,
     as_path_text,
@@ -19,6 +20,7 @@ from bgpd.control.explain import (
     origin_text,
     source_name,
 )
+from bgpd.daemon.bfd import BfdLink
 from bgpd.daemon.reconfig import Reconfig
 from bgpd.daemon.service import Service
 from bgpd.kernel.driver import KernelSync
@@ -61,6 +63,7 @@ class Host(Protocol):
     kernel: KernelSync | None
     reconfig: Reconfig
     service: Service
+    bfd: BfdLink
     started: float
     fib_batches: Histogram
 
@@ -221,6 +224,10 @@ class DaemonViews:
 
     def request_reload(self) -> None:
         self.daemon.reconfig.request_reload()
+
+    def bfd_sessions(self) -> list[BfdSessionStatus] | None:
+        """`show bfd sessions` (None: this daemon runs no BFD)."""
+        return self.daemon.bfd.sessions()
 
     # --- metrics ------------------------------------------------------------------------
 

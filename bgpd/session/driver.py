@@ -299,6 +299,15 @@ class PeerDriver:
         self._peer.close_for(self._running_loop().time(), notification, hold_down)
         self._process()
 
+    def drop(self, reason: str) -> None:
+        """Close every connection at once, without a NOTIFICATION and without graceful
+        restart (the path to the peer failed: BFD said so), then start again by the usual
+        rules. `reason` is what the session's info shows."""
+        now = self._running_loop().time()
+        for conn_id in self._peer.connection_ids():
+            self._peer.close_connection(conn_id, now, None, reason=reason, graceful=False)
+        self._process()
+
     def set_reading(self, reading: bool) -> None:
         """Stop (False) or resume (True) reading the established connection: backpressure
         while the daemon works through the routes it already has. Timers keep running."""

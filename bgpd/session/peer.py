@@ -197,11 +197,12 @@ class Peer:
         notification: Notification | None,
         *,
         reason: str | None = None,
+        graceful: bool = True,
     ) -> None:
         """Close one connection (e.g. its peer stopped reading: Cease 8)."""
         session = self._sessions.get(conn_id)
         if session is not None:
-            session.close(now, notification, reason=reason)
+            session.close(now, notification, reason=reason, graceful=graceful)
             self._pump(now)
 
     def close_for(self, now: float, notification: Notification, hold_down: float) -> None:

@@ -123,6 +123,7 @@ class Counters:
 class _Stop:
     notification: Notification | None
     reason: str | None
+    graceful: bool = True
 
 
 OpenHook = Callable[["Session", Open, float], bool]
@@ -256,13 +257,16 @@ class Session:
         notification: Notification | None = ADMIN_SHUTDOWN,
         *,
         reason: str | None = None,
+        graceful: bool = True,
     ) -> None:
         """Administrative stop: send `notification` (a Cease; None sends nothing), then
-        report SessionDown with `reason` (default: the NOTIFICATION's text)."""
+        report SessionDown with `reason` (default: the NOTIFICATION's text). Without a
+        NOTIFICATION the peer's routes are kept for its restart time (RFC 4724) unless
+        `graceful` is False (BFD saw the path fail: nothing is coming back soon)."""
         if self._state is State.IDLE:
             self._started = True
             return
-        self._fire(EventType.MANUAL_STOP, now, _Stop(notification, reason))
+        self._fire(EventType.MANUAL_STOP, now, _Stop(notification, reason, graceful))
 
     def dump_collision(self, now: float) -> None:
         """Lose a connection collision (RFC 4271 6.8): Cease 7 and close."""
@@ -425,7 +429,7 @@ class Session:
             text = payload.reason
             if text is None:
                 text = describe(payload.notification) if payload.notification else "Shutdown"
-            self._terminate(now, text, sent=payload.notification)
+            self._terminate(now, text, sent=payload.notification, graceful=payload.graceful)
         elif action is Action.CONNECTION_LOST:
             assert isinstance(payload, str)
             self._terminate(now, payload)
@@ -481,6 +485,7 @@ class Session:
         *,
         sent: Notification | None = None,
         received: Notification | None = None,
+        graceful: bool = True,
     ) -> None:
         if sent is not None:
             self._send(encode_notification(sent))
@@ -488,6 +493,7 @@ class Session:
         restart_time: int | None = None
         if (
             was_established
+            and graceful
             and sent is None
             and received is None
             and self.negotiated is not None

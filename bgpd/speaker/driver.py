@@ -95,7 +95,7 @@ class SpeakerDriver:
                     "session state", peer=event.peer, address=peer.spec.peer_address,
                     old=event.old.name, new=event.new.name,
                 )
-        self.speaker.receive(event)
+        self.speaker.receive(event, asyncio.get_running_loop().time())
         if self.speaker.has_work() and self._drain_task is None:
             self._drain_task = asyncio.get_running_loop().create_task(self._drain())
         self.settle()

@@ -39,7 +39,7 @@ class InboundQueue(Generic[P]):
     """`P` is the speaker's record of a peer: whoever pops an item checks it is still the
     current record of that peer (a peer removed meanwhile has its items dropped)."""
 
-    __slots__ = ("_queue", "high", "low", "paused", "piece", "size")
+    __slots__ = ("_per_peer", "_queue", "high", "low", "paused", "piece", "size")
 
     def __init__(self, *, piece: int = PIECE, high: int = HIGH, low: int = LOW) -> None:
         self._queue: deque[tuple[P, str, Item]] = deque()
@@ -48,6 +48,7 @@ class InboundQueue(Generic[P]):
         self.low = low
         self.size = 0  # NLRI items queued
         self.paused: set[str] = set()
+        self._per_peer: dict[str, int] = {}  # items queued by peer name
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -59,6 +60,7 @@ class InboundQueue(Generic[P]):
         """Queue `item` from `peer` (named `name`); True when that peer should stop being
         read now."""
         self._queue.append((peer, name, item))
+        self._per_peer[name] = self._per_peer.get(name, 0) + 1
         n = size_of(item)
         if not n:
             return False
@@ -78,10 +80,20 @@ class InboundQueue(Generic[P]):
             pieces = list(split_update(item.update, self.piece))
             if len(pieces) > 1:
                 self._queue.extendleft((peer, name, p) for p in reversed(pieces[1:]))
+                self._per_peer[name] += len(pieces) - 1
             item = pieces[0]
+        left = self._per_peer[name] - 1
+        if left:
+            self._per_peer[name] = left
+        else:
+            del self._per_peer[name]
         if isinstance(item, Update):
             self.size -= item.size
         return peer, name, item
+
+    def holds(self, name: str) -> bool:
+        """Whether anything from peer `name` is still queued."""
+        return name in self._per_peer
 
     def resume(self) -> Iterable[str]:
         """Peers to read again: all paused ones, once the queue is below `low`."""

@@ -213,17 +213,24 @@ class Speaker:
 
     # --- session events -----------------------------------------------------------------
 
-    def receive(self, event: SessionEvent) -> None:
-        """A session's event. State changes apply at once; route work waits its turn in the
-        inbound queue, in arrival order."""
+    def receive(self, event: SessionEvent, now: float) -> None:
+        """A session's event. State changes apply at once, and so does an establishment when
+        nothing of that peer's is still queued: the peer, which already has our KEEPALIVE,
+        starts getting its table now rather than behind every other peer's routes (a
+        reflector restarting: thousands of sessions come up while UPDATEs pour in). Route
+        work waits its turn in the inbound queue, in arrival order."""
         peer = self.peers.get(getattr(event, "peer", ""))
         if peer is None:
             return
         if isinstance(event, StateChanged):
             peer.state = event.new
             return
-        if self.inbound.push(peer, peer.spec.name, event):
-            self._actions.append(SetReading(peer.spec.name, False))
+        name = peer.spec.name
+        if isinstance(event, SessionEstablished) and not self.inbound.holds(name):
+            self._guard(name, self._on_established, peer, event, now)
+            return
+        if self.inbound.push(peer, name, event):
+            self._actions.append(SetReading(name, False))
 
     def has_work(self) -> bool:
         return bool(self.inbound)

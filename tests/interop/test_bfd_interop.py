@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from typing import Any
 import pytest
 
 from labs.harness.lab import Lab, LabError, Node
-from labs.harness.peers import FRR_DIR, BirdPeer, FrrPeer, Peer
+from labs.harness.peers import BirdPeer, FrrBfdPeer, Peer
 from labs.harness.wait import wait_for
 
 pytestmark = pytest.mark.interop
@@ -100,54 +99,6 @@ class OurBfd:
         os.kill(self.proc.pid, sig)
 
 
-class FrrBfdPeer(FrrPeer):
-    """FRR with bfdd started beside zebra and bgpd, as FrrPeer starts those (directly, no
-    watchfrr: starting it is what bfdd=yes in a daemons file would do), configured from
-    `bfdd.conf` and its own control socket, queried with `vtysh -d bfdd`."""
-
-    programs = (*FrrPeer.programs, str(FRR_DIR / "bfdd"))
-
-    def __init__(self, node: Node, router_id: str, bfd_peers: list[tuple[str, str, str]]) -> None:
-        self.bfd_peers = bfd_peers  # (peer, local, interface)
-        self.last_view: dict[str, dict[str, Any]] = {}
-        super().__init__(node, router_id, 65001)
-
-    def bfdd_config(self) -> str:
-        lines = ["bfd"]
-        for peer, local, ifname in self.bfd_peers:
-            lines += [
-                f" peer {peer} local-address {local} interface {ifname}",
-                f"  receive-interval {INTERVAL_MS}",
-                f"  transmit-interval {INTERVAL_MS}",
-                f"  detect-multiplier {MULTIPLIER}",
-                " exit",
-            ]
-        return "\n".join([*lines, "exit", ""])
-
-    def _start(self) -> None:
-        super()._start()
-        conf = self.rundir / "bfdd.conf"
-        conf.write_text(self.bfdd_config())
-        shutil.chown(conf, "frr", "frr")
-        for stale in ("bfdd.vty", "bfdd.sock"):
-            (self.rundir / stale).unlink(missing_ok=True)
-        self.popen([*self._daemon_argv("bfdd"), "--bfdctl", str(self.rundir / "bfdd.sock")],
-                   "bfdd.out")  # fmt: skip
-
-    def _ready(self) -> bool:
-        return super()._ready() and "bfd" in self.bfd_vtysh("show running-config")
-
-    def bfd_vtysh(self, command: str) -> str:
-        argv = ["vtysh", "--vty_socket", str(self.rundir), "-d", "bfdd", "-c", command]
-        return self.node.run(argv).stdout
-
-    def bfd_view(self) -> dict[str, dict[str, Any]]:
-        """`show bfd peers json` by peer address; the last answer stays in `last_view`."""
-        peers = json.loads(self.bfd_vtysh("show bfd peers json"))
-        self.last_view = {str(p["peer"]): p for p in peers}
-        return self.last_view
-
-
 def bird_config(links: list[tuple[str, str]], ifname: str) -> str:
     neighbors = "\n".join(f'  neighbor {peer} dev "{ifname}";' for peer, _ in links)
     return (
@@ -193,7 +144,10 @@ def make_peer(
     missing = FrrBfdPeer.missing()
     if missing:
         pytest.skip(f"FRR with bfdd not installed: {missing}")
-    frr = FrrBfdPeer(theirs, "10.255.0.2", [(p, lo, ifname) for p, lo in their_sessions])
+    frr = FrrBfdPeer(
+        theirs, "10.255.0.2", 65001,
+        bfd_peers=[(p, lo, ifname, INTERVAL_MS, MULTIPLIER) for p, lo in their_sessions],
+    )
     return frr, ours, our_sessions, lambda: frr_states(frr)
 
 

@@ -98,3 +98,114 @@ def test_status_is_on_the_ground_floor() -> None:
 def test_metrics_reads_records_not_the_control_api() -> None:
     for path in modules("bgpd/metrics"):
         assert not {m for m in imports(path) if m.startswith("bgpd.control")}, path
+
+
+# The rooms of the house and what each may import (besides itself and the standard library).
+# A room is a top-level package or one of bgpd's folders; modules directly under bgpd/
+# (`bgpd/__init__.py`) belong to no room. Reading down the table is reading down the floors.
+ROOMS: dict[str, set[str]] = {
+    "common": set(),
+    "calico": {"common"},
+    "bgpd.wire": set(),
+    "bgpd.bfd": {"common"},
+    "bgpd.session": {"bgpd.wire", "common"},
+    "bgpd.rib": {"bgpd.wire"},
+    "bgpd.policy": {"bgpd.rib", "bgpd.wire", "calico"},
+    "bgpd.plan": {"bgpd.policy", "bgpd.wire", "calico"},
+    "bgpd.kernel": {"bgpd.rib", "bgpd.wire", "common"},
+    "bgpd.status": {"calico", "common"},
+    "bgpd.control": {
+        "bgpd.status", "bgpd.policy", "bgpd.rib", "bgpd.wire", "bgpd.bfd", "common",
+    },
+    "bgpd.metrics": {"bgpd.control", "bgpd.status", "common"},
+    "bgpd.speaker": {
+        "bgpd.plan", "bgpd.policy", "bgpd.rib", "bgpd.session", "bgpd.wire", "bgpd.kernel",
+        "common",
+    },
+    "bgpd.daemon": {
+        "bgpd", "bgpd.speaker", "bgpd.bfd", "bgpd.plan", "bgpd.policy", "bgpd.rib", "bgpd.session",
+        "bgpd.wire", "bgpd.kernel", "bgpd.control", "bgpd.metrics", "bgpd.status", "calico",
+        "common",
+    },
+    "bgpd.cli": {
+        "bgpd", "bgpd.daemon", "bgpd.plan", "bgpd.policy", "bgpd.control", "bgpd.status",
+        "bgpd.metrics", "bgpd.session", "bgpd.bfd",
+        "bgpd.wire", "calico", "common",
+    },
+    "felix": {"calico", "common"},
+}
+OURS = ("bgpd", "felix", "calico", "common")
+
+
+def room_of(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] not in OURS:
+        return None
+    if parts[0] == "bgpd":
+        if len(parts) == 1 or parts[1] == "__init__":
+            return "bgpd"
+        return f"bgpd.{parts[1]}" if f"bgpd.{parts[1]}" in ROOMS else "bgpd"
+    return parts[0]
+
+
+def room_imports() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for top in OURS:
+        for path in modules(top):
+            rel = path.relative_to(ROOT).with_suffix("").as_posix().replace("/", ".")
+            room = room_of(rel)
+            if room is None or room == "bgpd":
+                continue
+            found = {room_of(m) for m in imports(path)} - {None, room}
+            graph.setdefault(room, set()).update(r for r in found if r is not None)
+    return graph
+
+
+def test_every_room_imports_only_what_it_may() -> None:
+    graph = room_imports()
+    assert set(graph) <= set(ROOMS), f"rooms missing from ROOMS: {set(graph) - set(ROOMS)}"
+    for room, found in sorted(graph.items()):
+        extra = found - ROOMS[room]
+        assert not extra, f"{room} imports {sorted(extra)}, which it may not"
+
+
+def test_no_folder_level_loop() -> None:
+    graph = room_imports()
+    done: set[str] = set()
+
+    def visit(room: str, path: tuple[str, ...]) -> None:
+        if room in path:
+            raise AssertionError("rooms import each other: " + " -> ".join((*path, room)))
+        if room in done:
+            return
+        for nxt in sorted(graph.get(room, ())):
+            visit(nxt, (*path, room))
+        done.add(room)
+
+    for room in sorted(graph):
+        visit(room, ())
+
+
+def test_the_shared_packages_import_neither_daemon() -> None:
+    for top in ("calico", "common"):
+        for path in modules(top):
+            ours = {m.split(".")[0] for m in imports(path)} & {"bgpd", "felix"}
+            assert not ours, f"{path.relative_to(ROOT)} imports {sorted(ours)}"
+
+
+def test_felix_and_bgpd_never_import_each_other() -> None:
+    for path in modules("felix"):
+        assert not {m for m in imports(path) if m.split(".")[0] == "bgpd"}, path
+    for path in modules("bgpd"):
+        assert not {m for m in imports(path) if m.split(".")[0] == "felix"}, path
+
+
+def test_the_core_rooms_and_the_speaker_are_sans_io() -> None:
+    """Apart from their one driver.py, the protocol rooms never touch the event loop."""
+    for room in ("bgpd/wire", "bgpd/session", "bgpd/rib", "bgpd/policy", "bgpd/plan",
+                 "bgpd/speaker", "bgpd/status"):
+        for path in modules(room):
+            if path.name == "driver.py" or path.relative_to(ROOT).as_posix() in IO_ALLOWED:
+                continue
+            io = {m for m in imports(path) if m.split(".")[0] in IO_MODULES}
+            assert not io, f"{path.relative_to(ROOT)} imports {sorted(io)}"

@@ -79,8 +79,8 @@ def up(s: Speaker, now: float = 0.0, *, graceful: bool = True) -> None:
     local = build_open(settings)
     remote = build_open(settings if graceful else replace(settings, graceful_restart_time=None))
     neg = negotiate(settings, local, remote)
-    s.receive(StateChanged(PEER, State.OPEN_CONFIRM, State.ESTABLISHED))
-    s.receive(SessionEstablished(PEER, local, remote, neg.options, neg))
+    s.receive(StateChanged(PEER, State.OPEN_CONFIRM, State.ESTABLISHED), 0.0)
+    s.receive(SessionEstablished(PEER, local, remote, neg.options, neg), 0.0)
     drain(s, now)
     caught_up(s)
 
@@ -95,8 +95,8 @@ def caught_up(s: Speaker) -> list[bytes]:
 
 
 def down(s: Speaker, now: float, restart_time: int | None = None) -> None:
-    s.receive(StateChanged(PEER, State.ESTABLISHED, State.IDLE))
-    s.receive(SessionDown(PEER, "Socket: Connection closed", restart_time=restart_time))
+    s.receive(StateChanged(PEER, State.ESTABLISHED, State.IDLE), 0.0)
+    s.receive(SessionDown(PEER, "Socket: Connection closed", restart_time=restart_time), 0.0)
     drain(s, now)
 
 
@@ -130,7 +130,7 @@ def of(actions: list[Action], kind: type) -> list:  # type: ignore[type-arg]
 
 def test_a_big_update_is_applied_one_piece_per_step(speaker: Speaker) -> None:
     up(speaker)
-    speaker.receive(UpdateReceived(PEER, announce(1000)))
+    speaker.receive(UpdateReceived(PEER, announce(1000)), 0.0)
     speaker.step(1.0)
     assert count(speaker) == PIECE
     assert drain(speaker, 1.0) == -(-1000 // PIECE) - 1
@@ -139,14 +139,14 @@ def test_a_big_update_is_applied_one_piece_per_step(speaker: Speaker) -> None:
 
 def test_events_apply_in_arrival_order(speaker: Speaker) -> None:
     up(speaker)
-    speaker.receive(UpdateReceived(PEER, announce(300)))
-    speaker.receive(UpdateReceived(PEER, Update(withdrawn=announce(100).nlri)))
+    speaker.receive(UpdateReceived(PEER, announce(300)), 0.0)
+    speaker.receive(UpdateReceived(PEER, Update(withdrawn=announce(100).nlri)), 0.0)
     drain(speaker, 1.0)
     assert count(speaker) == 200
     # The session goes down behind a queued UPDATE: the UPDATE lands first, then the down
     # takes every route with it.
-    speaker.receive(UpdateReceived(PEER, announce(500, start=300)))
-    speaker.receive(SessionDown(PEER, "Socket: Connection closed"))
+    speaker.receive(UpdateReceived(PEER, announce(500, start=300)), 0.0)
+    speaker.receive(SessionDown(PEER, "Socket: Connection closed"), 0.0)
     speaker.step(2.0)
     assert count(speaker) == 200 + PIECE
     drain(speaker, 2.0)
@@ -160,7 +160,7 @@ def test_peers_stop_being_read_while_much_is_queued(speaker: Speaker) -> None:
     up(speaker)
     speaker.take_actions()
     for i in range(4):
-        speaker.receive(UpdateReceived(PEER, announce(200, start=200 * i)))
+        speaker.receive(UpdateReceived(PEER, announce(200, start=200 * i)), 0.0)
     assert of(speaker.take_actions(), SetReading) == [SetReading(PEER, False)]
     resumed = []
     while speaker.has_work():
@@ -176,7 +176,7 @@ def test_peers_stop_being_read_while_much_is_queued(speaker: Speaker) -> None:
 
 def test_a_removed_peer_s_queued_updates_are_dropped(speaker: Speaker) -> None:
     up(speaker)
-    speaker.receive(UpdateReceived(PEER, announce(400)))
+    speaker.receive(UpdateReceived(PEER, announce(400)), 0.0)
     peer = speaker.detach_peer(PEER)
     drain(speaker, 1.0)
     assert speaker.inbound.size == 0
@@ -196,7 +196,7 @@ def test_establishment_dumps_the_table_and_write_outs_go_to_the_group(
     assert speaker.write_out(1.0) == 0
     assert speaker.write_due(1.0) is None
     speaker.take_actions()
-    speaker.receive(RouteRefreshReceived(PEER, V4, 0))  # the table again, from the log
+    speaker.receive(RouteRefreshReceived(PEER, V4, 0), 0.0)  # the table again, from the log
     drain(speaker, 2.0)
     chunks = b"".join(caught_up(speaker))
     # Our block, then End-of-RIB for IPv4.
@@ -225,14 +225,14 @@ def test_write_outs_are_spaced_by_their_fan_out(speaker: Speaker) -> None:
 def test_route_refresh_dumps_again(speaker: Speaker) -> None:
     up(speaker)
     speaker.take_actions()
-    speaker.receive(RouteRefreshReceived(PEER, V4, 0))
+    speaker.receive(RouteRefreshReceived(PEER, V4, 0), 0.0)
     drain(speaker, 1.0)
     assert [a.peer for a in of(speaker.take_actions(), Dump)] == [PEER]
 
 
 def test_helper_keeps_stale_routes_until_the_restart_time(speaker: Speaker) -> None:
     up(speaker)
-    speaker.receive(UpdateReceived(PEER, announce(10)))
+    speaker.receive(UpdateReceived(PEER, announce(10)), 0.0)
     drain(speaker, 0.0)
     down(speaker, 100.0, restart_time=120)
     assert count(speaker) == 10
@@ -246,13 +246,13 @@ def test_helper_keeps_stale_routes_until_the_restart_time(speaker: Speaker) -> N
 
 def test_helper_sweeps_what_was_not_sent_again_at_end_of_rib(speaker: Speaker) -> None:
     up(speaker)
-    speaker.receive(UpdateReceived(PEER, announce(10)))
+    speaker.receive(UpdateReceived(PEER, announce(10)), 0.0)
     drain(speaker, 0.0)
     down(speaker, 100.0, restart_time=120)
     up(speaker, 130.0)
     assert speaker.next_timer() is None  # back: the stale routes wait for End-of-RIB
-    speaker.receive(UpdateReceived(PEER, announce(4)))
-    speaker.receive(UpdateReceived(PEER, Update(attributes=None)))  # End-of-RIB (IPv4)
+    speaker.receive(UpdateReceived(PEER, announce(4)), 0.0)
+    speaker.receive(UpdateReceived(PEER, Update(attributes=None)), 0.0)  # End-of-RIB (IPv4)
     drain(speaker, 131.0)
     assert count(speaker) == 4
     assert not any(r.stale for r in speaker.rib.paths(V4, announce(1).nlri[0]))
@@ -267,7 +267,7 @@ def test_restarting_speaker_waits_for_every_end_of_rib(plan: PeeringPlan) -> Non
     up(s, 1.0)
     assert not of(s.take_actions(), FibConverged)
     s.learned([("192.168.1.7/32", True)])
-    s.receive(UpdateReceived(PEER, Update(attributes=None)))
+    s.receive(UpdateReceived(PEER, Update(attributes=None)), 0.0)
     drain(s, 2.0)
     actions = s.take_actions()
     assert of(actions, FibConverged) == [FibConverged()]
@@ -299,10 +299,10 @@ def test_without_peers_a_restart_is_over_at_once(plan: PeeringPlan) -> None:
 def test_prefix_limit_closes_the_session(plan: PeeringPlan) -> None:
     s = speaker_for(plan, max_prefixes=100, max_prefixes_restart=30.0)
     up(s)
-    s.receive(UpdateReceived(PEER, announce(50)))
+    s.receive(UpdateReceived(PEER, announce(50)), 0.0)
     drain(s, 1.0)
     assert not of(s.take_actions(), Close)
-    s.receive(UpdateReceived(PEER, announce(60, start=50)))
+    s.receive(UpdateReceived(PEER, announce(60, start=50)), 0.0)
     drain(s, 1.0)
     (close,) = of(s.take_actions(), Close)
     assert (close.peer, close.hold_down) == (PEER, 30.0)
@@ -311,7 +311,7 @@ def test_prefix_limit_closes_the_session(plan: PeeringPlan) -> None:
 
 def test_an_error_in_one_event_is_logged_and_the_queue_goes_on(speaker: Speaker) -> None:
     # An UPDATE before establishment is a bug elsewhere: logged, never fatal.
-    speaker.receive(UpdateReceived(PEER, announce(3)))
+    speaker.receive(UpdateReceived(PEER, announce(3)), 0.0)
     up(speaker)
     errors = [a for a in of(speaker.take_actions(), Log) if a.level == "error"]
     assert errors and errors[0].event == "error handling UPDATE"
@@ -354,3 +354,27 @@ def test_deadlines_replace_cancel_and_pop_in_order() -> None:
     assert d.next() == 1.0
     assert d.pop_due(2.0) == ["a", "c"]
     assert d.next() is None and len(d) == 0
+
+
+def test_an_establishment_is_handled_at_once_unless_its_peer_has_events_queued(
+    plan: PeeringPlan,
+) -> None:
+    s = speaker_for(plan)
+    other = replace(plan.sessions[0], name="Global_127_0_0_3", peer_address="127.0.0.3")
+    s.add_peer(other, peer_settings(other, s.router_id, None))
+    up(s)
+    s.take_actions()
+    s.receive(UpdateReceived(PEER, announce(500)), 0.0)  # a backlog from the first peer
+    settings = s.peers[other.name].settings
+    local, remote = build_open(settings), build_open(settings)
+    neg = negotiate(settings, local, remote)
+    s.receive(SessionEstablished(other.name, local, remote, neg.options, neg), 1.0)
+    # Not behind the backlog: the new peer is in its group and its catch-up is asked for.
+    assert s.adj_out.group_of(other.name) is not None
+    assert [a.peer for a in of(s.take_actions(), Dump)] == [other.name]
+    # A peer whose earlier session's events are still queued waits its turn.
+    s.receive(SessionDown(PEER, "Socket: Connection closed"), 1.0)
+    s.receive(SessionEstablished(PEER, local, remote, neg.options, neg), 1.0)
+    assert not of(s.take_actions(), Dump)
+    drain(s, 2.0)
+    assert [a.peer for a in of(s.take_actions(), Dump)] == [PEER]

@@ -35,7 +35,7 @@ from .base import (
 )
 from .bird import BirdPeer, parse_bird_routes
 from .exabgp import ExabgpPeer
-from .frr import FRR_DIR, FrrPeer
+from .frr import FRR_DIR, FrrBfdPeer, FrrPeer
 from .gobgp import GobgpPeer
 
 PEER_TYPES: dict[str, type[Peer]] = {
@@ -54,6 +54,7 @@ __all__ = [
     "BirdPeer",
     "DaemonExited",
     "ExabgpPeer",
+    "FrrBfdPeer",
     "FrrPeer",
     "GobgpPeer",
     "Neighbor",

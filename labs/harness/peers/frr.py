@@ -256,3 +256,60 @@ def _frr_route(prefix: str, path: Mapping[str, Any]) -> Route:
         best=bool(bestpath.get("overall")) if isinstance(bestpath, dict) else bool(bestpath),
         raw=dict(path),
     )
+
+
+class FrrBfdPeer(FrrPeer):
+    """FRR with bfdd started beside zebra and bgpd, as FrrPeer starts those (directly, no
+    watchfrr: starting it is what bfdd=yes in a daemons file would do), configured from
+    `bfdd.conf` and its own control socket, queried with `vtysh -d bfdd`.
+
+    `bfd_peers`: BFD sessions of their own, (peer, local address, interface, interval in ms,
+    multiplier). A BGP neighbour with `neighbor ADDR bfd` (in its `extra`) gets one from
+    bgpd through zebra instead."""
+
+    programs = (*FrrPeer.programs, str(FRR_DIR / "bfdd"))
+
+    def __init__(
+        self,
+        *args: Any,
+        bfd_peers: list[tuple[str, str, str, int, int]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.bfd_peers = list(bfd_peers or ())
+        self.last_view: dict[str, dict[str, Any]] = {}
+        super().__init__(*args, **kwargs)
+
+    def bfdd_config(self) -> str:
+        lines = ["bfd"]
+        for peer, local, ifname, interval, multiplier in self.bfd_peers:
+            lines += [
+                f" peer {peer} local-address {local} interface {ifname}",
+                f"  receive-interval {interval}",
+                f"  transmit-interval {interval}",
+                f"  detect-multiplier {multiplier}",
+                " exit",
+            ]
+        return "\n".join([*lines, "exit", ""])
+
+    def _start(self) -> None:
+        super()._start()
+        conf = self.rundir / "bfdd.conf"
+        conf.write_text(self.bfdd_config())
+        shutil.chown(conf, "frr", "frr")
+        for stale in ("bfdd.vty", "bfdd.sock"):
+            (self.rundir / stale).unlink(missing_ok=True)
+        self.popen([*self._daemon_argv("bfdd"), "--bfdctl", str(self.rundir / "bfdd.sock")],
+                   "bfdd.out")  # fmt: skip
+
+    def _ready(self) -> bool:
+        return super()._ready() and "bfd" in self.bfd_vtysh("show running-config")
+
+    def bfd_vtysh(self, command: str) -> str:
+        argv = ["vtysh", "--vty_socket", str(self.rundir), "-d", "bfdd", "-c", command]
+        return self.node.run(argv).stdout
+
+    def bfd_view(self) -> dict[str, dict[str, Any]]:
+        """`show bfd peers json` by peer address; the last answer stays in `last_view`."""
+        peers = json.loads(self.bfd_vtysh("show bfd peers json"))
+        self.last_view = {str(p["peer"]): p for p in peers}
+        return self.last_view
