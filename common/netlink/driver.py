@@ -1,6 +1,7 @@
-"""The kernel side of the FIB: a raw NETLINK_ROUTE socket driven by asyncio.
+"""rtnetlink for both daemons: a raw NETLINK_ROUTE socket driven by asyncio.
 
-Thin on purpose: messages are built and read by `rtmsg`, what to send is decided by `fib`.
+Thin on purpose: messages are built and read by `rtmsg`, what to send is decided by the
+daemons (bgpd/kernel/fib.py and planner.py, felix's routes and cluster modules).
 What lives here is the batching (principle 3): many route messages per `sendmsg` in chunks of
 about 64 KB, no waiting for each answer in turn, and every kernel error mapped back to the op
 that caused it by sequence number. By default route messages ask for no ACK: the kernel
@@ -26,18 +27,17 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TypeVar
 
-from bgpd.kernel.fib import (
+from common.netlink.route import (
     AF_INET,
     AF_INET6,
     ESRCH,
-    RTPROT_PYBGPD,
     KernelRoute,
     OpKind,
     RouteFailure,
     RouteKey,
     RouteOp,
 )
-from bgpd.kernel.rtmsg import (
+from common.netlink.rtmsg import (
     NLM_F_DUMP_INTR,
     NLMSG_DONE,
     NLMSG_ERROR,
@@ -120,15 +120,17 @@ class _Batch:
 
 
 class KernelRoutes:
-    """Our routes in the kernel FIB of this network namespace (or of `netns`, a name under
-    /run/netns, which tests use to drive a namespace from outside it).
+    """The routes of one protocol (`protocol`, the rtm_protocol it sends and sweeps) in the
+    kernel FIB of this network namespace (or of `netns`: a name under /run/netns, which
+    tests use to drive a namespace from outside it, or a path such as /proc/PID/ns/net);
+    also the namespace's links, addresses and neighbours.
 
-    Use as `async with KernelRoutes() as kr:` or call `open()` / `close()`.
+    Use as `async with KernelRoutes(proto) as kr:` or call `open()` / `close()`.
     """
 
     def __init__(
         self,
-        protocol: int = RTPROT_PYBGPD,
+        protocol: int,
         *,
         netns: str | None = None,
         ack_each: bool = False,
@@ -214,10 +216,11 @@ class KernelRoutes:
         limit, per_chunk = self._max_chunk_bytes, self._max_per_chunk
         for i, op in enumerate(ops):
             seq = (first + i) & _SEQ_MASK
+            proto = protocol if op.protocol is None else op.protocol
             if op.kind is OpKind.DELETE:
-                msg = encode_delroute(op.route, seq, protocol, ack)
+                msg = encode_delroute(op.route, seq, proto, ack)
             else:
-                msg = encode_newroute(op.route, seq, protocol, ack, op.kind is OpKind.ADD)
+                msg = encode_newroute(op.route, seq, proto, ack, op.kind is OpKind.ADD)
             if chunk and (size + len(msg) > limit or len(chunk) >= per_chunk):
                 await self._send(sock, b"".join(chunk), batch)
                 chunk = []
@@ -425,12 +428,12 @@ class RouteMonitor:
         *,
         netns: str | None = None,
         buffer_size: int = 32 * 1024 * 1024,
-        skip_protocol: int | None = RTPROT_PYBGPD,
+        skip_protocol: int | None = None,
     ) -> None:
         self.netns = netns
         self.buffer_size = buffer_size
-        # Our own route changes echo back through the group; dropping them before decoding
-        # keeps a 100k-route install from costing a second decode pass.
+        # The caller's own route changes echo back through the group; dropping them before
+        # decoding keeps a 100k-route install from costing a second decode pass.
         self.skip_protocol = skip_protocol
         self._sock: socket.socket | None = None
         self._rbuf = bytearray(1 << 18)
@@ -525,16 +528,18 @@ def _set_buffers(sock: socket.socket, size: int) -> tuple[int, int]:
 
 
 def _in_netns(name: str, make: Callable[[], socket.socket]) -> socket.socket:
-    """Run `make` in network namespace /run/netns/<name>. A socket keeps the namespace it was
-    created in, so only the creation needs to happen there; it runs in a throwaway thread
-    because setns() moves the calling thread, and that thread ends right after."""
+    """Run `make` in network namespace /run/netns/<name> (or at path `name`, when it has a
+    slash). A socket keeps the namespace it was created in, so only the creation needs to
+    happen there; it runs in a throwaway thread because setns() moves the calling thread,
+    and that thread ends right after."""
     result: list[socket.socket] = []
     failure: list[BaseException] = []
 
     def run() -> None:
         try:
             libc = ctypes.CDLL(None, use_errno=True)
-            fd = os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+            path = name if "/" in name else f"/run/netns/{name}"
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 if libc.setns(fd, CLONE_NEWNET) != 0:
                     err = ctypes.get_errno()
