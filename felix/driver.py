@@ -11,7 +11,8 @@ status under a lease, and its IPIP tunnel address.
   ipip-tunnel-addr-<node>), records it in the Node, and puts it on tunl0 where the ipip
   module is loaded.
 
-Kernel access is pyroute2's synchronous IPRoute, run in worker threads.
+Routes and links go over rtnetlink (common.netlink: struct-built messages, one batch per
+pass); the tunnel address on tunl0 is set with pyroute2, in a worker thread.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from pyroute2 import IPRoute  # type: ignore[import-untyped]
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
@@ -42,76 +44,65 @@ from calico.errors import (
 from calico.store.etcdconfig import DatastoreConfig
 from calico.store.kv import EventType, KeyValue, KVStore, mutate, open_kv
 from common.log import configure_logging, get_logger
+from common.netlink.driver import KernelRoutes
+from common.netlink.route import RT_TABLE_MAIN, RTPROT_BOOT, OpKind
 from common.sdnotify import Notifier, keep_alive
 from felix.ipam.allocator import USE_TUNNEL, AssignRequest, IpamError
 from felix.ipam.store import IpamStore
-from felix.routes import RTPROT_BOOT, DeviceRoute, RouteChange, desired_routes, reconcile
+from felix.routes import (
+    DeviceRoute,
+    RouteChange,
+    desired_routes,
+    observed_routes,
+    reconcile,
+    route_ops,
+)
 from felix.status import last_reported_key, status_key, status_value
 from felix.tunnel import ipip_pools, keeps, tunnel_attrs, tunnel_handle, with_tunnel_address
-from felix.workload import INTERFACE_PREFIX, PREFIX, WorkloadEndpoint
+from felix.workload import PREFIX, WorkloadEndpoint
 
 log = get_logger("felix")
 
-RT_SCOPE_LINK = 253
-RT_TABLE_MAIN = 254
 TUNNEL_DEVICE = "tunl0"
 
 
 class Kernel:
-    """Reads and writes the workload routes of the main table (blocking; run in threads)."""
+    """The workload routes of the main table, over rtnetlink (common.netlink): one dump of
+    links and routes to read them, one batch (one sendmsg per ~64 KB) to change them."""
 
-    def read(self) -> tuple[list[DeviceRoute], list[str]]:
-        with IPRoute() as ipr:
-            names = {int(link["index"]): str(link.get("ifname")) for link in ipr.get_links()}
-            routes: list[DeviceRoute] = []
-            for family in (socket.AF_INET, socket.AF_INET6):
-                for r in ipr.get_routes(family=family, table=RT_TABLE_MAIN):
-                    ifname = names.get(int(r.get("oif") or 0), "")
-                    if r["proto"] != RTPROT_BOOT or not ifname.startswith(INTERFACE_PREFIX):
-                        continue
-                    dst = r.get("dst") or ("0.0.0.0" if family == socket.AF_INET else "::")
-                    routes.append(DeviceRoute(f"{dst}/{r['dst_len']}", ifname))
-        return routes, list(names.values())
+    def __init__(self, netns: str | None = None) -> None:
+        self.routes = KernelRoutes(RTPROT_BOOT, netns=netns)
 
-    def apply(self, changes: Sequence[RouteChange]) -> list[str]:
-        """Apply each change; the errors (one line each), which the next pass retries."""
-        errors: list[str] = []
-        with IPRoute() as ipr:
-            for change in changes:
-                dst, plen = change.route.prefix.split("/")
-                family = socket.AF_INET6 if ":" in dst else socket.AF_INET
-                index = ipr.link_lookup(ifname=change.route.ifname)
-                try:
-                    if change.remove:
-                        # Scope and proto as programmed: a delete with scope 0 matches no
-                        # link-scope route (the kernel answers ESRCH).
-                        kwargs = {"oif": index[0]} if index else {}
-                        ipr.route(
-                            "del",
-                            family=family,
-                            dst=dst,
-                            dst_len=int(plen),
-                            table=RT_TABLE_MAIN,
-                            scope=RT_SCOPE_LINK,
-                            proto=RTPROT_BOOT,
-                            **kwargs,
-                        )
-                    elif index:
-                        ipr.route(
-                            "replace",
-                            family=family,
-                            dst=dst,
-                            dst_len=int(plen),
-                            oif=index[0],
-                            scope=RT_SCOPE_LINK,
-                            proto=RTPROT_BOOT,
-                            table=RT_TABLE_MAIN,
-                        )
-                except NetlinkError as exc:
-                    errors.append(f"{change}: {exc}")
+    async def open(self) -> None:
+        await self.routes.open()
+
+    def close(self) -> None:
+        self.routes.close()
+
+    async def read(self) -> tuple[list[DeviceRoute], dict[str, int]]:
+        """felix's workload routes, and every interface's index by name."""
+        links = await self.routes.links()
+        names = dict(links)
+        entries = await self.routes.dump(RTPROT_BOOT, RT_TABLE_MAIN)
+        routes = observed_routes(((e.protocol, e.route) for e in entries), names)
+        return routes, {name: index for index, name in links}
+
+    async def apply(self, changes: Sequence[RouteChange], links: Mapping[str, int]) -> list[str]:
+        """Apply the changes in one batch; the errors (one line each, per route), which the
+        next pass retries."""
+        placed, unplaced = route_ops(changes, links)
+        errors = [f"{c}: interface {c.route.ifname} is gone" for c in unplaced]
+        failed = await self.routes.apply([op for _, op in placed])
+        change_of = {id(op): change for change, op in placed}
+        for failure in failed:
+            if failure.op.kind is OpKind.DELETE and failure.errno == errno.ESRCH:
+                continue  # already gone
+            text = failure.message or os.strerror(failure.errno)
+            errors.append(f"{change_of[id(failure.op)]}: {text}")
         return errors
 
-    def set_tunnel_address(self, address: str | None) -> bool:
+    @staticmethod
+    def set_tunnel_address(address: str | None) -> bool:
         """Put `address`/32 on tunl0 (and nothing else); False where there is no tunl0."""
         if not os.path.exists(f"/sys/class/net/{TUNNEL_DEVICE}"):
             return False
@@ -195,10 +186,10 @@ class Felix:
 
     async def program(self) -> list[RouteChange]:
         desired = desired_routes(self.endpoints.values(), self.node)
-        observed, links = await asyncio.to_thread(self.kernel.read)
+        observed, links = await self.kernel.read()
         changes = reconcile(desired, observed, links)
         if changes:
-            errors = await asyncio.to_thread(self.kernel.apply, changes)
+            errors = await self.kernel.apply(changes, links)
             for change in changes:
                 log.info(
                     "felix.route_removed" if change.remove else "felix.route_programmed",
@@ -308,6 +299,13 @@ class Felix:
                 log.warning("felix.tunnel_failed", error=str(exc))
 
     async def run(self) -> None:
+        await self.kernel.open()
+        try:
+            await self._run()
+        finally:
+            self.kernel.close()
+
+    async def _run(self) -> None:
         if not await self._first_list():
             return
         # The first pass cleans up after endpoints deleted while felix was down.

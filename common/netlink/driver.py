@@ -27,6 +27,16 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TypeVar
 
+from common.netlink.link import Address, Link, Neighbour
+from common.netlink.linkmsg import (
+    RTM_NEWADDR,
+    RTM_NEWNEIGH,
+    decode_newaddr,
+    decode_newlink,
+    decode_newneigh,
+    encode_addr_dump,
+    encode_neigh_dump,
+)
 from common.netlink.route import (
     AF_INET,
     AF_INET6,
@@ -80,6 +90,8 @@ _SEQ_MASK = 0xFFFFFFFF
 _ANSWER_COST = 1024
 _DUMP_RETRIES = 5
 _T = TypeVar("_T")
+Failure = tuple[int, int, str]
+"""A refused request of a batch: (its index, errno, the kernel's extended-ack message)."""
 _SWEEP_PASSES = 4
 
 
@@ -89,17 +101,18 @@ class NetlinkOverrun(OSError):
 
 
 class _Batch:
-    """Answers awaited for one `apply()`: ops are numbered from `first`."""
+    """Answers awaited for one batch of `count` requests numbered from `first`; failures
+    are (request index, errno, extended-ack message)."""
 
-    __slots__ = ("answered", "barrier", "done", "failures", "first", "ops")
+    __slots__ = ("answered", "barrier", "count", "done", "failures", "first")
 
-    def __init__(self, first: int, ops: Sequence[RouteOp], barrier: int | None) -> None:
+    def __init__(self, first: int, count: int, barrier: int | None) -> None:
         self.first = first
-        self.ops = ops
+        self.count = count
         self.barrier = barrier
         self.answered = 0
-        self.done = not ops
-        self.failures: list[RouteFailure] = []
+        self.done = not count
+        self.failures: list[tuple[int, int, str]] = []
 
     def take(self, data: bytes) -> None:
         for mtype, flags, seq, body in split_messages(data):
@@ -109,13 +122,13 @@ class _Batch:
                 self.done = True
                 continue
             index = (seq - self.first) & _SEQ_MASK
-            if index >= len(self.ops):
+            if index >= self.count:
                 continue  # an answer to an earlier, abandoned request
             err, message = decode_error(body, flags)
             self.answered += 1
             if err:
-                self.failures.append(RouteFailure(self.ops[index], err, message))
-        if self.barrier is None and self.answered >= len(self.ops):
+                self.failures.append((index, err, message))
+        if self.barrier is None and self.answered >= self.count:
             self.done = True
 
 
@@ -197,30 +210,46 @@ class KernelRoutes:
         order. Yields to the event loop between chunks."""
         if not ops:
             return []
+        protocol, ack = self.protocol, self.ack_each
+
+        def encode(i: int, seq: int) -> bytes:
+            op = ops[i]
+            proto = protocol if op.protocol is None else op.protocol
+            if op.kind is OpKind.DELETE:
+                return encode_delroute(op.route, seq, proto, ack)
+            return encode_newroute(op.route, seq, proto, ack, op.kind is OpKind.ADD)
+
+        failures = await self._batch(len(ops), encode)
+        return [RouteFailure(ops[i], err, message) for i, err, message in failures]
+
+    async def execute(self, requests: Sequence[Callable[[int], bytes]]) -> list[Failure]:
+        """Send requests (each builds its message, asking for an ACK, from a sequence
+        number) in one batch and return the refused ones as (index, errno, message), in
+        order: links, addresses and neighbours go this way."""
+        if not requests:
+            return []
+        return await self._batch(len(requests), lambda i, seq: requests[i](seq))
+
+    async def _batch(self, count: int, encode: Callable[[int, int], bytes]) -> list[Failure]:
         async with self._lock:
             sock = self._require()
             try:
-                return await self._apply(sock, ops)
+                return await self._send_batch(sock, count, encode)
             except (NetlinkOverrun, TimeoutError):
                 self._reopen()
                 raise
 
-    async def _apply(self, sock: socket.socket, ops: Sequence[RouteOp]) -> list[RouteFailure]:
-        first = self._next_seq(len(ops))
+    async def _send_batch(
+        self, sock: socket.socket, count: int, encode: Callable[[int, int], bytes]
+    ) -> list[Failure]:
+        first = self._next_seq(count)
         barrier = None if self.ack_each else self._next_seq(1)
-        batch = _Batch(first, ops, barrier)
+        batch = _Batch(first, count, barrier)
         chunk: list[bytes] = []
         size = 0
-        ack = self.ack_each
-        protocol = self.protocol
         limit, per_chunk = self._max_chunk_bytes, self._max_per_chunk
-        for i, op in enumerate(ops):
-            seq = (first + i) & _SEQ_MASK
-            proto = protocol if op.protocol is None else op.protocol
-            if op.kind is OpKind.DELETE:
-                msg = encode_delroute(op.route, seq, proto, ack)
-            else:
-                msg = encode_newroute(op.route, seq, proto, ack, op.kind is OpKind.ADD)
+        for i in range(count):
+            msg = encode(i, (first + i) & _SEQ_MASK)
             if chunk and (size + len(msg) > limit or len(chunk) >= per_chunk):
                 await self._send(sock, b"".join(chunk), batch)
                 chunk = []
@@ -283,6 +312,37 @@ class KernelRoutes:
             return await self._dump_request(
                 self._require(), encode_link_dump, RTM_NEWLINK, decode_link, "link dump"
             )
+
+    async def link_list(self) -> list[Link]:
+        """Every interface of the namespace with its kind, state, MAC and VXLAN settings."""
+        async with self._lock:
+            return await self._dump_request(
+                self._require(), encode_link_dump, RTM_NEWLINK, decode_newlink, "link dump"
+            )
+
+    async def addresses(self, family: int = 0) -> list[Address]:
+        """The IPv4 and IPv6 addresses of every interface (or of one family)."""
+        async with self._lock:
+            return await self._dump_request(
+                self._require(),
+                lambda seq: encode_addr_dump(family, seq),
+                RTM_NEWADDR,
+                decode_newaddr,
+                "address dump",
+            )
+
+    async def neighbours(self, family: int, ifindex: int = 0) -> list[Neighbour]:
+        """The neighbour entries of `family` (AF_BRIDGE: the FDB), of one interface if
+        `ifindex` is set."""
+        async with self._lock:
+            found = await self._dump_request(
+                self._require(),
+                lambda seq: encode_neigh_dump(family, seq, ifindex),
+                RTM_NEWNEIGH,
+                decode_newneigh,
+                "neighbour dump",
+            )
+        return [n for n in found if not ifindex or n.ifindex == ifindex]
 
     async def link_index(self, name: str) -> int:
         """The ifindex of interface `name` in the socket's namespace."""

@@ -257,9 +257,18 @@ def encode_link_dump(seq: int) -> bytes:
     return _HDR.pack(16 + len(body), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
 
 
-def _attr(kind: int, payload: bytes) -> bytes:
+def attr(kind: int, payload: bytes) -> bytes:
+    """One netlink attribute (rtattr/nlattr): length, type, payload, padding to 4."""
     n = 4 + len(payload)
     return _RTA.pack(n, kind) + payload + b"\0" * (-n % 4)
+
+
+_attr = attr
+
+
+def message(msg_type: int, flags: int, seq: int, body: bytes) -> bytes:
+    """An nlmsghdr (port id 0: the kernel) in front of `body`."""
+    return _HDR.pack(16 + len(body), msg_type, flags, seq, 0) + body
 
 
 def _message(
@@ -410,7 +419,9 @@ def _decode_multipath(data: bytes) -> list[Nexthop]:
     return legs
 
 
-def _attrs(data: bytes, off: int) -> list[tuple[int, bytes]]:
+def parse_attrs(data: bytes, off: int = 0) -> list[tuple[int, bytes]]:
+    """The attributes from `off` to the end as (type, payload); the NESTED and BYTEORDER
+    bits are dropped from the type. Raises NetlinkDecodeError on a bad length."""
     out = []
     end = len(data)
     while off + 4 <= end:
@@ -420,6 +431,9 @@ def _attrs(data: bytes, off: int) -> list[tuple[int, bytes]]:
         out.append((kind & 0x3FFF, data[off + 4 : off + length]))  # drop NESTED/BYTEORDER bits
         off += (length + 3) & ~3
     return out
+
+
+_attrs = parse_attrs
 
 
 # --- a socket filter for the route monitor -------------------------------------------------

@@ -125,3 +125,57 @@ def test_workload_endpoint_round_trip() -> None:
 def test_go_time_string() -> None:
     assert go_time_string(1714557605.1) == "2024-05-01 10:00:05.1 +0000 UTC"
     assert go_time_string(1714557605.0) == "2024-05-01 10:00:05 +0000 UTC"
+
+
+def test_workload_routes_as_kernel_values_and_ops() -> None:
+    from common.netlink.route import (
+        AF_INET,
+        AF_INET6,
+        RTPROT_BOOT,
+        RTPROT_STATIC,
+        KernelRoute,
+        Nexthop,
+        OpKind,
+    )
+    from felix.routes import device_route, observed_routes, route_ops
+
+    v4 = device_route(DeviceRoute("10.0.0.1/32", "cali1"), 7)
+    assert v4 == KernelRoute(AF_INET, bytes([10, 0, 0, 1]), 32, (Nexthop(b"", 7),))
+    v6 = device_route(DeviceRoute("fd00::1/128", "cali1"), 7)
+    assert (v6.family, v6.dst_len) == (AF_INET6, 128)
+    names = {7: "cali1", 8: "eth0", 9: "cali2"}
+    via_gw = KernelRoute(AF_INET, bytes([10, 0, 0, 3]), 32, (Nexthop(bytes([10, 9, 0, 1]), 9),))
+    entries = [
+        (RTPROT_BOOT, v4),  # ours
+        (RTPROT_STATIC, device_route(DeviceRoute("10.0.0.2/32", "cali2"), 9)),  # not boot
+        (RTPROT_BOOT, device_route(DeviceRoute("10.9.0.0/24", "eth0"), 8)),  # not a workload
+        (RTPROT_BOOT, via_gw),  # a gateway route, not a device route
+    ]
+    assert observed_routes(entries, names) == [DeviceRoute("10.0.0.1/32", "cali1")]
+    changes = [
+        RouteChange(DeviceRoute("10.0.0.3/32", "caliold"), remove=True),
+        RouteChange(DeviceRoute("10.0.0.3/32", "cali3")),
+        RouteChange(DeviceRoute("10.0.0.4/32", "cali4")),  # its interface went meanwhile
+    ]
+    placed, unplaced = route_ops(changes, {"caliold": 5, "cali3": 6})
+    assert [(c, op.kind, op.route.nexthops) for c, op in placed] == [
+        (changes[0], OpKind.DELETE, (Nexthop(b"", 5),)),
+        (changes[1], OpKind.REPLACE, (Nexthop(b"", 6),)),
+    ]
+    assert unplaced == [changes[2]]
+
+
+def test_pod_routes_and_the_check_of_its_default_route() -> None:
+    from common.netlink.route import AF_INET6, Nexthop
+    from felix.cni.plugin import default_via_gateway, pod_routes
+
+    gw = bytes([169, 254, 1, 1])
+    v4 = pod_routes(["10.0.0.5/32"], 3)
+    assert [(r.dst, r.dst_len, r.nexthops) for r in v4] == [
+        (gw, 32, (Nexthop(b"", 3),)),  # the gateway on the link first
+        (bytes(4), 0, (Nexthop(gw, 3),)),
+    ]
+    both = pod_routes(["10.0.0.5/32", "fd00::5/128"], 3)
+    assert both[:2] == v4 and both[2].family == AF_INET6 and both[2].dst_len == 0
+    assert default_via_gateway(both) and default_via_gateway(v4[1:])
+    assert not default_via_gateway(v4[:1])
