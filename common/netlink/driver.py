@@ -337,7 +337,7 @@ class KernelRoutes:
         async with self._lock:
             found = await self._dump_request(
                 self._require(),
-                lambda seq: encode_neigh_dump(family, seq, ifindex),
+                lambda seq: encode_neigh_dump(family, seq),
                 RTM_NEWNEIGH,
                 decode_newneigh,
                 "neighbour dump",

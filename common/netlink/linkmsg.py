@@ -238,10 +238,10 @@ def encode_delneigh(n: Neighbour, seq: int) -> bytes:
     return message(RTM_DELNEIGH, _SET, seq, _neigh_body(n))
 
 
-def encode_neigh_dump(family: int, seq: int, ifindex: int = 0) -> bytes:
-    """RTM_GETNEIGH dump of one family (AF_BRIDGE: the FDB); with NETLINK_GET_STRICT_CHK
-    the kernel keeps to `ifindex` when it is set, so readers filter again."""
-    body = _NDMSG.pack(family, ifindex, 0, 0, 0)
+def encode_neigh_dump(family: int, seq: int) -> bytes:
+    """RTM_GETNEIGH dump of one family (AF_BRIDGE: the FDB) over every interface: a strict
+    kernel answers a header naming an interface with nothing, so readers filter instead."""
+    body = _NDMSG.pack(family, 0, 0, 0, 0)
     return message(RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP, seq, body)
 
 

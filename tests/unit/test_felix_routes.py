@@ -179,3 +179,33 @@ def test_pod_routes_and_the_check_of_its_default_route() -> None:
     assert both[:2] == v4 and both[2].family == AF_INET6 and both[2].dst_len == 0
     assert default_via_gateway(both) and default_via_gateway(v4[1:])
     assert not default_via_gateway(v4[:1])
+
+
+def test_vxlan_tunnel_address_rules() -> None:
+    from felix.tunnel import IPIP, VXLAN
+
+    pools = [
+        IPPool(name="v", cidr="10.5.0.0/16", vxlan_mode="Always"),
+        IPPool(name="x", cidr="10.6.0.0/16", vxlan_mode="CrossSubnet", disabled=True),
+        IPPool(name="i", cidr="10.1.0.0/16", ipip_mode="Always"),
+        IPPool(name="v6", cidr="fd00:5::/48", vxlan_mode="Always"),
+    ]
+    assert [p.name for p in VXLAN.pools(pools, {})] == ["v"]
+    assert [p.name for p in IPIP.pools(pools, {})] == ["i"]
+    assert VXLAN.handle("n1") == "vxlan-tunnel-addr-n1"
+    assert VXLAN.attrs("n1") == {"node": "n1", "type": "vxlanTunnelAddress"}
+    node = b'{"kind":"Node","metadata":{"name":"n"},"spec":{"bgp":{"ipv4Address":"10.0.0.1/24"}}}'
+    set_ = with_tunnel_address(node, "10.5.0.1", VXLAN)
+    assert set_ is not None
+    spec = json.loads(set_)["spec"]
+    assert spec["ipv4VXLANTunnelAddr"] == "10.5.0.1"
+    assert spec["bgp"] == {"ipv4Address": "10.0.0.1/24"}
+    assert with_tunnel_address(set_, "10.5.0.1", VXLAN) is None
+    cleared = with_tunnel_address(set_, None, VXLAN)
+    assert cleared is not None and "ipv4VXLANTunnelAddr" not in json.loads(cleared)["spec"]
+    # A Node without spec.bgp gets one only when an IPIP address is set.
+    bare = b'{"kind":"Node","metadata":{"name":"n"}}'
+    assert with_tunnel_address(bare, None) is None
+    assert json.loads(with_tunnel_address(bare, "10.1.0.1") or b"")["spec"] == {
+        "bgp": {"ipv4IPIPTunnelAddr": "10.1.0.1"}
+    }
