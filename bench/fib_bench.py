@@ -24,8 +24,8 @@ from statistics import median
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bgpd.kernel.fib import AF_INET, RTPROT_PYBGPD, KernelRoute, Nexthop, OpKind, RouteOp
-from bgpd.kernel.netlink import KernelRoutes
-from bgpd.kernel.rtmsg import encode_op
+from common.netlink.driver import KernelRoutes
+from common.netlink.rtmsg import encode_op
 
 BASE = int(ipaddress.ip_address("10.128.0.0"))
 GATEWAY = "10.77.0.2"
@@ -70,7 +70,7 @@ def timed(fn: Callable[[], object]) -> float:
 def bench_ours(ns: str, count: int, ack_each: bool) -> dict[str, float]:
     async def go() -> dict[str, float]:
         out = {}
-        async with KernelRoutes(netns=ns, ack_each=ack_each) as kr:
+        async with KernelRoutes(RTPROT_PYBGPD, netns=ns, ack_each=ack_each) as kr:
             for label, ops in (
                 ("add", [RouteOp(OpKind.ADD, r) for r in kernel_routes(count, GATEWAY)]),
                 (

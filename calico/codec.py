@@ -31,6 +31,7 @@ from calico.model import (
     BGPConfiguration,
     BGPPeer,
     BlockAffinity,
+    FelixConfiguration,
     IPAMBlock,
     IPPool,
     Node,
@@ -177,6 +178,18 @@ def _bgp_configuration(c: Any) -> dict[str, Any]:
     return spec
 
 
+def _felix_configuration(c: Any) -> dict[str, Any]:
+    assert isinstance(c, FelixConfiguration)
+    spec: dict[str, Any] = {}
+    if c.program_cluster_routes is not None:
+        spec["programClusterRoutes"] = c.program_cluster_routes
+    if c.vxlan_vni is not None:
+        spec["vxlanVNI"] = c.vxlan_vni
+    if c.vxlan_port is not None:
+        spec["vxlanPort"] = c.vxlan_port
+    return spec
+
+
 def _node(n: Any) -> dict[str, Any]:
     assert isinstance(n, Node)
     spec: dict[str, Any] = {}
@@ -290,6 +303,7 @@ def _ipam_block(b: Any) -> dict[str, Any]:
 
 _SPECS: Mapping[type, Any] = {
     BGPConfiguration: _bgp_configuration,
+    FelixConfiguration: _felix_configuration,
     Node: _node,
     BGPPeer: _bgp_peer,
     IPPool: _ip_pool,

@@ -67,7 +67,6 @@ IGNORED_KINDS = frozenset(
         "BGPFilter",
         "CalicoNodeStatus",
         "ClusterInformation",
-        "FelixConfiguration",
         "GlobalNetworkPolicy",
         "GlobalNetworkSet",
         "HostEndpoint",
@@ -155,6 +154,32 @@ class BGPConfiguration:
     program_cluster_routes: str | None = None
     ipv4_normal_route_priority: int = 1024
     ipv6_normal_route_priority: int = 1024
+
+    @property
+    def node_name(self) -> str | None:
+        """The node a `node.<name>` configuration is for; None for `default`."""
+        return self.name[len("node.") :] if self.name.startswith("node.") else None
+
+
+# FelixConfiguration.programClusterRoutes (and BGPConfiguration's, from BIRD's side).
+PROGRAM_CLUSTER_ROUTES = ("Enabled", "Disabled", "EnabledIPIPOnly", "EnabledNoEncapOnly")
+DEFAULT_VXLAN_VNI = 4096
+DEFAULT_VXLAN_PORT = 4789
+
+
+@dataclass(frozen=True, slots=True)
+class FelixConfiguration:
+    """What felix reads of Calico's FelixConfiguration: who programs the cluster routes and
+    the VXLAN device's VNI and port. `default` holds the cluster settings, `node.<name>`
+    overrides what it sets; None means not set here. Other fields are not read (felix does
+    not implement them)."""
+
+    kind: ClassVar[str] = "FelixConfiguration"
+
+    name: str
+    program_cluster_routes: str | None = None
+    vxlan_vni: int | None = None
+    vxlan_port: int | None = None
 
     @property
     def node_name(self) -> str | None:
@@ -339,10 +364,23 @@ class IPAMBlock:
         return self.block.host
 
 
-Resource = BGPConfiguration | Node | BGPPeer | IPPool | BlockAffinity | IPAMBlock
+Resource = (
+    BGPConfiguration | Node | BGPPeer | IPPool | BlockAffinity | IPAMBlock | FelixConfiguration
+)
 
 KINDS: Mapping[str, type[Resource]] = types.MappingProxyType(
-    {c.kind: c for c in (BGPConfiguration, Node, BGPPeer, IPPool, BlockAffinity, IPAMBlock)}
+    {
+        c.kind: c
+        for c in (
+            BGPConfiguration,
+            Node,
+            BGPPeer,
+            IPPool,
+            BlockAffinity,
+            IPAMBlock,
+            FelixConfiguration,
+        )
+    }
 )
 
 
@@ -1011,6 +1049,21 @@ def _read_ipam_block(
     return IPAMBlock(name, _ipam_record(r, Block.from_obj, spec))
 
 
+def _read_felix_configuration(
+    r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
+) -> FelixConfiguration:
+    pcr = r.string(spec, "programClusterRoutes")
+    if pcr is not None and pcr not in PROGRAM_CLUSTER_ROUTES:
+        allowed = ", ".join(repr(o) for o in PROGRAM_CLUSTER_ROUTES)
+        raise r.error(r.path("programClusterRoutes"), f"{pcr!r} is not one of {allowed}")
+    return FelixConfiguration(
+        name=name,
+        program_cluster_routes=pcr,
+        vxlan_vni=r.integer(spec, "vxlanVNI", 1, 2**24 - 1),
+        vxlan_port=r.integer(spec, "vxlanPort", 1, 65535),
+    )
+
+
 _ResourceReader = Callable[[_Reader, str, Mapping[str, Any], Mapping[str, Any]], Resource]
 
 _READERS: Mapping[str, _ResourceReader] = types.MappingProxyType(
@@ -1021,5 +1074,6 @@ _READERS: Mapping[str, _ResourceReader] = types.MappingProxyType(
         IPPool.kind: _read_ip_pool,
         BlockAffinity.kind: _read_block_affinity,
         IPAMBlock.kind: _read_ipam_block,
+        FelixConfiguration.kind: _read_felix_configuration,
     }
 )

@@ -16,6 +16,7 @@ from calico.model import (
     BGPConfiguration,
     BGPPeer,
     BlockAffinity,
+    FelixConfiguration,
     IPAMBlock,
     IPPool,
     Node,
@@ -66,6 +67,10 @@ class Snapshot:
     @property
     def bgp_configurations(self) -> Mapping[str, BGPConfiguration]:
         return self._table(BGPConfiguration)
+
+    @property
+    def felix_configurations(self) -> Mapping[str, FelixConfiguration]:
+        return self._table(FelixConfiguration)
 
     @property
     def nodes(self) -> Mapping[str, Node]:

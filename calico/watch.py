@@ -41,11 +41,19 @@ _PLANNER_KINDS = ("BGPConfiguration", "Node", "BGPPeer", "IPPool")
 _REPEAT_OUTAGE_LOG = 60.0
 
 
-def watched_prefixes(node: str | None, *, blocks: bool = False) -> tuple[str, ...]:
+def watched_prefixes(
+    node: str | None,
+    *,
+    blocks: bool = False,
+    kinds: tuple[str, ...] = _PLANNER_KINDS,
+    affinities: bool = True,
+) -> tuple[str, ...]:
     """What the planner needs: four resource kinds and `node`'s block affinities (every
-    node's when node is None); IPAM blocks only when asked (they change with every pod)."""
-    prefixes = [keys.kind_prefix(k) for k in _PLANNER_KINDS]
-    prefixes.append(keys.affinity_prefix(node))
+    node's when node is None); IPAM blocks only when asked (they change with every pod).
+    felix asks for other kinds, the blocks and no affinities."""
+    prefixes = [keys.kind_prefix(k) for k in kinds]
+    if affinities:
+        prefixes.append(keys.affinity_prefix(node))
     if blocks:
         prefixes.append(keys.BLOCKS)
     return tuple(prefixes)
@@ -102,13 +110,15 @@ class CalicoSource:
         *,
         node: str | None = None,
         blocks: bool = False,
+        kinds: tuple[str, ...] = _PLANNER_KINDS,
+        affinities: bool = True,
         debounce: float = 0.1,
         max_delay: float = 0.5,
         backoff: tuple[float, float] = (0.5, 10.0),
     ) -> None:
         self.kv = kv
         self.node = node
-        self.prefixes = watched_prefixes(node, blocks=blocks)
+        self.prefixes = watched_prefixes(node, blocks=blocks, kinds=kinds, affinities=affinities)
         self.debounce = debounce
         self.max_delay = max_delay
         self.backoff = backoff

@@ -1,2 +1,3 @@
-"""What both daemons need of their process, not of Calico: structured logging (`log`) and
-systemd's notify protocol (`sdnotify`)."""
+"""What both daemons need of their process, not of Calico: structured logging (`log`),
+systemd's notify protocol (`sdnotify`) and rtnetlink (`netlink`: the kernel's routing table,
+links, addresses and neighbours)."""

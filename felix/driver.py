@@ -1,17 +1,22 @@
 """The felix daemon (`felix --node NAME --datastore URL`): this node's workload routes, its
-status under a lease, and its IPIP tunnel address.
+cluster routes and tunnel devices, its tunnel addresses, and its status under a lease.
 
 - Lists the WorkloadEndpoints, then watches them; after each burst of changes (and every
   `resync` seconds, which also catches interfaces that appeared late) the routes to `cali*`
   interfaces are reconciled (routes.py): missing ones added, ones no endpoint explains
   removed — so at start the routes of pods deleted while felix was down go.
+- Follows the Nodes, IP pools, IPAM blocks and FelixConfigurations and programs what
+  Calico's Felix programs for the cluster (dataplane/cluster.py): routes to other nodes'
+  blocks through tunl0 (IPIP), vxlan.calico (VXLAN, with its ARP and FDB entries) or
+  directly, blackholes for its own blocks, as programClusterRoutes assigns them to felix.
+- When an IPIP or VXLAN pool selects the node, holds a tunnel address of that kind
+  (handle ipip-tunnel-addr-<node>, vxlan-tunnel-addr-<node>) and records it in the Node;
+  the device then carries it.
 - Writes /calico/felix/v2/no-region/host/<node>/status under a lease renewed every
   `status_interval`; a clean stop revokes it, a crash lets it expire.
-- When an IPIP pool selects the node, holds a tunnel address (handle
-  ipip-tunnel-addr-<node>), records it in the Node, and puts it on tunl0 where the ipip
-  module is loaded.
 
-Kernel access is pyroute2's synchronous IPRoute, run in worker threads.
+All kernel access is rtnetlink through common.netlink (struct-built messages, dumps to
+read, one batch per pass to write).
 """
 
 from __future__ import annotations
@@ -19,16 +24,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import socket
 import sys
 import time
 from collections.abc import Sequence
-
-from pyroute2 import IPRoute  # type: ignore[import-untyped]
-from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
 from calico import keys
 from calico.datastore_args import add_datastore_arguments, datastore_from_args
@@ -39,93 +40,22 @@ from calico.errors import (
     DatastoreError,
     LeaseNotFound,
 )
+from calico.snapshot import Snapshot
 from calico.store.etcdconfig import DatastoreConfig
 from calico.store.kv import EventType, KeyValue, KVStore, mutate, open_kv
+from calico.watch import CalicoSource
 from common.log import configure_logging, get_logger
 from common.sdnotify import Notifier, keep_alive
+from felix.dataplane.driver import ClusterOutcome, Kernel
 from felix.ipam.allocator import USE_TUNNEL, AssignRequest, IpamError
 from felix.ipam.store import IpamStore
-from felix.routes import RTPROT_BOOT, DeviceRoute, RouteChange, desired_routes, reconcile
+from felix.routes import RouteChange, desired_routes, reconcile
 from felix.status import last_reported_key, status_key, status_value
-from felix.tunnel import ipip_pools, keeps, tunnel_attrs, tunnel_handle, with_tunnel_address
-from felix.workload import INTERFACE_PREFIX, PREFIX, WorkloadEndpoint
+from felix.tunnel import KINDS as TUNNEL_KINDS
+from felix.tunnel import TunnelKind, keeps, with_tunnel_address
+from felix.workload import PREFIX, WorkloadEndpoint
 
 log = get_logger("felix")
-
-RT_SCOPE_LINK = 253
-RT_TABLE_MAIN = 254
-TUNNEL_DEVICE = "tunl0"
-
-
-class Kernel:
-    """Reads and writes the workload routes of the main table (blocking; run in threads)."""
-
-    def read(self) -> tuple[list[DeviceRoute], list[str]]:
-        with IPRoute() as ipr:
-            names = {int(link["index"]): str(link.get("ifname")) for link in ipr.get_links()}
-            routes: list[DeviceRoute] = []
-            for family in (socket.AF_INET, socket.AF_INET6):
-                for r in ipr.get_routes(family=family, table=RT_TABLE_MAIN):
-                    ifname = names.get(int(r.get("oif") or 0), "")
-                    if r["proto"] != RTPROT_BOOT or not ifname.startswith(INTERFACE_PREFIX):
-                        continue
-                    dst = r.get("dst") or ("0.0.0.0" if family == socket.AF_INET else "::")
-                    routes.append(DeviceRoute(f"{dst}/{r['dst_len']}", ifname))
-        return routes, list(names.values())
-
-    def apply(self, changes: Sequence[RouteChange]) -> list[str]:
-        """Apply each change; the errors (one line each), which the next pass retries."""
-        errors: list[str] = []
-        with IPRoute() as ipr:
-            for change in changes:
-                dst, plen = change.route.prefix.split("/")
-                family = socket.AF_INET6 if ":" in dst else socket.AF_INET
-                index = ipr.link_lookup(ifname=change.route.ifname)
-                try:
-                    if change.remove:
-                        # Scope and proto as programmed: a delete with scope 0 matches no
-                        # link-scope route (the kernel answers ESRCH).
-                        kwargs = {"oif": index[0]} if index else {}
-                        ipr.route(
-                            "del",
-                            family=family,
-                            dst=dst,
-                            dst_len=int(plen),
-                            table=RT_TABLE_MAIN,
-                            scope=RT_SCOPE_LINK,
-                            proto=RTPROT_BOOT,
-                            **kwargs,
-                        )
-                    elif index:
-                        ipr.route(
-                            "replace",
-                            family=family,
-                            dst=dst,
-                            dst_len=int(plen),
-                            oif=index[0],
-                            scope=RT_SCOPE_LINK,
-                            proto=RTPROT_BOOT,
-                            table=RT_TABLE_MAIN,
-                        )
-                except NetlinkError as exc:
-                    errors.append(f"{change}: {exc}")
-        return errors
-
-    def set_tunnel_address(self, address: str | None) -> bool:
-        """Put `address`/32 on tunl0 (and nothing else); False where there is no tunl0."""
-        if not os.path.exists(f"/sys/class/net/{TUNNEL_DEVICE}"):
-            return False
-        with IPRoute() as ipr:
-            (index,) = ipr.link_lookup(ifname=TUNNEL_DEVICE)
-            for a in ipr.get_addr(index=index, family=socket.AF_INET):
-                if a.get("address") != address:
-                    ipr.addr("del", index=index, address=a.get("address"), prefixlen=a["prefixlen"])
-            if address is not None:
-                with contextlib.suppress(NetlinkError):
-                    ipr.addr("add", index=index, address=address, prefixlen=32)
-                ipr.link("set", index=index, state="up")
-        return True
-
 
 class Felix:
     def __init__(
@@ -145,6 +75,12 @@ class Felix:
         self.status_interval = status_interval
         self.debounce = debounce
         self.endpoints: dict[str, WorkloadEndpoint] = {}
+        # Nodes, IP pools, IPAM blocks and FelixConfigurations, once the source has them.
+        self.source = CalicoSource(
+            kv, blocks=True, kinds=("Node", "IPPool", "FelixConfiguration"), affinities=False
+        )
+        self.snapshot: Snapshot | None = None
+        self._reported: tuple[str, ...] = ()
         self.revision = 0
         self.started = time.time()
         self.lease = 0
@@ -195,10 +131,10 @@ class Felix:
 
     async def program(self) -> list[RouteChange]:
         desired = desired_routes(self.endpoints.values(), self.node)
-        observed, links = await asyncio.to_thread(self.kernel.read)
+        observed, links = await self.kernel.read()
         changes = reconcile(desired, observed, links)
         if changes:
-            errors = await asyncio.to_thread(self.kernel.apply, changes)
+            errors = await self.kernel.apply(changes, links)
             for change in changes:
                 log.info(
                     "felix.route_removed" if change.remove else "felix.route_programmed",
@@ -209,14 +145,18 @@ class Felix:
                 log.warning("felix.route_failed", error=error)
         return changes
 
-    # --- tunnel address -----------------------------------------------------------------
+    # --- tunnel addresses ---------------------------------------------------------------
 
-    async def tunnel(self) -> str | None:
-        """Hold the tunnel address the IPIP pools call for (or none); the address."""
+    async def tunnel(self) -> dict[str, str | None]:
+        """Hold the tunnel addresses the IPIP and VXLAN pools call for (or none), each
+        recorded in the Node; the address by kind."""
+        return {kind.name: await self._tunnel(kind) for kind in TUNNEL_KINDS}
+
+    async def _tunnel(self, kind: TunnelKind) -> str | None:
         ipam = IpamStore(self.kv)
-        handle = tunnel_handle(self.node)
+        handle = kind.handle(self.node)
         view = await ipam.view(host=self.node, handles=(handle,))
-        pools = ipip_pools(view.pools, view.node_labels)
+        pools = kind.pools(view.pools, view.node_labels)
         held = await ipam.addresses_of(handle)
         v4 = [a for a in held if ":" not in a]
         address: str | None = None
@@ -225,7 +165,7 @@ class Felix:
         else:
             if held:
                 await ipam.release_by_handle(handle)
-                log.info("felix.tunnel_address_released", addresses=held)
+                log.info("felix.tunnel_address_released", kind=kind.name, addresses=held)
             if pools:
                 request = AssignRequest(
                     self.node,
@@ -233,22 +173,47 @@ class Felix:
                     1,
                     4,
                     USE_TUNNEL,
-                    tunnel_attrs(self.node),
+                    kind.attrs(self.node),
                     tuple(p.cidr for p in pools),
                 )
                 (address,) = await ipam.auto_assign(request)
-                log.info("felix.tunnel_address", address=address)
+                log.info("felix.tunnel_address", kind=kind.name, address=address)
         node_key = keys.resource_key("Node", self.node)
         if await self.kv.get(node_key) is not None:
 
             def change(current: KeyValue | None) -> bytes | None:
                 if current is None:
                     return None
-                return with_tunnel_address(current.value, address) or current.value
+                return with_tunnel_address(current.value, address, kind) or current.value
 
             await mutate(self.kv, node_key, change)
-        await asyncio.to_thread(self.kernel.set_tunnel_address, address)
         return address
+
+    # --- cluster routes, tunnel devices, VTEPs ------------------------------------------
+
+    async def _follow(self, source: CalicoSource) -> None:
+        """Keep `snapshot` current (the source resyncs and backs off by itself)."""
+        async for snapshot in source.updates():
+            self.snapshot = snapshot
+            self._dirty.set()
+
+    async def program_cluster(self) -> ClusterOutcome | None:
+        """What Calico's Felix programs for the cluster, once the datastore has been read
+        (nothing is removed before that)."""
+        if self.snapshot is None:
+            return None
+        out = await self.kernel.program_cluster(self.snapshot, self.node)
+        for what in out.done:
+            log.info("felix.cluster_programmed", change=what)
+        # The same trouble every pass is said once, until it changes.
+        trouble = tuple(out.errors + out.waiting)
+        if trouble != self._reported:
+            self._reported = trouble
+            for error in out.errors:
+                log.warning("felix.cluster_refused", error=error)
+            for note in out.waiting:
+                log.warning("felix.cluster_incomplete", reason=note)
+        return out
 
     # --- status -------------------------------------------------------------------------
 
@@ -299,15 +264,26 @@ class Felix:
         """One reconcile; failures are logged and the next pass tries again."""
         try:
             await self.program()
-        except (OSError, NetlinkError) as exc:
+        except OSError as exc:
             log.warning("felix.program_failed", error=str(exc))
         if tunnel:
             try:
                 await self.tunnel()
-            except (IpamError, DatastoreError, OSError, NetlinkError) as exc:
+            except (IpamError, DatastoreError) as exc:
                 log.warning("felix.tunnel_failed", error=str(exc))
+        try:
+            await self.program_cluster()
+        except OSError as exc:
+            log.warning("felix.cluster_failed", error=str(exc))
 
     async def run(self) -> None:
+        await self.kernel.open()
+        try:
+            await self._run()
+        finally:
+            self.kernel.close()
+
+    async def _run(self) -> None:
         if not await self._first_list():
             return
         # The first pass cleans up after endpoints deleted while felix was down.
@@ -317,6 +293,7 @@ class Felix:
         notifier.notify("READY=1", f"STATUS={len(self.endpoints)} workload endpoints")
         tasks = [
             asyncio.create_task(self._watch()),
+            asyncio.create_task(self._follow(self.source)),
             asyncio.create_task(self._status_loop()),
             asyncio.create_task(keep_alive(notifier)),
         ]
@@ -373,8 +350,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
-    # pyroute2 logs every netlink message at debug: far too much even for felix's debug.
-    logging.getLogger("pyroute2").setLevel(max(logging.INFO, logging.getLogger().level))
     try:
         datastore = datastore_from_args(args, os.environ)
     except DatastoreConfigError as exc:

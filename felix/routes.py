@@ -4,7 +4,8 @@ For every WorkloadEndpoint of this node, each of its ipNetworks gets a device ro
 `cali*` interface in the main table, scope link, proto boot (Felix's default
 DeviceRouteProtocol). felix owns the routes to interfaces with its prefix and nothing else:
 any such route that no endpoint explains is removed, which at start cleans up after pods
-deleted while felix was down.
+deleted while felix was down. The changes become route ops (`route_ops`) that the driver
+sends in one netlink batch.
 """
 
 from __future__ import annotations
@@ -13,9 +14,17 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from common.netlink.route import (
+    AF_INET,
+    AF_INET6,
+    RT_TABLE_MAIN,
+    RTPROT_BOOT,
+    KernelRoute,
+    Nexthop,
+    OpKind,
+    RouteOp,
+)
 from felix.workload import INTERFACE_PREFIX, WorkloadEndpoint
-
-RTPROT_BOOT = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +84,46 @@ def reconcile(
         if route.ifname in present:
             changes.append(RouteChange(route))
     return changes
+
+
+def device_route(route: DeviceRoute, ifindex: int) -> KernelRoute:
+    """The kernel form: `PREFIX dev IFNAME scope link` in the main table (the protocol, boot,
+    is the socket's)."""
+    net = ipaddress.ip_network(route.prefix, strict=False)
+    af = AF_INET if net.version == 4 else AF_INET6
+    return KernelRoute(af, net.network_address.packed, net.prefixlen, (Nexthop(b"", ifindex),))
+
+
+def observed_routes(
+    entries: Iterable[tuple[int, KernelRoute]], names: Mapping[int, str]
+) -> list[DeviceRoute]:
+    """felix's workload routes among a dump's (protocol, route) pairs: device routes of
+    proto boot in the main table to interfaces with felix's prefix."""
+    out: list[DeviceRoute] = []
+    for protocol, route in entries:
+        if protocol != RTPROT_BOOT or route.table != RT_TABLE_MAIN or len(route.nexthops) != 1:
+            continue
+        nh = route.nexthops[0]
+        ifname = names.get(nh.ifindex, "")
+        if nh.gateway or not ifname.startswith(INTERFACE_PREFIX):
+            continue
+        prefix = f"{ipaddress.ip_address(route.dst)}/{route.dst_len}"
+        out.append(DeviceRoute(prefix, ifname))
+    return out
+
+
+def route_ops(
+    changes: Iterable[RouteChange], links: Mapping[str, int]
+) -> tuple[list[tuple[RouteChange, RouteOp]], list[RouteChange]]:
+    """Each change with its op (the route replaced, or deleted by prefix and interface), and
+    the changes whose interface has no index (gone since the read; the next pass decides)."""
+    placed: list[tuple[RouteChange, RouteOp]] = []
+    unplaced: list[RouteChange] = []
+    for change in changes:
+        index = links.get(change.route.ifname)
+        if index is None:
+            unplaced.append(change)
+            continue
+        kind = OpKind.DELETE if change.remove else OpKind.REPLACE
+        placed.append((change, RouteOp(kind, device_route(change.route, index))))
+    return placed, unplaced

@@ -1,7 +1,8 @@
-"""The kernel side of the daemon (BIRD's krt protocol): turns the RIB's best-path changes
-into FIB state and programs it in batches, one netlink batch per tick at most in flight;
-installs the blackholes of this node's blocks; and learns the routes Felix programs from
-the kernel's change notifications (`RouteMonitor`), handing them to the daemon.
+"""The kernel side of the daemon (BIRD's krt protocol), its asyncio shell: opens the netlink
+sockets, sends the route ops the pure `FibPlanner` decides in batches (one batch in flight
+at a time), retries refused routes with backoff, re-reads our routes after link changes, and
+learns the routes Felix programs from the kernel's change notifications (`RouteMonitor`),
+handing them to the daemon.
 
 Restart without loss (RFC 4724 restarting speaker): `start()` adopts the routes of ours an
 earlier run left in the FIB instead of sweeping them; they keep forwarding while the RIB
@@ -18,75 +19,37 @@ import os
 import time
 from collections.abc import Callable, Iterable
 
-from bgpd.kernel.fib import (
-    AF_INET,
-    AF_INET6,
-    RT_TABLE_MAIN,
-    FibState,
-    KernelRoute,
-    Nexthop,
-    RouteFailure,
-    RouteKey,
-    RouteType,
-    trusted_route,
-)
+from bgpd.kernel.fib import RT_TABLE_MAIN, RTPROT_PYBGPD, FibState, RouteFailure
 from bgpd.kernel.learn import KernelLearner, LearnChange
-from bgpd.kernel.netlink import (
+from bgpd.kernel.planner import NOT_BEST, FibPlanner, prefix_key, route_key
+from bgpd.kernel.programming import Programming
+from bgpd.rib.table import BestChange
+from bgpd.wire.family import Family
+from common.log import get_logger
+from common.netlink.driver import (
     KernelRoutes,
     LinkEvent,
     NetlinkOverrun,
     RouteEvent,
     RouteMonitor,
 )
-from bgpd.kernel.programming import Programming
-from bgpd.rib.route import Route
-from bgpd.rib.table import BestChange
-from bgpd.wire.family import Family
-from common.log import get_logger
+
+__all__ = ["NOT_BEST", "KernelSync", "prefix_key", "route_key"]
 
 log = get_logger("bgpd.kernel")
 
-AF_OF_FAMILY = {Family.IPV4_UNICAST: AF_INET, Family.IPV6_UNICAST: AF_INET6}
 MAX_FAILURES_LOGGED = 10
 FIB_RESYNC_DELAY = 0.5
-RETRY_MIN, RETRY_MAX = 1.0, 30.0
 """Seconds after the last link event before our routes are re-read (a flap or a new pod's
 veth comes as a burst of events)."""
-
-# Why a prefix is not in the FIB (bgpctl explain).
-NOT_BEST = "no best path"
-LOCAL_ROUTE = "a route of this node (not installed; a blackhole backs a block)"
-
-
-_AF_LEN = {Family.IPV4_UNICAST: (AF_INET, 4), Family.IPV6_UNICAST: (AF_INET6, 16)}
-
-
-def route_key(family: Family, prefix: bytes) -> RouteKey:
-    """The FIB key of a RIB prefix (length octet + significant octets); host bits a peer
-    left set are masked off (the kernel would refuse or mask them, and the key would never
-    match what it holds)."""
-    af, alen = _AF_LEN[family]
-    plen = prefix[0]
-    body = prefix[1 : 1 + (plen + 7) // 8]
-    rem = plen & 7
-    if rem and body:
-        last = body[-1] & (0xFF00 >> rem) & 0xFF
-        if last != body[-1]:
-            body = body[:-1] + bytes((last,))
-    return (af, body.ljust(alen, b"\0"), plen, RT_TABLE_MAIN)
-
-
-def prefix_key(prefix: str) -> RouteKey:
-    net = ipaddress.ip_network(prefix, strict=False)
-    af = AF_INET if net.version == 4 else AF_INET6
-    return (af, net.network_address.packed, net.prefixlen, RT_TABLE_MAIN)
+RETRY_MIN, RETRY_MAX = 1.0, 30.0
 
 
 LearnedCallback = Callable[[list[LearnChange]], None]
 
 
 class KernelSync:
-    """Owns the FIB state, the netlink sockets of this namespace and the learned routes."""
+    """Owns the netlink sockets of this namespace, the FIB planner and the learned routes."""
 
     def __init__(
         self,
@@ -96,9 +59,8 @@ class KernelSync:
         monitor: RouteMonitor | None = None,
         learner: KernelLearner | None = None,
     ) -> None:
-        self.routes = routes if routes is not None else KernelRoutes()
-        self.fib = FibState()
-        self.programming = programming or Programming()
+        self.routes = routes if routes is not None else KernelRoutes(RTPROT_PYBGPD)
+        self.planner = FibPlanner(programming)
         self.monitor = monitor
         self.learner = learner if learner is not None else KernelLearner()
         self.on_learned: LearnedCallback | None = None
@@ -107,18 +69,19 @@ class KernelSync:
         self.adopted = 0
         self._task: asyncio.Task[None] | None = None
         self._watch_task: asyncio.Task[None] | None = None
-        self._blackholes: dict[RouteKey, KernelRoute] = {}
-        # The last best route per key with its multipath set, so a new programming or a
-        # tunnel device appearing can be re-decided without the RIB.
-        self._best: dict[RouteKey, tuple[Route, tuple[bytes, ...]]] = {}
-        self._skipped: dict[RouteKey, str] = {}
-        # Next-hop tuples shared by every route via the same gateways (few per node).
-        self._hops: dict[tuple[bytes, ...], tuple[Nexthop, ...]] = {}
         self._converged = False
         self._fib_resync: asyncio.TimerHandle | None = None
         self._resync_task: asyncio.Task[None] | None = None
         self._retry: asyncio.TimerHandle | None = None
         self._retry_delay = RETRY_MIN
+
+    @property
+    def fib(self) -> FibState:
+        return self.planner.fib
+
+    @property
+    def programming(self) -> Programming:
+        return self.planner.programming
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -142,7 +105,9 @@ class KernelSync:
                 log.info("kernel routes swept", count=swept)
         if learn:
             if self.monitor is None:
-                self.monitor = RouteMonitor(netns=self.routes.netns)
+                self.monitor = RouteMonitor(
+                    netns=self.routes.netns, skip_protocol=self.routes.protocol
+                )
             # Subscribe first, then dump: events queued meanwhile are replayed on top.
             self.monitor.open()
             await self._resync()
@@ -232,9 +197,10 @@ class KernelSync:
         changes: list[LearnChange] = []
         for index, name in links:
             changes += self.learner.link_changed(index, name)
+            self.planner.link_changed(index, name)
         entries = await self.routes.dump()
         changes += self.learner.resync((e.protocol, e.route) for e in entries)
-        self._links_changed()
+        self.flush()
         self._emit(changes)
 
     async def _watch(self) -> None:
@@ -264,8 +230,10 @@ class KernelSync:
                 elif isinstance(event, LinkEvent):
                     links = True
                     changes += self.learner.link_changed(event.index, event.name)
+                    # A tunnel device may have come or gone: routes through it are redone.
+                    self.planner.link_changed(event.index, event.name)
             if links:
-                self._links_changed()
+                self.flush()
                 self._links_went()
             self._emit(changes)
 
@@ -280,123 +248,25 @@ class KernelSync:
         """The IP pools changed: routes inside them are learned, routes outside forgotten."""
         self._emit(self.learner.set_pools(pools))
 
-    def _links_changed(self) -> None:
-        # A tunnel device may have come or gone: re-decide the routes that need one.
-        for key, (route, multipath) in list(self._best.items()):
-            if self._skipped.get(key, "").startswith("tunnel device"):
-                self._program(key, route, multipath)
-        self.flush()
-
-    # --- what to install ----------------------------------------------------------------
+    # --- what to install (the planner decides; see planner.py) --------------------------
 
     def set_programming(self, programming: Programming) -> None:
-        """New per-pool rules: re-decide every best route."""
-        self.programming = programming
-        for key, (route, multipath) in list(self._best.items()):
-            self._program(key, route, multipath)
+        """New per-pool rules: re-decide every best route and blackhole."""
+        self.planner.set_programming(programming)
 
     def set_blackholes(self, prefixes: Iterable[str]) -> None:
-        """Blackhole routes for this node's affine blocks (plan.blackholes); those no longer
-        listed are removed."""
-        want: dict[RouteKey, KernelRoute] = {}
-        for prefix in prefixes:
-            key = prefix_key(prefix)
-            af, dst, plen, table = key
-            want[key] = KernelRoute(af, dst, plen, (), RouteType.BLACKHOLE, table)
-        old = self._blackholes
-        self._blackholes = want
-        for key in old.keys() - want.keys():
-            best = self._best.get(key)
-            if best is not None:
-                self._program(key, *best)
-            else:
-                self.fib.remove(key)
-        for key, route in want.items():
-            if key not in self._best:
-                self.fib.set(route)
+        """Blackhole routes for this node's affine blocks (plan.blackholes)."""
+        self.planner.set_blackholes(prefixes)
 
     def best_changed(self, change: BestChange) -> None:
-        key = route_key(change.family, change.prefix)
-        new = change.new
-        if new is None or new.is_local:
-            self._best.pop(key, None)
-            self._skipped.pop(key, None)
-            blackhole = self._blackholes.get(key)
-            if blackhole is not None:
-                self.fib.set(blackhole)
-            else:
-                self.fib.remove(key)
-            return
-        multipath = change.multipath or (new.attrs.next_hop or b"",)
-        self._best[key] = (new, multipath)
-        self._program(key, new, multipath)
-
-    def _program(self, key: RouteKey, route: Route, multipath: tuple[bytes, ...]) -> None:
-        af, dst, plen, _table = key
-        alen = len(dst)
-        # An IPv6 next hop may carry a link-local half; the global one routes.
-        gateways = [gw[:alen] for gw in multipath if len(gw) >= alen]
-        if not gateways:
-            self._skip(key, "no usable next hop")
-            return
-        treatment = self.programming.treatment(af, dst, plen, gateways[0])
-        if not treatment.install:
-            self._skip(key, treatment.reason)
-            return
-        if treatment.tunnel is not None:
-            index = self.learner.ifindex(treatment.tunnel)
-            if index is None:
-                self._skip(key, f"tunnel device {treatment.tunnel} missing")
-                return
-            hops = tuple(Nexthop(gw, index, onlink=True) for gw in gateways)
-        else:
-            hops = self._hops.get(tuple(gateways)) or self._hops.setdefault(
-                tuple(gateways), tuple(Nexthop(gw) for gw in gateways)
-            )
-        if self._skipped:
-            self._skipped.pop(key, None)
-        self.fib.set(trusted_route(af, dst, plen, hops), key)
-
-    def _skip(self, key: RouteKey, reason: str) -> None:
-        self._skipped[key] = reason
-        blackhole = self._blackholes.get(key)
-        if blackhole is not None:
-            self.fib.set(blackhole)
-        else:
-            self.fib.remove(key)
-
-    # --- queries ------------------------------------------------------------------------
+        self.planner.best_changed(change)
 
     def in_fib(self, family: Family, prefix: bytes) -> bool:
-        return self.fib.installed(route_key(family, prefix)) is not None
+        return self.planner.in_fib(family, prefix)
 
     def fib_state(self, family: Family, prefix: bytes) -> tuple[bool, str]:
         """(installed, why) for `bgpctl explain`."""
-        key = route_key(family, prefix)
-        installed = self.fib.installed(key)
-        failure = self.fib.failed.get(key)
-        if failure is not None:
-            text = failure.message or os.strerror(failure.errno)
-            return installed is not None, f"kernel refused {failure.op.kind.value}: {text}"
-        skipped = self._skipped.get(key)
-        if skipped is not None:
-            return installed is not None, f"not installed: {skipped}"
-        if installed is not None:
-            if installed.type is RouteType.BLACKHOLE:
-                return True, "blackhole route for a local block"
-            if self.fib.desired(key) is None:
-                return True, "left from before a restart; removed once converged"
-            hops = ", ".join(
-                str(ipaddress.ip_address(nh.gateway)) + (" onlink" if nh.onlink else "")
-                for nh in installed.nexthops
-                if nh.gateway
-            )
-            return True, f"installed via {hops}" if hops else "installed"
-        if self.fib.desired(key) is not None:
-            return False, "being installed"
-        if key in self._best:
-            return False, "not installed"
-        return False, NOT_BEST
+        return self.planner.fib_state(family, prefix)
 
     # --- programming --------------------------------------------------------------------
 

@@ -7,8 +7,12 @@ advertised is the export policy's business (a workload /32 inside a local block 
 borrowed /32 is).
 
 Not learned: our own routes (our protocol number), the kernel's own (`proto kernel`,
-connected subnets, as BIRD leaves them without `learn all`), routes in other tables, and
-anything but plain unicast routes.
+connected subnets, as BIRD leaves them without `learn all`), routes in other tables,
+anything but plain unicast routes, and Felix's cluster routes (its protocol 80: IPIP and
+same-subnet routes to other nodes' blocks; anything through tunl0 or vxlan.calico). Those
+lead to other nodes: BIRD learns them too but its BGP routes outrank kernel ones, while
+here a learned route is this node's own origination and would beat the BGP route it
+copies.
 
 `KernelLearner` is fed the netlink monitor's events (links and routes, after an initial
 dump) and returns `LearnChange`s: what to originate or withdraw. Nothing here rescans: an
@@ -32,7 +36,9 @@ from bgpd.kernel.fib import (
 )
 
 RTPROT_KERNEL = 2
+RTPROT_FELIX = 80  # Felix's cluster routes (dataplanedefs.DefaultRouteProto)
 WORKLOAD_IFACES = ("cali*",)
+TUNNEL_DEVICES = frozenset({"tunl0", "vxlan.calico", "vxlan-v6.calico"})
 
 _Net = tuple[int, int, int]  # (address family, network as int, prefix length)
 _BITS = {AF_INET: 32}
@@ -114,13 +120,15 @@ class KernelLearner:
 
     def wants(self, protocol: int, route: KernelRoute) -> LearnedRoute | None:
         """The learned form of a kernel route, or None if it is not to be learned."""
-        if protocol in (self.protocol, RTPROT_KERNEL):
+        if protocol in (self.protocol, RTPROT_KERNEL, RTPROT_FELIX):
             return None
         if route.table != RT_TABLE_MAIN or route.type is not RouteType.UNICAST:
             return None
         ifname = None
         if route.nexthops and route.nexthops[0].ifindex:
             ifname = self._links.get(route.nexthops[0].ifindex)
+        if ifname in TUNNEL_DEVICES:
+            return None
         if ifname is not None and any(fnmatch.fnmatchcase(ifname, g) for g in WORKLOAD_IFACES):
             return LearnedRoute(route.key, ifname)
         addr = int.from_bytes(route.dst, "big")

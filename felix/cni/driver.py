@@ -1,10 +1,12 @@
-"""The CNI plugin's I/O: netlink in the host's and the pod's network namespaces (pyroute2),
-the sysctls of the host end, the datastore connection, and `main` (the `felix-cni` console
+"""The CNI plugin's I/O: netlink in the host's and the pod's network namespaces, the
+sysctls of the host end, the datastore connection, and `main` (the `felix-cni` console
 script: CNI_* environment and JSON config on stdin in, one JSON document on stdout).
 
-pyroute2 is used for links, addresses, routes and neighbours: `IPRoute(netns=PATH)` works
-on any namespace path the runtime hands over (/var/run/netns/X or /proc/PID/ns/net), and a
-veth end moves by `net_ns_fd`, so no `ip` or `nsenter` process is needed.
+Links, addresses and the neighbour entry go through pyroute2, which does veth pairs and
+moving an end into a namespace (`net_ns_fd`) well: `IPRoute(netns=PATH)` works on any
+namespace path the runtime hands over (/var/run/netns/X or /proc/PID/ns/net), so no `ip`
+or `nsenter` process is needed. Routes, the pod's and the host's, go through
+common.netlink's struct-built batches, as felix programs them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import logging
 import os
 import socket
@@ -19,6 +22,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from pyroute2 import IPRoute  # type: ignore[import-untyped]
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
@@ -26,8 +30,19 @@ from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-unty
 from calico.errors import DatastoreConfigError
 from calico.store.kv import open_kv
 from common.log import configure_logging, get_logger
+from common.netlink.driver import KernelRoutes
+from common.netlink.route import RT_TABLE_MAIN, RTPROT_BOOT, OpKind, RouteFailure, RouteOp
 from felix.cni import plugin
-from felix.cni.plugin import GATEWAY_V4, GATEWAY_V6, HOST_MAC, NetnsMissing, Observed, Plumbed
+from felix.cni.plugin import (
+    GATEWAY_V4,
+    GATEWAY_V6,
+    HOST_MAC,
+    NetnsMissing,
+    Observed,
+    Plumbed,
+    default_via_gateway,
+    pod_routes,
+)
 from felix.cni.request import (
     CURRENT_VERSION,
     INVALID_CONFIG,
@@ -38,11 +53,10 @@ from felix.cni.request import (
     parse_request,
     version_json,
 )
+from felix.routes import DeviceRoute, device_route
 
 log = get_logger("felix.cni")
 
-RTPROT_BOOT = 3  # Felix's default DeviceRouteProtocol
-RT_SCOPE_LINK = 253
 NUD_PERMANENT = 0x80
 IFA_F_NODAD = 0x02
 AF_INET, AF_INET6 = socket.AF_INET, socket.AF_INET6
@@ -81,7 +95,7 @@ class NetlinkDataplane:
     async def create(
         self, *, netns: str, ifname: str, host_ifname: str, addresses: Sequence[str], mtu: int
     ) -> Plumbed:
-        return await asyncio.to_thread(
+        made = await asyncio.to_thread(
             self.sync.create,
             netns=netns,
             ifname=ifname,
@@ -89,6 +103,23 @@ class NetlinkDataplane:
             addresses=addresses,
             mtu=mtu,
         )
+        try:
+            # The pod's routes (its link is up), then the host's device routes to it.
+            async with KernelRoutes(RTPROT_BOOT, netns=netns) as pod:
+                ops = [RouteOp(OpKind.ADD, r) for r in pod_routes(addresses, made.pod_index)]
+                _raise_first(await pod.apply(ops), netns)
+            async with KernelRoutes(RTPROT_BOOT) as host:
+                index = made.host_index
+                routes = [device_route(DeviceRoute(a, host_ifname), index) for a in addresses]
+                ops = [RouteOp(OpKind.REPLACE, r) for r in routes]
+                _raise_first(await host.apply(ops), "the host")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(
+                    self.sync.remove, netns=netns, ifname=ifname, host_ifname=host_ifname
+                )
+            raise
+        return made.plumbed
 
     async def remove(self, *, netns: str, ifname: str, host_ifname: str) -> bool:
         return await asyncio.to_thread(
@@ -96,9 +127,32 @@ class NetlinkDataplane:
         )
 
     async def observe(self, *, netns: str, ifname: str, host_ifname: str) -> Observed | None:
-        return await asyncio.to_thread(
+        seen = await asyncio.to_thread(
             self.sync.observe, netns=netns, ifname=ifname, host_ifname=host_ifname
         )
+        if seen is None:
+            return None
+        async with KernelRoutes(RTPROT_BOOT, netns=netns) as pod:
+            routes = [e.route for e in await pod.dump(table=RT_TABLE_MAIN)]
+        return replace(seen, default_via_gateway=default_via_gateway(routes))
+
+
+def _raise_first(failures: Sequence[RouteFailure], where: str) -> None:
+    if failures:
+        f = failures[0]
+        route = f.op.route
+        dst = f"{ipaddress.ip_address(route.dst)}/{route.dst_len}"
+        text = f.message or os.strerror(f.errno)
+        raise OSError(f.errno, f"route {dst} in {where}: {text}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Made:
+    """The plumbed veth pair and the interface indexes its routes need."""
+
+    plumbed: Plumbed
+    host_index: int
+    pod_index: int
 
 
 class SyncDataplane:
@@ -111,7 +165,7 @@ class SyncDataplane:
 
     def create(
         self, *, netns: str, ifname: str, host_ifname: str, addresses: Sequence[str], mtu: int
-    ) -> Plumbed:
+    ) -> _Made:
         if not netns or not os.path.exists(netns):
             raise NetnsMissing(netns)
         peer = "tmp" + host_ifname[len("cali") :]
@@ -139,7 +193,7 @@ class SyncDataplane:
         peer: str,
         addresses: Sequence[str],
         mtu: int,
-    ) -> Plumbed:
+    ) -> _Made:
         h = _index(host, host_ifname)
         p = _index(host, peer)
         assert h is not None and p is not None
@@ -166,11 +220,8 @@ class SyncDataplane:
                 flags = IFA_F_NODAD if _is_ipv6(cidr) else 0
                 pod.addr("add", index=c, address=ip, prefixlen=int(plen), flags=flags)
             if v4:
-                pod.route("add", dst=GATEWAY_V4, dst_len=32, oif=c, scope=RT_SCOPE_LINK)
-                pod.route("add", dst="0.0.0.0", dst_len=0, gateway=GATEWAY_V4, oif=c)
                 pod.neigh("add", dst=GATEWAY_V4, lladdr=HOST_MAC, ifindex=c, state=NUD_PERMANENT)
             if v6:
-                pod.route("add", family=AF_INET6, dst="::", dst_len=0, gateway=GATEWAY_V6, oif=c)
                 pod.neigh(
                     "add",
                     family=AF_INET6,
@@ -184,19 +235,7 @@ class SyncDataplane:
         _sysctl(f"net/ipv4/conf/{host_ifname}/proxy_arp", "1")
         _sysctl(f"net/ipv4/neigh/{host_ifname}/proxy_delay", "0")
         _sysctl(f"net/ipv4/conf/{host_ifname}/forwarding", "1")
-        for cidr in addresses:
-            ip, plen = cidr.split("/")
-            family = AF_INET6 if _is_ipv6(cidr) else AF_INET
-            host.route(
-                "replace",
-                family=family,
-                dst=ip,
-                dst_len=int(plen),
-                oif=h,
-                scope=RT_SCOPE_LINK,
-                proto=RTPROT_BOOT,
-            )
-        return Plumbed(HOST_MAC, container_mac)
+        return _Made(Plumbed(HOST_MAC, container_mac), h, c)
 
     def remove(self, *, netns: str, ifname: str, host_ifname: str) -> bool:
         found = False
@@ -224,15 +263,11 @@ class SyncDataplane:
                 for a in pod.get_addr(index=c)
                 if a.get("scope", 0) == 0
             )
-            via_gateway = any(
-                r.get("dst_len") == 0 and r.get("gateway") in (GATEWAY_V4, GATEWAY_V6)
-                for family in (AF_INET, AF_INET6)
-                for r in pod.get_routes(family=family, table=254)
-            )
         with IPRoute() as host:
             h = _index(host, host_ifname)
             up = h is not None and host.get_links(h)[0].get("operstate") in ("UP", "UNKNOWN")
-        return Observed(addresses, str(link.get("address")), via_gateway, up)
+        # The pod's routes are read by the caller (NetlinkDataplane.observe).
+        return Observed(addresses, str(link.get("address")), False, up)
 
 
 def _delete_link(ipr: IPRoute, index: int) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -15,6 +15,7 @@ from calico import keys
 from calico.errors import AccessDenied, DatastoreConfigError, DatastoreError, Unavailable
 from calico.store.kv import KVStore
 from common.log import get_logger
+from common.netlink.route import AF_INET, AF_INET6, KernelRoute, Nexthop
 from felix.cni.request import (
     CHECK_FAILED,
     INVALID_CONFIG,
@@ -46,6 +47,29 @@ GATEWAY_V6 = "fe80::ecee:eeff:feee:eeee"
 HOST_MAC = "ee:ee:ee:ee:ee:ee"
 
 T = TypeVar("T")
+
+
+def pod_routes(addresses: Sequence[str], ifindex: int) -> list[KernelRoute]:
+    """The pod's routes, in the order the kernel needs them: 169.254.1.1 on the link, then
+    the default route via it (IPv4); the default route via the link-local gateway (IPv6)."""
+    families = {ipaddress.ip_network(a, strict=False).version for a in addresses}
+    routes: list[KernelRoute] = []
+    if 4 in families:
+        gw = ipaddress.IPv4Address(GATEWAY_V4).packed
+        routes.append(KernelRoute(AF_INET, gw, 32, (Nexthop(b"", ifindex),)))
+        routes.append(KernelRoute(AF_INET, bytes(4), 0, (Nexthop(gw, ifindex),)))
+    if 6 in families:
+        gw6 = ipaddress.IPv6Address(GATEWAY_V6).packed
+        routes.append(KernelRoute(AF_INET6, bytes(16), 0, (Nexthop(gw6, ifindex),)))
+    return routes
+
+
+def default_via_gateway(routes: Iterable[KernelRoute]) -> bool:
+    """Whether a default route goes via the link-local gateway (what CHECK wants)."""
+    gateways = {ipaddress.ip_address(GATEWAY_V4).packed, ipaddress.ip_address(GATEWAY_V6).packed}
+    return any(
+        r.dst_len == 0 and any(nh.gateway in gateways for nh in r.nexthops) for r in routes
+    )
 
 
 class NetnsMissing(Exception):

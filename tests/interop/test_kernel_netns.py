@@ -2,7 +2,7 @@
 
 Topology: namespace `ns` holds v0 (10.77.0.1/24, fd77::1/64), whose veth peer v1 lives in
 a second namespace, so 10.77.0.0/24 and fd77::/64 gateways are on-link. The test drives `ns`
-from outside through KernelRoutes(netns=...) and checks the result with `ip -j`.
+from outside through KernelRoutes(RTPROT_PYBGPD, netns=...) and checks the result with `ip -j`.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from bgpd.kernel.fib import (
     RouteType,
     reconcile,
 )
-from bgpd.kernel.netlink import KernelRoutes, NetlinkOverrun, RouteMonitor
-from bgpd.kernel.rtmsg import decode_route, split_messages
+from common.netlink.driver import KernelRoutes, NetlinkOverrun, RouteMonitor
+from common.netlink.rtmsg import decode_route, split_messages
 
 pytestmark = pytest.mark.interop
 RTPROT_STATIC = 4
@@ -161,7 +161,7 @@ def test_install_replace_delete_many(lab: Lab, ack_each: bool) -> None:
     desired = v4 + v6 + ecmp + holes + other_table
 
     async def body() -> None:
-        async with KernelRoutes(netns=lab.ns, ack_each=ack_each) as kr:
+        async with KernelRoutes(RTPROT_PYBGPD, netns=lab.ns, ack_each=ack_each) as kr:
             assert await kr.apply(adds(desired)) == []
             seen = await kr.dump_ours()
             assert reconcile({r.key: r for r in desired}, seen) == []
@@ -223,7 +223,8 @@ def test_each_error_maps_back_to_its_route(lab: Lab, ack_each: bool) -> None:
     ops[100:100] = [bad6, missing]
 
     async def body() -> None:
-        async with KernelRoutes(netns=lab.ns, ack_each=ack_each, chunk_size=4096) as kr:
+        kr_ = KernelRoutes(RTPROT_PYBGPD, netns=lab.ns, ack_each=ack_each, chunk_size=4096)
+        async with kr_ as kr:
             failures = await kr.apply(ops)
             assert [f.op for f in failures] == [
                 ops[0],
@@ -257,7 +258,7 @@ def test_sweep_removes_ours_and_nothing_else(lab: Lab) -> None:
     ]
 
     async def body() -> int:
-        async with KernelRoutes(netns=lab.ns) as kr:
+        async with KernelRoutes(RTPROT_PYBGPD, netns=lab.ns) as kr:
             assert await kr.apply(adds(ours)) == []
             # A delete carries our protocol, so it cannot take the static route of that key.
             (miss,) = await kr.apply([RouteOp(OpKind.DELETE, route("fd94::/64", "fd77::2"))])
@@ -265,7 +266,7 @@ def test_sweep_removes_ours_and_nothing_else(lab: Lab) -> None:
             (miss,) = await kr.apply([RouteOp(OpKind.DELETE, route("10.210.0.0/24", "10.77.0.2"))])
             assert miss.errno == errno.ESRCH
         # A fresh socket, as a restarted daemon would open.
-        async with KernelRoutes(netns=lab.ns) as kr:
+        async with KernelRoutes(RTPROT_PYBGPD, netns=lab.ns) as kr:
             removed = await kr.sweep()
             assert await kr.dump_ours() == {}
             assert await kr.sweep() == 0
@@ -283,7 +284,7 @@ def test_sweep_removes_ours_and_nothing_else(lab: Lab) -> None:
 def test_fibstate_ticks_and_restart_adoption(lab: Lab) -> None:
     async def body() -> None:
         fib = FibState()
-        async with KernelRoutes(netns=lab.ns) as kr:
+        async with KernelRoutes(RTPROT_PYBGPD, netns=lab.ns) as kr:
             v0 = await kr.link_index("v0")
             assert v0 == json.loads(lab.ip("-j", "link", "show", "v0"))[0]["ifindex"]
             with pytest.raises(OSError) as missing:
@@ -308,7 +309,7 @@ def test_fibstate_ticks_and_restart_adoption(lab: Lab) -> None:
             assert gws["10.128.10.0/24"] == "10.77.0.2"
 
         # Restart: adopt what the kernel holds, re-learn half, then drop the stale rest.
-        async with KernelRoutes(netns=lab.ns) as kr:
+        async with KernelRoutes(RTPROT_PYBGPD, netns=lab.ns) as kr:
             after = FibState()
             after.adopt(await kr.dump_ours())
             for r in v4_block(500, "10.77.0.2"):
@@ -334,7 +335,7 @@ def test_small_receive_buffer_still_hears_every_failure(lab: Lab) -> None:
     doomed = v4_block(3000, "10.99.0.1")
 
     async def body() -> None:
-        async with KernelRoutes(netns=lab.ns, buffer_size=4096) as kr:
+        async with KernelRoutes(RTPROT_PYBGPD, netns=lab.ns, buffer_size=4096) as kr:
             failures = await kr.apply(adds(doomed))
             assert [f.op.route for f in failures] == doomed
             assert {f.errno for f in failures} == {errno.ENETUNREACH}
@@ -359,7 +360,7 @@ def test_add_never_overwrites_another_protocols_route(lab: Lab) -> None:
     fine = route("10.214.0.0/24", "10.77.0.2")
 
     async def body() -> list[Any]:
-        async with KernelRoutes(netns=lab.ns) as kr:
+        async with KernelRoutes(RTPROT_PYBGPD, netns=lab.ns) as kr:
             return await kr.apply(adds([connected, workload, fine]))
 
     failures = run(body())
@@ -379,7 +380,7 @@ def test_monitor_filter_drops_our_own_route_notifications_in_the_kernel(lab: Lab
     protocol's route arrives as before."""
 
     async def first_datagram() -> bytes:
-        monitor = RouteMonitor(netns=lab.ns)
+        monitor = RouteMonitor(netns=lab.ns, skip_protocol=RTPROT_PYBGPD)
         monitor.open()
         try:
             lab.ip("route", "add", "10.91.0.0/24", "via", "10.77.0.2", "proto",

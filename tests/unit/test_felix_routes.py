@@ -125,3 +125,87 @@ def test_workload_endpoint_round_trip() -> None:
 def test_go_time_string() -> None:
     assert go_time_string(1714557605.1) == "2024-05-01 10:00:05.1 +0000 UTC"
     assert go_time_string(1714557605.0) == "2024-05-01 10:00:05 +0000 UTC"
+
+
+def test_workload_routes_as_kernel_values_and_ops() -> None:
+    from common.netlink.route import (
+        AF_INET,
+        AF_INET6,
+        RTPROT_BOOT,
+        RTPROT_STATIC,
+        KernelRoute,
+        Nexthop,
+        OpKind,
+    )
+    from felix.routes import device_route, observed_routes, route_ops
+
+    v4 = device_route(DeviceRoute("10.0.0.1/32", "cali1"), 7)
+    assert v4 == KernelRoute(AF_INET, bytes([10, 0, 0, 1]), 32, (Nexthop(b"", 7),))
+    v6 = device_route(DeviceRoute("fd00::1/128", "cali1"), 7)
+    assert (v6.family, v6.dst_len) == (AF_INET6, 128)
+    names = {7: "cali1", 8: "eth0", 9: "cali2"}
+    via_gw = KernelRoute(AF_INET, bytes([10, 0, 0, 3]), 32, (Nexthop(bytes([10, 9, 0, 1]), 9),))
+    entries = [
+        (RTPROT_BOOT, v4),  # ours
+        (RTPROT_STATIC, device_route(DeviceRoute("10.0.0.2/32", "cali2"), 9)),  # not boot
+        (RTPROT_BOOT, device_route(DeviceRoute("10.9.0.0/24", "eth0"), 8)),  # not a workload
+        (RTPROT_BOOT, via_gw),  # a gateway route, not a device route
+    ]
+    assert observed_routes(entries, names) == [DeviceRoute("10.0.0.1/32", "cali1")]
+    changes = [
+        RouteChange(DeviceRoute("10.0.0.3/32", "caliold"), remove=True),
+        RouteChange(DeviceRoute("10.0.0.3/32", "cali3")),
+        RouteChange(DeviceRoute("10.0.0.4/32", "cali4")),  # its interface went meanwhile
+    ]
+    placed, unplaced = route_ops(changes, {"caliold": 5, "cali3": 6})
+    assert [(c, op.kind, op.route.nexthops) for c, op in placed] == [
+        (changes[0], OpKind.DELETE, (Nexthop(b"", 5),)),
+        (changes[1], OpKind.REPLACE, (Nexthop(b"", 6),)),
+    ]
+    assert unplaced == [changes[2]]
+
+
+def test_pod_routes_and_the_check_of_its_default_route() -> None:
+    from common.netlink.route import AF_INET6, Nexthop
+    from felix.cni.plugin import default_via_gateway, pod_routes
+
+    gw = bytes([169, 254, 1, 1])
+    v4 = pod_routes(["10.0.0.5/32"], 3)
+    assert [(r.dst, r.dst_len, r.nexthops) for r in v4] == [
+        (gw, 32, (Nexthop(b"", 3),)),  # the gateway on the link first
+        (bytes(4), 0, (Nexthop(gw, 3),)),
+    ]
+    both = pod_routes(["10.0.0.5/32", "fd00::5/128"], 3)
+    assert both[:2] == v4 and both[2].family == AF_INET6 and both[2].dst_len == 0
+    assert default_via_gateway(both) and default_via_gateway(v4[1:])
+    assert not default_via_gateway(v4[:1])
+
+
+def test_vxlan_tunnel_address_rules() -> None:
+    from felix.tunnel import IPIP, VXLAN
+
+    pools = [
+        IPPool(name="v", cidr="10.5.0.0/16", vxlan_mode="Always"),
+        IPPool(name="x", cidr="10.6.0.0/16", vxlan_mode="CrossSubnet", disabled=True),
+        IPPool(name="i", cidr="10.1.0.0/16", ipip_mode="Always"),
+        IPPool(name="v6", cidr="fd00:5::/48", vxlan_mode="Always"),
+    ]
+    assert [p.name for p in VXLAN.pools(pools, {})] == ["v"]
+    assert [p.name for p in IPIP.pools(pools, {})] == ["i"]
+    assert VXLAN.handle("n1") == "vxlan-tunnel-addr-n1"
+    assert VXLAN.attrs("n1") == {"node": "n1", "type": "vxlanTunnelAddress"}
+    node = b'{"kind":"Node","metadata":{"name":"n"},"spec":{"bgp":{"ipv4Address":"10.0.0.1/24"}}}'
+    set_ = with_tunnel_address(node, "10.5.0.1", VXLAN)
+    assert set_ is not None
+    spec = json.loads(set_)["spec"]
+    assert spec["ipv4VXLANTunnelAddr"] == "10.5.0.1"
+    assert spec["bgp"] == {"ipv4Address": "10.0.0.1/24"}
+    assert with_tunnel_address(set_, "10.5.0.1", VXLAN) is None
+    cleared = with_tunnel_address(set_, None, VXLAN)
+    assert cleared is not None and "ipv4VXLANTunnelAddr" not in json.loads(cleared)["spec"]
+    # A Node without spec.bgp gets one only when an IPIP address is set.
+    bare = b'{"kind":"Node","metadata":{"name":"n"}}'
+    assert with_tunnel_address(bare, None) is None
+    assert json.loads(with_tunnel_address(bare, "10.1.0.1") or b"")["spec"] == {
+        "bgp": {"ipv4IPIPTunnelAddr": "10.1.0.1"}
+    }

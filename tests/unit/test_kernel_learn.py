@@ -68,10 +68,21 @@ def test_what_is_not_learned() -> None:
 
 def test_non_workload_routes_inside_pools_are_learned() -> None:
     lr = learner()
-    got = lr.route_added(FELIX, r("192.168.9.0/26", VXLAN, "192.168.9.0"))
-    assert prefixes(got) == [("192.168.9.0/26", "vxlan.calico")]
     got = lr.route_added(RTPROT_BOOT, r("fd10::5/128", ETH, "fe80::1"))
     assert prefixes(got) == [("fd10::5/128", "eth0")]
+
+
+def test_felix_cluster_routes_are_not_learned() -> None:
+    """Felix's routes to other nodes' blocks (its protocol 80, or through a tunnel device)
+    are not this node's to originate: learned, the local origination would beat the BGP
+    route it copies (BIRD ranks kernel routes below BGP instead)."""
+    lr = learner()
+    lr.link_changed(4, "tunl0")
+    assert lr.route_added(FELIX, r("192.168.9.0/26", 4, "172.20.0.2")) == []  # IPIP
+    assert lr.route_added(FELIX, r("192.168.8.0/26", ETH, "172.20.0.3")) == []  # same subnet
+    assert lr.route_added(RTPROT_BOOT, r("192.168.7.0/26", VXLAN, "192.168.7.0")) == []
+    assert lr.route_added(RTPROT_BOOT, r("192.168.7.9/32", VXLAN)) == []
+    assert len(lr) == 0
 
 
 def test_lowest_metric_decides() -> None:

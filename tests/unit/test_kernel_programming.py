@@ -8,8 +8,7 @@ import ipaddress
 import pytest
 
 from bgpd.kernel.driver import KernelSync
-from bgpd.kernel.fib import AF_INET, KernelRoute, Nexthop, RouteType
-from bgpd.kernel.netlink import KernelRoutes
+from bgpd.kernel.fib import AF_INET, RTPROT_PYBGPD, KernelRoute, Nexthop, RouteType
 from bgpd.kernel.programming import Programming
 from bgpd.plan.kernel_rules import kernel_rules
 from bgpd.policy.calico import PoolSpec
@@ -17,6 +16,7 @@ from bgpd.rib.route import LOCAL, PeerInfo, Route
 from bgpd.rib.table import BestChange
 from bgpd.wire.attributes import PathAttributes
 from bgpd.wire.family import Family, prefix_to_nlri
+from common.netlink.driver import KernelRoutes
 
 V4 = Family.IPV4_UNICAST
 TUNL0 = 5
@@ -107,9 +107,10 @@ def gone(prefix: str) -> BestChange:
 
 def sync(mode: str = "Enabled") -> KernelSync:
     ks = KernelSync(
-        KernelRoutes(), programming=Programming(kernel_rules(POOLS, mode, "172.20.0.0/24"))
+        KernelRoutes(RTPROT_PYBGPD),
+        programming=Programming(kernel_rules(POOLS, mode, "172.20.0.0/24")),
     )
-    ks.learner.link_changed(TUNL0, "tunl0")
+    ks.planner.link_changed(TUNL0, "tunl0")  # what the driver does with each link event
     return ks
 
 
@@ -138,13 +139,13 @@ def test_kernel_sync_installs_per_treatment() -> None:
 
 
 def test_tunnel_missing_then_appearing() -> None:
-    ks = KernelSync(KernelRoutes(), programming=Programming(kernel_rules(POOLS, "Enabled", None)))
+    ks = KernelSync(
+        KernelRoutes(RTPROT_PYBGPD), programming=Programming(kernel_rules(POOLS, "Enabled", None))
+    )
     ks.best_changed(best("10.10.1.0/26", "172.21.0.2"))
     family, nlri = prefix_to_nlri("10.10.1.0/26")
     assert ks.fib_state(family, nlri) == (False, "not installed: tunnel device tunl0 missing")
-    ks.learner.link_changed(TUNL0, "tunl0")
-    for k, (route, mp) in list(ks._best.items()):  # what _links_changed does, without a loop
-        ks._program(k, route, mp)
+    ks.planner.link_changed(TUNL0, "tunl0")  # what the driver does with a link event
     assert ks.fib.desired(key("10.10.1.0/26")) is not None
 
 

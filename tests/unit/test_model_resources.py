@@ -572,12 +572,38 @@ def test_a_bad_block_is_refused_naming_the_field_in_both_forms(
     assert str(etcd.value).endswith(f": {field}: {reason}")
 
 
+def test_felix_configuration() -> None:
+    """Read since felix programs cluster routes: programClusterRoutes, vxlanVNI, vxlanPort;
+    the rest of Felix's settings are not read."""
+    c = read("FelixConfiguration", "default", {"bpfEnabled": True})
+    assert (c.program_cluster_routes, c.vxlan_vni, c.vxlan_port, c.node_name) == (
+        None, None, None, None
+    )  # fmt: skip
+    c = read(
+        "FelixConfiguration",
+        "node.n1",
+        {"programClusterRoutes": "Enabled", "vxlanVNI": 4097, "vxlanPort": 8472},
+    )
+    assert (c.program_cluster_routes, c.vxlan_vni, c.vxlan_port, c.node_name) == (
+        "Enabled", 4097, 8472, "n1"
+    )  # fmt: skip
+    with pytest.raises(ResourceError, match="'Sometimes' is not one of 'Enabled'"):
+        read("FelixConfiguration", "default", {"programClusterRoutes": "Sometimes"})
+    with pytest.raises(ResourceError, match="out of range"):
+        read("FelixConfiguration", "default", {"vxlanVNI": 2**24})
+    from calico.codec import decode
+
+    key, value = encode(c)
+    assert key == "/calico/resources/v3/projectcalico.org/felixconfigurations/node.n1"
+    assert decode(key, value) == c
+
+
 # --- documents ----------------------------------------------------------------------------
 
 
 def test_ignored_and_unknown_kinds() -> None:
     assert read("BGPFilter", "f", {"exportV4": []}) is None
-    assert read("FelixConfiguration", "default", {}) is None
+    assert read("ClusterInformation", "default", {}) is None
     with pytest.raises(ResourceError) as e:
         read("BGPPeers", "p", {})
     assert str(e.value) == "BGPPeers 'p': kind: unknown kind"

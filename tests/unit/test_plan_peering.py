@@ -464,3 +464,7 @@ def test_example_config() -> None:
     assert [o.prefix for o in plan.originate] == ["192.168.1.0/26"]
     assert plan.blackholes == ("192.168.1.0/26",)
     assert plan.originate[0].pool is not None and plan.originate[0].pool.ipip_mode == "Always"
+    # No felix beside a file datastore: bgpd programs the IPIP pool's routes via tunl0.
+    assert [(k.cidr, k.programmed, k.tunnel) for k in plan.kernel] == [
+        ("192.168.0.0/16", True, "tunl0")
+    ]

@@ -1,4 +1,4 @@
-"""bgpd.kernel.rtmsg against pyroute2's encoding of the same messages (the reference)."""
+"""common.netlink.rtmsg against pyroute2's encoding of the same messages (the reference)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from bgpd.kernel.fib import (
     RouteType,
     route_matches,
 )
-from bgpd.kernel.rtmsg import (
+from common.netlink.rtmsg import (
     NLM_F_ACK,
     NLM_F_ACK_TLVS,
     NLM_F_CAPPED,

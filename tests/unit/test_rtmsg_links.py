@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from bgpd.kernel.rtmsg import (
+from common.netlink.rtmsg import (
     IFLA_IFNAME,
     NLM_F_DUMP,
     NLM_F_REQUEST,

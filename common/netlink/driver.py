@@ -1,6 +1,7 @@
-"""The kernel side of the FIB: a raw NETLINK_ROUTE socket driven by asyncio.
+"""rtnetlink for both daemons: a raw NETLINK_ROUTE socket driven by asyncio.
 
-Thin on purpose: messages are built and read by `rtmsg`, what to send is decided by `fib`.
+Thin on purpose: messages are built and read by `rtmsg`, what to send is decided by the
+daemons (bgpd/kernel/fib.py and planner.py, felix's routes and cluster modules).
 What lives here is the batching (principle 3): many route messages per `sendmsg` in chunks of
 about 64 KB, no waiting for each answer in turn, and every kernel error mapped back to the op
 that caused it by sequence number. By default route messages ask for no ACK: the kernel
@@ -26,18 +27,27 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TypeVar
 
-from bgpd.kernel.fib import (
+from common.netlink.link import Address, Link, Neighbour
+from common.netlink.linkmsg import (
+    RTM_NEWADDR,
+    RTM_NEWNEIGH,
+    decode_newaddr,
+    decode_newlink,
+    decode_newneigh,
+    encode_addr_dump,
+    encode_neigh_dump,
+)
+from common.netlink.route import (
     AF_INET,
     AF_INET6,
     ESRCH,
-    RTPROT_PYBGPD,
     KernelRoute,
     OpKind,
     RouteFailure,
     RouteKey,
     RouteOp,
 )
-from bgpd.kernel.rtmsg import (
+from common.netlink.rtmsg import (
     NLM_F_DUMP_INTR,
     NLMSG_DONE,
     NLMSG_ERROR,
@@ -80,6 +90,8 @@ _SEQ_MASK = 0xFFFFFFFF
 _ANSWER_COST = 1024
 _DUMP_RETRIES = 5
 _T = TypeVar("_T")
+Failure = tuple[int, int, str]
+"""A refused request of a batch: (its index, errno, the kernel's extended-ack message)."""
 _SWEEP_PASSES = 4
 
 
@@ -89,17 +101,18 @@ class NetlinkOverrun(OSError):
 
 
 class _Batch:
-    """Answers awaited for one `apply()`: ops are numbered from `first`."""
+    """Answers awaited for one batch of `count` requests numbered from `first`; failures
+    are (request index, errno, extended-ack message)."""
 
-    __slots__ = ("answered", "barrier", "done", "failures", "first", "ops")
+    __slots__ = ("answered", "barrier", "count", "done", "failures", "first")
 
-    def __init__(self, first: int, ops: Sequence[RouteOp], barrier: int | None) -> None:
+    def __init__(self, first: int, count: int, barrier: int | None) -> None:
         self.first = first
-        self.ops = ops
+        self.count = count
         self.barrier = barrier
         self.answered = 0
-        self.done = not ops
-        self.failures: list[RouteFailure] = []
+        self.done = not count
+        self.failures: list[tuple[int, int, str]] = []
 
     def take(self, data: bytes) -> None:
         for mtype, flags, seq, body in split_messages(data):
@@ -109,26 +122,28 @@ class _Batch:
                 self.done = True
                 continue
             index = (seq - self.first) & _SEQ_MASK
-            if index >= len(self.ops):
+            if index >= self.count:
                 continue  # an answer to an earlier, abandoned request
             err, message = decode_error(body, flags)
             self.answered += 1
             if err:
-                self.failures.append(RouteFailure(self.ops[index], err, message))
-        if self.barrier is None and self.answered >= len(self.ops):
+                self.failures.append((index, err, message))
+        if self.barrier is None and self.answered >= self.count:
             self.done = True
 
 
 class KernelRoutes:
-    """Our routes in the kernel FIB of this network namespace (or of `netns`, a name under
-    /run/netns, which tests use to drive a namespace from outside it).
+    """The routes of one protocol (`protocol`, the rtm_protocol it sends and sweeps) in the
+    kernel FIB of this network namespace (or of `netns`: a name under /run/netns, which
+    tests use to drive a namespace from outside it, or a path such as /proc/PID/ns/net);
+    also the namespace's links, addresses and neighbours.
 
-    Use as `async with KernelRoutes() as kr:` or call `open()` / `close()`.
+    Use as `async with KernelRoutes(proto) as kr:` or call `open()` / `close()`.
     """
 
     def __init__(
         self,
-        protocol: int = RTPROT_PYBGPD,
+        protocol: int,
         *,
         netns: str | None = None,
         ack_each: bool = False,
@@ -195,29 +210,46 @@ class KernelRoutes:
         order. Yields to the event loop between chunks."""
         if not ops:
             return []
+        protocol, ack = self.protocol, self.ack_each
+
+        def encode(i: int, seq: int) -> bytes:
+            op = ops[i]
+            proto = protocol if op.protocol is None else op.protocol
+            if op.kind is OpKind.DELETE:
+                return encode_delroute(op.route, seq, proto, ack)
+            return encode_newroute(op.route, seq, proto, ack, op.kind is OpKind.ADD)
+
+        failures = await self._batch(len(ops), encode)
+        return [RouteFailure(ops[i], err, message) for i, err, message in failures]
+
+    async def execute(self, requests: Sequence[Callable[[int], bytes]]) -> list[Failure]:
+        """Send requests (each builds its message, asking for an ACK, from a sequence
+        number) in one batch and return the refused ones as (index, errno, message), in
+        order: links, addresses and neighbours go this way."""
+        if not requests:
+            return []
+        return await self._batch(len(requests), lambda i, seq: requests[i](seq))
+
+    async def _batch(self, count: int, encode: Callable[[int, int], bytes]) -> list[Failure]:
         async with self._lock:
             sock = self._require()
             try:
-                return await self._apply(sock, ops)
+                return await self._send_batch(sock, count, encode)
             except (NetlinkOverrun, TimeoutError):
                 self._reopen()
                 raise
 
-    async def _apply(self, sock: socket.socket, ops: Sequence[RouteOp]) -> list[RouteFailure]:
-        first = self._next_seq(len(ops))
+    async def _send_batch(
+        self, sock: socket.socket, count: int, encode: Callable[[int, int], bytes]
+    ) -> list[Failure]:
+        first = self._next_seq(count)
         barrier = None if self.ack_each else self._next_seq(1)
-        batch = _Batch(first, ops, barrier)
+        batch = _Batch(first, count, barrier)
         chunk: list[bytes] = []
         size = 0
-        ack = self.ack_each
-        protocol = self.protocol
         limit, per_chunk = self._max_chunk_bytes, self._max_per_chunk
-        for i, op in enumerate(ops):
-            seq = (first + i) & _SEQ_MASK
-            if op.kind is OpKind.DELETE:
-                msg = encode_delroute(op.route, seq, protocol, ack)
-            else:
-                msg = encode_newroute(op.route, seq, protocol, ack, op.kind is OpKind.ADD)
+        for i in range(count):
+            msg = encode(i, (first + i) & _SEQ_MASK)
             if chunk and (size + len(msg) > limit or len(chunk) >= per_chunk):
                 await self._send(sock, b"".join(chunk), batch)
                 chunk = []
@@ -280,6 +312,37 @@ class KernelRoutes:
             return await self._dump_request(
                 self._require(), encode_link_dump, RTM_NEWLINK, decode_link, "link dump"
             )
+
+    async def link_list(self) -> list[Link]:
+        """Every interface of the namespace with its kind, state, MAC and VXLAN settings."""
+        async with self._lock:
+            return await self._dump_request(
+                self._require(), encode_link_dump, RTM_NEWLINK, decode_newlink, "link dump"
+            )
+
+    async def addresses(self, family: int = 0) -> list[Address]:
+        """The IPv4 and IPv6 addresses of every interface (or of one family)."""
+        async with self._lock:
+            return await self._dump_request(
+                self._require(),
+                lambda seq: encode_addr_dump(family, seq),
+                RTM_NEWADDR,
+                decode_newaddr,
+                "address dump",
+            )
+
+    async def neighbours(self, family: int, ifindex: int = 0) -> list[Neighbour]:
+        """The neighbour entries of `family` (AF_BRIDGE: the FDB), of one interface if
+        `ifindex` is set."""
+        async with self._lock:
+            found = await self._dump_request(
+                self._require(),
+                lambda seq: encode_neigh_dump(family, seq),
+                RTM_NEWNEIGH,
+                decode_newneigh,
+                "neighbour dump",
+            )
+        return [n for n in found if not ifindex or n.ifindex == ifindex]
 
     async def link_index(self, name: str) -> int:
         """The ifindex of interface `name` in the socket's namespace."""
@@ -425,12 +488,12 @@ class RouteMonitor:
         *,
         netns: str | None = None,
         buffer_size: int = 32 * 1024 * 1024,
-        skip_protocol: int | None = RTPROT_PYBGPD,
+        skip_protocol: int | None = None,
     ) -> None:
         self.netns = netns
         self.buffer_size = buffer_size
-        # Our own route changes echo back through the group; dropping them before decoding
-        # keeps a 100k-route install from costing a second decode pass.
+        # The caller's own route changes echo back through the group; dropping them before
+        # decoding keeps a 100k-route install from costing a second decode pass.
         self.skip_protocol = skip_protocol
         self._sock: socket.socket | None = None
         self._rbuf = bytearray(1 << 18)
@@ -525,16 +588,18 @@ def _set_buffers(sock: socket.socket, size: int) -> tuple[int, int]:
 
 
 def _in_netns(name: str, make: Callable[[], socket.socket]) -> socket.socket:
-    """Run `make` in network namespace /run/netns/<name>. A socket keeps the namespace it was
-    created in, so only the creation needs to happen there; it runs in a throwaway thread
-    because setns() moves the calling thread, and that thread ends right after."""
+    """Run `make` in network namespace /run/netns/<name> (or at path `name`, when it has a
+    slash). A socket keeps the namespace it was created in, so only the creation needs to
+    happen there; it runs in a throwaway thread because setns() moves the calling thread,
+    and that thread ends right after."""
     result: list[socket.socket] = []
     failure: list[BaseException] = []
 
     def run() -> None:
         try:
             libc = ctypes.CDLL(None, use_errno=True)
-            fd = os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+            path = name if "/" in name else f"/run/netns/{name}"
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 if libc.setns(fd, CLONE_NEWNET) != 0:
                     err = ctypes.get_errno()

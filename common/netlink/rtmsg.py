@@ -3,6 +3,7 @@
 Pure: bytes in, bytes out. The hot path (one RTM_NEWROUTE per best-path change, many per
 `sendmsg`) packs each message with a single precompiled `Struct`, which is what lets a Python
 process hand the kernel ~10^5 routes per second; pyroute2 builds ~1.4k messages per second.
+bgpd sends its BGP routes and blackholes this way, felix its workload device routes.
 Layouts follow <linux/netlink.h> and <linux/rtnetlink.h>, host byte order.
 """
 
@@ -12,7 +13,7 @@ import struct
 import sys
 from dataclasses import dataclass
 
-from bgpd.kernel.fib import (
+from common.netlink.route import (
     AF_INET,
     AF_INET6,
     KernelRoute,
@@ -206,15 +207,23 @@ def _encode_generic(route: KernelRoute, seq: int, protocol: int, flags: int) -> 
 
 def encode_delroute(route: KernelRoute, seq: int, protocol: int, ack: bool = True) -> bytes:
     """RTM_DELROUTE for the route's key. The protocol and metric (when known) narrow the match
-    so we never remove a route that some other protocol owns for the same prefix."""
+    so we never remove a route that some other protocol owns for the same prefix; a device
+    route also names its interface (felix removes the route to a stale pod's `cali*` while
+    the one to its replacement stays)."""
     attrs = [_attr(RTA_DST, route.dst)]
     if route.metric is not None:
         attrs.append(_attr(RTA_PRIORITY, _U32.pack(route.metric)))
+    nhs = route.nexthops
+    if len(nhs) == 1 and not nhs[0].gateway and nhs[0].ifindex:
+        attrs.append(_attr(RTA_OIF, _U32.pack(nhs[0].ifindex)))
     flags = NLM_F_REQUEST | NLM_F_ACK if ack else NLM_F_REQUEST
     return _message(RTM_DELROUTE, flags, seq, route, protocol, RT_SCOPE_NOWHERE, 0, 0, attrs)
 
 
 def encode_op(op: RouteOp, seq: int, protocol: int, ack: bool = True) -> bytes:
+    """The op's message; `protocol` unless the op names its own."""
+    if op.protocol is not None:
+        protocol = op.protocol
     if op.kind is OpKind.DELETE:
         return encode_delroute(op.route, seq, protocol, ack)
     return encode_newroute(op.route, seq, protocol, ack, op.kind is OpKind.ADD)
@@ -248,9 +257,18 @@ def encode_link_dump(seq: int) -> bytes:
     return _HDR.pack(16 + len(body), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
 
 
-def _attr(kind: int, payload: bytes) -> bytes:
+def attr(kind: int, payload: bytes) -> bytes:
+    """One netlink attribute (rtattr/nlattr): length, type, payload, padding to 4."""
     n = 4 + len(payload)
     return _RTA.pack(n, kind) + payload + b"\0" * (-n % 4)
+
+
+_attr = attr
+
+
+def message(msg_type: int, flags: int, seq: int, body: bytes) -> bytes:
+    """An nlmsghdr (port id 0: the kernel) in front of `body`."""
+    return _HDR.pack(16 + len(body), msg_type, flags, seq, 0) + body
 
 
 def _message(
@@ -401,7 +419,9 @@ def _decode_multipath(data: bytes) -> list[Nexthop]:
     return legs
 
 
-def _attrs(data: bytes, off: int) -> list[tuple[int, bytes]]:
+def parse_attrs(data: bytes, off: int = 0) -> list[tuple[int, bytes]]:
+    """The attributes from `off` to the end as (type, payload); the NESTED and BYTEORDER
+    bits are dropped from the type. Raises NetlinkDecodeError on a bad length."""
     out = []
     end = len(data)
     while off + 4 <= end:
@@ -411,6 +431,9 @@ def _attrs(data: bytes, off: int) -> list[tuple[int, bytes]]:
         out.append((kind & 0x3FFF, data[off + 4 : off + length]))  # drop NESTED/BYTEORDER bits
         off += (length + 3) & ~3
     return out
+
+
+_attrs = parse_attrs
 
 
 # --- a socket filter for the route monitor -------------------------------------------------
