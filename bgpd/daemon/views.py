@@ -256,7 +256,7 @@ class DaemonViews:
             reconfigured=d.reconfig.reconfigured or d.started,
             kernel=d.kernel is not None,
             restart=restart,
-            memory=estimate(speaker.rib, (drv.buffered_bytes() for drv in d.drivers.values())),
+            memory=estimate(speaker.rib, (drv.buffered_bytes for drv in d.drivers.values())),
         )
 
     # --- metrics ------------------------------------------------------------------------

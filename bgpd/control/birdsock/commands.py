@@ -148,7 +148,8 @@ def _classify(atom: str) -> Token:
         pass
     if _WORD.fullmatch(atom):
         return Token("word", atom.strip("'"))
-    raise CliError(PARSE_ERROR, "Unknown character" if not atom[0].isalnum() else "syntax error")
+    # Operators and the like: valid to BIRD's lexer, never in the commands answered here.
+    return Token("other", atom)
 
 
 class _Cursor:
@@ -271,11 +272,13 @@ def _show_route(cur: _Cursor) -> ShowRoute:
         token = cur.peek()
         assert token is not None
         if token.kind in ("prefix", "ip"):
-            # A bare address is a host prefix (BIRD 1.6's grammar takes only a prefix here).
             cur.take()
+            if token.kind == "ip":
+                # Without `for`, BIRD's grammar wants a prefix: an address must go on "/len".
+                raise ParseFailure(Unexpected(cur.peek(), ("'/'",)))
             if prefix is not None:
                 raise Rule("Only one prefix expected")
-            prefix, longest = _host(token), False
+            prefix, longest = token.value, False
             continue
         word = cur.keyword(
             "for", "table", "all", "primary", "export", "protocol", "stats", "count",
@@ -291,7 +294,7 @@ def _show_route(cur: _Cursor) -> ShowRoute:
                 raise Rule("Only one prefix expected")
             prefix, longest = _host(target), True
         elif word == "table":
-            table = _symbol(cur)
+            table = _symbol(cur, ("CF_SYM_KNOWN", "ALL"))
         elif word == "all":
             full = True
         elif word == "primary":

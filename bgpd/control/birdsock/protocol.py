@@ -163,7 +163,7 @@ class BirdCli:
             return "CF_SYM_KNOWN" if token.value in symbols else "CF_SYM_UNDEFINED"
         if token.kind in ("ip", "prefix"):
             return "IP6" if ":" in token.value else "IP4"
-        return {"num": "NUM", "text": "TEXT"}[token.kind]
+        return {"num": "NUM", "text": "TEXT"}.get(token.kind, f"'{token.value}'")
 
     def _syntax_error(self, where: Unexpected, symbols: Iterable[str] = ()) -> str:
         # BIRD 1.6's parser says only "syntax error"; BIRD 2's names the token.
@@ -367,7 +367,7 @@ class BirdCli:
         families: tuple[str, ...] = self.families
         if cmd.table is not None:
             if cmd.table not in tables:
-                self._undefined(cmd.table, ("CF_SYM_KNOWN",), "table", rc.PARSE_ERROR)
+                self._undefined(cmd.table, ("CF_SYM_KNOWN", "ALL"), "table", rc.PARSE_ERROR)
             families = tables[cmd.table]
         shown_by: _Proto | None = None
         if cmd.protocol is not None:
