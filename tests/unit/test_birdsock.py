@@ -11,13 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from bgpd.control.api import DaemonStatus, ExportedRoute, PeerStatus, RouteEntry
 from bgpd.control.birdsock.commands import ShowRoute, parse
 from bgpd.control.birdsock.dialect import BIRD2, BIRD16, DIALECTS
 from bgpd.control.birdsock.protocol import BirdCli, bgp_status, bird_patmatch
 from bgpd.control.birdsock.replies import ReplyWriter
 from bgpd.control.birdsock.view import BirdFacts, MemoryUsage, RestartRecovery
-from bgpd.control.ops import ProtocolDetail
+from bgpd.status.records import (
+    DaemonStatus,
+    ExportedRoute,
+    PeerStatus,
+    ProtocolDetail,
+    RouteEntry,
+)
 from labs.harness.calico_bird import (
     BgpPeer,
     BirdParseError,
@@ -446,3 +451,36 @@ def test_show_memory_layouts() -> None:
     assert two[-2] == " Total:              42.3 kB     26.7 kB"
     recorded = transcript("bird-2.0.12.txt")["show memory"]
     assert [line[:18] for line in two[1:4]] == [line[:18] for line in recorded[1:4]]
+
+
+def test_show_bfd_sessions() -> None:
+    from bgpd.bfd.status import BfdSessionStatus
+
+    assert lines(cli(), "show bfd sessions") == ["9001 There is no BFD protocol running"]
+
+    class WithBfd(View):
+        def bfd_sessions(self) -> list[BfdSessionStatus]:
+            return [
+                BfdSessionStatus(
+                    address="10.99.0.2", local_address=None, interface="eth0", state="Up",
+                    since=T0, interval=300_000, timeout=900_000, local_discriminator=1,
+                    remote_discriminator=2, local_diag="", remote_state="Up",
+                    remote_diag="", detect_mult=3, remote_detect_mult=3, desired_min_tx=1,
+                    required_min_rx=1, remote_min_tx=1, remote_min_rx=1, packets_received=1,
+                    packets_sent=1,
+                ),
+                BfdSessionStatus(
+                    address="fd00::2", local_address=None, interface="eth0", state="Up",
+                    since=T0, interval=300_000, timeout=900_000, local_discriminator=3,
+                    remote_discriminator=4, local_diag="", remote_state="Up",
+                    remote_diag="", detect_mult=3, remote_detect_mult=3, desired_min_tx=1,
+                    required_min_rx=1, remote_min_tx=1, remote_min_rx=1, packets_received=1,
+                    packets_sent=1,
+                ),
+            ]
+
+    c = BirdCli(WithBfd(PEERS, ROUTES), BIRD2, ("ipv4",), tz=UTC)
+    out = lines(c, "show bfd sessions")
+    assert out[0].startswith("1020-") and out[1].startswith(" IP address")
+    # The IPv4 socket lists the IPv4 sessions, as bird.ctl would.
+    assert out[2].startswith(" 10.99.0.2") and out[3:] == ["0000 "]

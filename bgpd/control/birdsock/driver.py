@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterable
 
 from bgpd.control.birdsock.dialect import Dialect
-from bgpd.control.birdsock.protocol import BfdLines, BirdCli
+from bgpd.control.birdsock.protocol import BirdCli
 from bgpd.control.birdsock.view import BirdView
 from bgpd.control.server import ControlServer
 from common.log import get_logger
@@ -30,14 +30,12 @@ class BirdSocketServer(ControlServer):
         dialect: Dialect,
         families: Iterable[str],
         *,
-        bfd: BfdLines | None = None,
         mode: int = 0o660,
     ) -> None:
         super().__init__(path, view, mode=mode)  # type: ignore[arg-type]
         self.bird_view = view
         self.dialect = dialect
         self.families = tuple(families)
-        self.bfd = bfd
         # Fail now, not at the first client, on an empty family list.
         BirdCli(view, dialect, self.families)
 
@@ -52,7 +50,7 @@ class BirdSocketServer(ControlServer):
         task = asyncio.current_task()
         assert task is not None
         self._clients.add(task)
-        cli = BirdCli(self.bird_view, self.dialect, self.families, bfd=self.bfd)
+        cli = BirdCli(self.bird_view, self.dialect, self.families)
         try:
             writer.write(cli.hello())
             await writer.drain()

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 from fnmatch import fnmatchcase
 
+from bgpd.bfd.status import format_bird_sessions
 from bgpd.cli.format import bird_error
+from bgpd.control.bfd import NOT_RUNNING
 from bgpd.control.birdsock import replies as rc
 from bgpd.control.birdsock.commands import (
     KEYWORDS,
@@ -57,9 +59,6 @@ SLICE = 256
 # rta_show's route source names for the routes that are not BGP's.
 _LOCAL_TYPES = {"kernel": "inherit", "local": "static"}
 
-# `show bfd sessions`, when the daemon has BFD: lines of the reply (code 1020) from `now`.
-BfdLines = Callable[[float], list[str]]
-
 
 @dataclass(frozen=True, slots=True)
 class _Proto:
@@ -88,7 +87,6 @@ class BirdCli:
         families: Iterable[str],
         *,
         tz: tzinfo | None = None,
-        bfd: BfdLines | None = None,
     ) -> None:
         self.view = view
         self.dialect = dialect
@@ -96,7 +94,6 @@ class BirdCli:
         if not self.families:
             raise ValueError("a BIRD socket needs at least one family")
         self.tz = tz
-        self.bfd = bfd
         self.restricted = False
         self.out = ReplyWriter()
 
@@ -582,12 +579,15 @@ class BirdCli:
     # --- bfd ------------------------------------------------------------------------------
 
     def _show_bfd(self, now: float) -> None:
-        if self.bfd is None:
-            raise CliError(
-                rc.PARSE_ERROR, "syntax error, 'show bfd sessions' is not implemented by bgpd"
-            )
-        lines = self.bfd(now)
-        for line in lines:
+        # A daemon that does not implement the view runs no BFD: BIRD's words for that.
+        getter = getattr(self.view, "bfd_sessions", None)
+        records = getter() if callable(getter) else None
+        if records is None:
+            raise CliError(rc.PARSE_ERROR, NOT_RUNNING)
+        version = {"ipv4": 4, "ipv6": 6}
+        wanted = {version[f] for f in self.families}
+        mine = [r for r in records if ipaddress.ip_address(r.address).version in wanted]
+        for line in format_bird_sessions(mine, now, self.tz).splitlines():
             self.out.more(rc.BFD_SESSIONS, line)
         self.out.last(rc.OK)
 
