@@ -40,6 +40,20 @@ if [ "${#missing[@]}" -gt 0 ]; then
     fi
 fi
 
+# BIRD 1.6 (calico-node's BIRD version) for the BIRD-socket tests: its birdc and bird,
+# unpacked under a private prefix and never installed (Debian's `bird` conflicts with bird2).
+BIRD16_PREFIX=/opt/bird1.6
+if [ ! -x "$BIRD16_PREFIX/usr/sbin/birdc" ]; then
+    bird16_tmp=$(mktemp -d)
+    if ! (cd "$bird16_tmp" && apt-get download bird >/dev/null 2>&1); then
+        apt-get update
+        (cd "$bird16_tmp" && apt-get download bird)
+    fi
+    mkdir -p "$BIRD16_PREFIX"
+    dpkg-deb -x "$bird16_tmp"/bird_*.deb "$BIRD16_PREFIX"
+    rm -rf "$bird16_tmp"
+fi
+
 # Whatever started them (an earlier install, a boot), no packaged daemon may keep running: it
 # would hold ports (179, 2379) or routes the tests expect to own.
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from bgpd import __version__
 from bgpd.cli import bfd_cmds, datastore_cmds, ipam_cmds, ops_cmds, route_cmds
+from bgpd.cli.abbrev import AbbreviationError, expand
 from bgpd.cli.client import (
     DEFAULT_SOCKET,
     DEFAULT_TIMEOUT,
@@ -26,7 +27,14 @@ from bgpd.cli.client import (
     ClientError,
     ControlClient,
 )
-from bgpd.cli.format import format_routes, format_status, routes_json, status_json
+from bgpd.cli.format import (
+    BGPD_HEADER,
+    HEADER,
+    format_routes,
+    format_status,
+    routes_json,
+    status_json,
+)
 
 PROG = "bgpctl"
 
@@ -75,6 +83,11 @@ def _json_flag(parser: argparse.ArgumentParser) -> None:
 
 def _status_arguments(parser: argparse.ArgumentParser) -> None:
     _json_flag(parser)
+    parser.add_argument(
+        "--bgpd",
+        action="store_true",
+        help=f'open with "{BGPD_HEADER}" instead of calicoctl\'s "{HEADER}"',
+    )
 
 
 def _run_status(args: argparse.Namespace, ctx: Context) -> int:
@@ -82,19 +95,24 @@ def _run_status(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         ctx.print_json(status_json(status))
     else:
-        ctx.stdout.write(format_status(status, now=ctx.clock()))
+        header = BGPD_HEADER if args.bgpd else HEADER
+        ctx.stdout.write(format_status(status, now=ctx.clock(), header=header))
     return 0
 
 
 def _routes_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "prefix", nargs="?", help="only this prefix, e.g. 10.0.0.0/24 (an address means /32)"
+        "prefix",
+        nargs="?",
+        help="only this prefix, e.g. 10.0.0.0/24; an address finds the most specific "
+        "prefix covering it (as BIRD's show route for)",
     )
     _json_flag(parser)
 
 
 def _run_routes(args: argparse.Namespace, ctx: Context) -> int:
-    routes = ctx.client().routes(args.prefix)
+    longest = args.prefix is not None and "/" not in args.prefix
+    routes = ctx.client().routes(args.prefix, longest=longest)
     if args.json:
         ctx.print_json(routes_json(routes))
     else:
@@ -116,6 +134,9 @@ COMMANDS: list[Command] = [
         _run_routes,
     ),
 ]
+
+# Words a command takes after its path that abbreviate as BIRD's command words do.
+KEYWORDS: dict[tuple[str, ...], tuple[str, ...]] = {("show", "protocols"): ("all",)}
 
 route_cmds.register(COMMANDS, GROUPS, Command)
 ops_cmds.register(COMMANDS, GROUPS, Command)
@@ -180,7 +201,17 @@ def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentPar
     return parser
 
 
+# Options before the command words that take a value (skipped when expanding words).
+_VALUE_OPTIONS = ("--control-socket", "--timeout", "--datastore")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        argv = expand(argv, [c.path for c in COMMANDS], _VALUE_OPTIONS, KEYWORDS)
+    except AbbreviationError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     ctx = Context(args.control_socket, args.timeout, sys.stdout, sys.stderr)
     command: Command = args._command

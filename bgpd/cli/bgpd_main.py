@@ -10,6 +10,7 @@ import os
 import sys
 
 from bgpd import __version__
+from bgpd.control.birdsock.dialect import DIALECTS
 from bgpd.daemon import ConfigError, DaemonOptions, plan_of, run_daemon
 from bgpd.metrics.driver import parse_listen
 from bgpd.plan.errors import PlanError
@@ -90,6 +91,28 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("BGPD_METRICS_LISTEN"),
         help="serve Prometheus metrics at http://ADDR:PORT/metrics (default: off); "
         "env BGPD_METRICS_LISTEN",
+    )
+    p.add_argument(
+        "--bird-socket",
+        metavar="PATH",
+        default=os.environ.get("BGPD_BIRD_SOCKET"),
+        help="also answer BIRD's CLI protocol here for IPv4 (as /var/run/calico/bird.ctl: "
+        "birdc, birdcl, calico-node's probes, calicoctl node status); read-only; env "
+        "BGPD_BIRD_SOCKET",
+    )
+    p.add_argument(
+        "--bird6-socket",
+        metavar="PATH",
+        default=os.environ.get("BGPD_BIRD6_SOCKET"),
+        help="the same for IPv6 (as bird6.ctl); the same PATH as --bird-socket makes one "
+        "socket answer both families; env BGPD_BIRD6_SOCKET",
+    )
+    p.add_argument(
+        "--bird-dialect",
+        choices=sorted(DIALECTS),
+        default=os.environ.get("BGPD_BIRD_DIALECT", "1.6"),
+        help="which BIRD the sockets speak as: 1.6 (calico-node's, whose layout Calico's "
+        "parsers expect; the default) or 2",
     )
     p.add_argument("--log-level", default=os.environ.get("BGPD_LOG_LEVEL", "info"))
     p.add_argument(
@@ -199,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         max_prefixes_restart=args.max_prefixes_restart,
         max_send_buffer=args.max_send_buffer,
         metrics_listen=args.metrics_listen or None,
+        bird_socket=args.bird_socket or None,
+        bird6_socket=args.bird6_socket or None,
+        bird_dialect=args.bird_dialect,
     )
     try:
         if args.check:

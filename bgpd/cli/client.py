@@ -126,8 +126,13 @@ class ControlClient:
         except (TypeError, ValueError) as exc:
             raise ResponseError(f"unreadable status from bgpd: {exc}") from None
 
-    def routes(self, prefix: str | None = None) -> list[RouteEntry]:
-        result = self.request("routes", prefix=prefix)
+    def routes(self, prefix: str | None = None, *, longest: bool = False) -> list[RouteEntry]:
+        """Paths of `prefix` (every path when None); `longest` finds the most specific
+        prefix covering it instead of `prefix` itself, as BIRD's `show route for`."""
+        fields: dict[str, Any] = {"prefix": prefix}
+        if longest:
+            fields["match"] = "longest"
+        result = self.request("routes", **fields)
         try:
             return [from_json(RouteEntry, r) for r in result]
         except (TypeError, ValueError) as exc:

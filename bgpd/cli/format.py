@@ -23,7 +23,9 @@ from typing import Any
 from bgpd.status.codec import to_json
 from bgpd.status.records import ERROR_CLASSES, PEER_TYPES, DaemonStatus, PeerStatus, RouteEntry
 
-HEADER = "bgpd process is running."
+# calicoctl's words (scripts grep for them); `bgpctl status --bgpd` says bgpd instead.
+HEADER = "Calico process is running."
+BGPD_HEADER = "bgpd process is running."
 
 BGP_PORT = 179
 
@@ -108,8 +110,10 @@ def _family_label(family: str) -> str:
     return "IPv4" if family == "ipv4" else "IPv6"
 
 
-def format_status(status: DaemonStatus, now: float, tz: tzinfo | None = None) -> str:
-    out = [HEADER + "\n"]
+def format_status(
+    status: DaemonStatus, now: float, tz: tzinfo | None = None, *, header: str = HEADER
+) -> str:
+    out = [header + "\n"]
     for family in ("ipv4", "ipv6"):
         label = _family_label(family)
         out.append(f"\n{label} BGP status\n")
@@ -164,7 +168,8 @@ def _optional(value: int | None) -> str:
 
 
 def format_routes(routes: Sequence[RouteEntry], prefix: str | None = None) -> str:
-    """One row per path, in the order given (the daemon sorts: prefix, then best first)."""
+    """One row per path, in the order given (the daemon sorts: prefix, then best first).
+    A path kept for a peer in graceful restart shows "(stale)" after its source."""
     if not routes:
         return f"No routes for {prefix}.\n" if prefix else "No routes found.\n"
     rows = [
@@ -172,7 +177,7 @@ def format_routes(routes: Sequence[RouteEntry], prefix: str | None = None) -> st
             r.prefix,
             r.next_hop,
             "*" if r.best else "",
-            r.from_peer,
+            f"{r.from_peer} (stale)" if r.stale else r.from_peer,
             r.as_path,
             r.origin,
             _optional(r.local_pref),

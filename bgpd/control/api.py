@@ -23,6 +23,11 @@ class DaemonView(Protocol):
         (canonical network form, e.g. "10.0.0.0/24" or "fd00::/64"; an exact match)."""
         ...
 
+    def longest_match(self, prefix: str) -> str | None:
+        """The most specific Loc-RIB prefix covering `prefix` (canonical form; a host
+        prefix for an address), as BIRD's `show route for` finds it; None if none does."""
+        ...
+
     def exported(self, peer: str) -> list[ExportedRoute]:
         """What is advertised to `peer` now (its update group's Adj-RIB-Out, less what it
         sent us); raises KeyError for an unknown peer."""

@@ -46,8 +46,21 @@ def _status(request: Mapping[str, Any], view: DaemonView) -> object:
 def _routes(request: Mapping[str, Any], view: DaemonView) -> object:
     prefix = request.get("prefix")
     if prefix is not None:
-        prefix = canonical_prefix(prefix)
+        prefix = _lookup(canonical_prefix(prefix), request, view)
+        if prefix is None:
+            return []
     return sorted(view.routes(prefix), key=_route_order)
+
+
+def _lookup(prefix: str, request: Mapping[str, Any], view: DaemonView) -> str | None:
+    """`prefix` itself ("match": "exact", the default), or the most specific Loc-RIB prefix
+    covering it ("match": "longest", as BIRD's `show route for`)."""
+    match = request.get("match", "exact")
+    if match == "exact":
+        return prefix
+    if match == "longest":
+        return view.longest_match(prefix)
+    raise RequestError(f'match must be "exact" or "longest", got {match!r}')
 
 
 def _exported(request: Mapping[str, Any], view: DaemonView) -> object:
@@ -62,7 +75,9 @@ def _exported(request: Mapping[str, Any], view: DaemonView) -> object:
 
 
 def _explain(request: Mapping[str, Any], view: DaemonView) -> object:
-    return view.explain(canonical_prefix(request.get("prefix")))
+    prefix = canonical_prefix(request.get("prefix"))
+    # No covering route: explain the prefix as given (why nothing is there).
+    return view.explain(_lookup(prefix, request, view) or prefix)
 
 
 def _net_order(prefix: str) -> tuple[int, int, int]:
@@ -79,9 +94,9 @@ def _operator(
 
 COMMANDS: dict[str, _Command] = {
     "status": _Command(_status, frozenset()),
-    "routes": _Command(_routes, frozenset({"prefix"})),
+    "routes": _Command(_routes, frozenset({"prefix", "match"})),
     "exported": _Command(_exported, frozenset({"peer"})),
-    "explain": _Command(_explain, frozenset({"prefix"})),
+    "explain": _Command(_explain, frozenset({"prefix", "match"})),
     "protocols": _Command(_operator(ops.protocols), frozenset({"name"})),
     "reset": _Command(_operator(ops.reset), frozenset({"peer"})),
     "refresh": _Command(_operator(ops.refresh), frozenset({"peer"})),

@@ -15,6 +15,8 @@ import signal
 import time
 
 from bgpd import __version__
+from bgpd.control.birdsock.dialect import DIALECTS
+from bgpd.control.birdsock.driver import BirdSocketServer
 from bgpd.control.server import ControlServer
 from bgpd.daemon.bfd import BfdLink
 from bgpd.daemon.options import DaemonOptions
@@ -59,6 +61,7 @@ class Daemon:
         self.bfd = BfdLink(self.drivers)
         self.listeners: list[Listener] = []
         self.control: ControlServer | None = None
+        self.bird_sockets: list[BirdSocketServer] = []
         self.metrics: MetricsServer | None = None
         # This node's BGP status, written to a sqlite/etcd datastore under a lease.
         self._status_reporter: StatusReporter | None = None
@@ -109,6 +112,12 @@ class Daemon:
         self.pump.settle()
         self.control = ControlServer(self.options.control_socket, self.views)
         await self.control.start()
+        for path, families in self.options.bird_sockets():
+            bird = BirdSocketServer(
+                path, self.views, DIALECTS[self.options.bird_dialect], families
+            )
+            await bird.start()
+            self.bird_sockets.append(bird)
         if self.options.metrics_listen:
             host, metrics_port = parse_listen(self.options.metrics_listen)
             self.metrics = MetricsServer(
@@ -164,6 +173,8 @@ class Daemon:
             await self.source.close()
         if self.control is not None:
             await self.control.close()
+        for bird in self.bird_sockets:
+            await bird.close()
         if self.metrics is not None:
             await self.metrics.close()
         # RFC 4724: a session that ends without a NOTIFICATION lets a graceful-restart peer

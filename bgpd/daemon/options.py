@@ -27,3 +27,19 @@ class DaemonOptions:
     max_send_buffer: int = MAX_BUFFERED
     # Prometheus endpoint, "ADDR:PORT" (None: off).
     metrics_listen: str | None = None
+    # BIRD-protocol control sockets (issue 19): IPv4 sessions and routes as BIRD's bird.ctl,
+    # IPv6 as bird6.ctl; the same path for both is one socket answering both families.
+    bird_socket: str | None = None
+    bird6_socket: str | None = None
+    bird_dialect: str = "1.6"
+
+    def bird_sockets(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(path, families) of each BIRD socket to serve."""
+        if self.bird_socket and self.bird_socket == self.bird6_socket:
+            return [(self.bird_socket, ("ipv4", "ipv6"))]
+        out: list[tuple[str, tuple[str, ...]]] = []
+        if self.bird_socket:
+            out.append((self.bird_socket, ("ipv4",)))
+        if self.bird6_socket:
+            out.append((self.bird6_socket, ("ipv6",)))
+        return out

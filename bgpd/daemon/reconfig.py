@@ -139,6 +139,8 @@ class Reconfig:
         self._lock = asyncio.Lock()
         self._watch_task: asyncio.Task[None] | None = None
         self._reload_tasks: set[asyncio.Task[None]] = set()
+        # Wall-clock time the last configuration change was applied (None: none yet).
+        self.reconfigured: float | None = None
 
     # --- sessions -----------------------------------------------------------------------
 
@@ -253,6 +255,7 @@ class Reconfig:
                 changes = diff(old, new)
             if old == new:
                 return
+            self.reconfigured = time.time()
             if changes:
                 log.info(
                     "applying configuration change", node=new.node,

@@ -5,11 +5,14 @@ the speaker's and the drivers' state without awaiting anything."""
 from __future__ import annotations
 
 import ipaddress
+import os
+import time
 from collections.abc import Iterable
 from typing import Protocol
 
 from bgpd import __version__
 from bgpd.bfd.status import BfdSessionStatus
+from bgpd.control.birdsock.view import BirdFacts, RestartRecovery
 from bgpd.control.explain import (
     PeerState,
     as_path_text,
@@ -21,6 +24,7 @@ from bgpd.control.explain import (
     source_name,
 )
 from bgpd.daemon.bfd import BfdLink
+from bgpd.daemon.memory import estimate
 from bgpd.daemon.reconfig import Reconfig
 from bgpd.daemon.service import Service
 from bgpd.kernel.driver import KernelSync
@@ -113,6 +117,17 @@ class DaemonViews:
             started=d.started,
             peers=peers,
         )
+
+    def longest_match(self, prefix: str) -> str | None:
+        rib = self.daemon.speaker.rib
+        family, nlri = prefix_to_nlri(prefix)
+        address = nlri[1:].ljust(FAMILIES[family].addr_len, b"\0")
+        # At most 33 (129) lookups, most specific first: no walk of the table.
+        for plen in range(nlri[0], -1, -1):
+            candidate = _masked(address, plen)
+            if rib.destination(family, candidate):
+                return nlri_to_prefix(family, candidate)
+        return None
 
     def routes(self, prefix: str | None = None) -> list[RouteEntry]:
         rib = self.daemon.speaker.rib
@@ -229,6 +244,28 @@ class DaemonViews:
         """`show bfd sessions` (None: this daemon runs no BFD)."""
         return self.daemon.bfd.sessions()
 
+    # --- the BIRD socket ----------------------------------------------------------------
+
+    def bird_facts(self) -> BirdFacts:
+        d = self.daemon
+        speaker = d.speaker
+        restart: RestartRecovery | None = None
+        if speaker.restarting is not None:
+            # The speaker's clock is the event loop's, which is time.monotonic().
+            wait = max((p.spec.max_restart_time for p in speaker.peers.values()), default=0)
+            restart = RestartRecovery(
+                waiting=len(speaker.restarting.waiting),
+                remaining=max(0.0, speaker.restarting.deadline - time.monotonic()),
+                wait=float(wait),
+            )
+        return BirdFacts(
+            hostname=os.uname().nodename,
+            reconfigured=d.reconfig.reconfigured or d.started,
+            kernel=d.kernel is not None,
+            restart=restart,
+            memory=estimate(speaker.rib, (drv.buffered_bytes for drv in d.drivers.values())),
+        )
+
     # --- metrics ------------------------------------------------------------------------
 
     def metrics_snapshot(self) -> MetricsSnapshot:
@@ -276,4 +313,15 @@ class DaemonViews:
             cluster_list=[str(ipaddress.IPv4Address(c)) for c in a.cluster_list],
             reason=getattr(reason, "name", None) if best else None,
             in_fib=in_fib,
+            stale=route.stale,
+            interface=self.daemon.ifname_of(route),
         )
+
+
+def _masked(address: bytes, plen: int) -> bytes:
+    """The NLRI prefix form of `address` cut to `plen` bits."""
+    whole, rest = divmod(plen, 8)
+    body = address[:whole]
+    if rest:
+        body += bytes([address[whole] & (0xFF << (8 - rest)) & 0xFF])
+    return bytes([plen]) + body

@@ -69,6 +69,8 @@ class RouteEntry:
     one learned from the kernel (Felix's workload routes). `reason` is the
     BestPathReason name of the decision step that ranked this path (None when uncontested).
     `in_fib` is None where the FIB is not consulted (e.g. a path that is not best).
+    `stale` marks a path kept for a peer in graceful restart (RFC 4724) until it is
+    re-announced or swept; `interface` is the outgoing interface of a kernel-learned route.
     """
 
     prefix: str
@@ -86,6 +88,8 @@ class RouteEntry:
     cluster_list: list[str]
     reason: str | None
     in_fib: bool | None
+    stale: bool = False
+    interface: str | None = None
 
     def __post_init__(self) -> None:
         _check(self.family, FAMILIES, "family")

@@ -115,10 +115,17 @@ def table_rows(text: str) -> list[list[str]]:
     return [[c.strip() for c in line.split("|")[1:-1]] for line in text.splitlines() if "|" in line]
 
 
+def test_status_bgpd_banner(sock: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["--control-socket", sock, "status", "--bgpd"], capsys)
+    assert code == 0
+    assert out.startswith("bgpd process is running.\n\nIPv4 BGP status\n+")
+
+
 def test_status_text(sock: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(["--control-socket", sock, "status"], capsys)
     assert (code, err) == (0, "")
-    assert out.startswith("bgpd process is running.\n\nIPv4 BGP status\n+")
+    # calicoctl's banner, which scripts grep for.
+    assert out.startswith("Calico process is running.\n\nIPv4 BGP status\n+")
     rows = table_rows(out)
     # SINCE depends on the local zone and the real clock; the rest is fixed.
     assert [r[:3] + r[4:] for r in rows] == [

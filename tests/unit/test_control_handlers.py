@@ -194,3 +194,35 @@ def test_small_and_empty_lists_are_one_piece() -> None:
 def test_unencodable_result_raises() -> None:
     with pytest.raises(TypeError, match="object is not JSON serializable"):
         list(encode_response({"ok": True, "result": object()}))
+
+
+def test_routes_and_explain_by_longest_match() -> None:
+    """`"match": "longest"` looks an address up as BIRD's `show route for` does."""
+    class Longest:
+        def __init__(self) -> None:
+            self.asked: list[str | None] = []
+
+        def longest_match(self, prefix: str) -> str | None:
+            return "192.168.2.0/26" if prefix.startswith("192.168.2.") else None
+
+        def routes(self, prefix: str | None = None) -> list[object]:
+            self.asked.append(prefix)
+            return []
+
+        def explain(self, prefix: str) -> str:
+            return prefix
+
+    view = Longest()
+    ok = handle_line(
+        json.dumps({"command": "routes", "prefix": "192.168.2.5", "match": "longest"}).encode(),
+        view,  # type: ignore[arg-type]
+    )
+    assert ok["ok"] and view.asked == ["192.168.2.0/26"]
+    none = handle_line(b'{"command": "routes", "prefix": "10.0.0.1", "match": "longest"}', view)  # type: ignore[arg-type]
+    assert none == {"ok": True, "result": []}
+    explained = handle_line(
+        b'{"command": "explain", "prefix": "192.168.2.5", "match": "longest"}', view  # type: ignore[arg-type]
+    )
+    assert explained["result"] == "192.168.2.0/26"
+    bad = handle_line(b'{"command": "routes", "prefix": "10.0.0.1", "match": "best"}', view)  # type: ignore[arg-type]
+    assert not bad["ok"] and "match must be" in bad["error"]
