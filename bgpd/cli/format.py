@@ -21,7 +21,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from bgpd.status.codec import to_json
-from bgpd.status.records import ERROR_CLASSES, PEER_TYPES, DaemonStatus, PeerStatus, RouteEntry
+from bgpd.status.records import PEER_TYPES, DaemonStatus, PeerStatus, RouteEntry, bird_error
 
 # calicoctl's words (scripts grep for them); `bgpctl status --bgpd` says bgpd instead.
 HEADER = "Calico process is running."
@@ -60,14 +60,6 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def bird_state(peer: PeerStatus) -> str:
     return "up" if peer.bgp_state == "Established" else "start"
-
-
-def bird_error(info: str) -> str:
-    """The last error with its BIRD class; a message without one is a socket error."""
-    info = info.strip()
-    if not info or info.startswith(ERROR_CLASSES):
-        return info
-    return "Socket: " + info
 
 
 def bird_info(peer: PeerStatus) -> str:

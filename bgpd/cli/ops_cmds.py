@@ -18,9 +18,9 @@ from datetime import tzinfo
 from typing import Any, Protocol, TextIO
 
 from bgpd.cli.client import ControlClient, ResponseError
-from bgpd.cli.format import bird_error, bird_info, bird_since, bird_state
+from bgpd.cli.format import bird_info, bird_since, bird_state
 from bgpd.status.codec import from_json, to_json
-from bgpd.status.records import ProtocolDetail
+from bgpd.status.records import ProtocolDetail, bird_error
 
 # `check ready` when some session is not Established (as calico-node -bird-ready).
 NOT_READY = 1

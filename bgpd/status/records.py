@@ -185,3 +185,11 @@ class ProtocolDetail:
     messages_sent: int
     updates_received: int
     updates_sent: int
+
+
+def bird_error(info: str) -> str:
+    """The last error with its BIRD class; a message without one is a socket error."""
+    info = info.strip()
+    if not info or info.startswith(ERROR_CLASSES):
+        return info
+    return "Socket: " + info

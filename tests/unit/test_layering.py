@@ -115,7 +115,7 @@ ROOMS: dict[str, set[str]] = {
     "bgpd.kernel": {"bgpd.rib", "bgpd.wire", "common"},
     "bgpd.status": {"calico", "common"},
     "bgpd.control": {
-        "bgpd.status", "bgpd.policy", "bgpd.rib", "bgpd.wire", "bgpd.bfd", "common",
+        "bgpd", "bgpd.status", "bgpd.policy", "bgpd.rib", "bgpd.wire", "bgpd.bfd", "common",
     },
     "bgpd.metrics": {"bgpd.control", "bgpd.status", "common"},
     "bgpd.speaker": {

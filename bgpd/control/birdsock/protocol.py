@@ -22,7 +22,6 @@ from datetime import tzinfo
 from fnmatch import fnmatchcase
 
 from bgpd.bfd.status import format_bird_sessions
-from bgpd.cli.format import bird_error
 from bgpd.control.bfd import NOT_RUNNING
 from bgpd.control.birdsock import replies as rc
 from bgpd.control.birdsock.commands import (
@@ -45,7 +44,14 @@ from bgpd.control.birdsock.commands import (
 from bgpd.control.birdsock.dialect import Dialect
 from bgpd.control.birdsock.replies import ReplyWriter
 from bgpd.control.birdsock.view import BirdView
-from bgpd.status.records import PEER_TYPES, ExportedRoute, PeerStatus, ProtocolDetail, RouteEntry
+from bgpd.status.records import (
+    PEER_TYPES,
+    ExportedRoute,
+    PeerStatus,
+    ProtocolDetail,
+    RouteEntry,
+    bird_error,
+)
 
 # BIRD's default preferences: static 200, BGP 100, kernel 10.
 STATIC_PREF, BGP_PREF, KERNEL_PREF = 200, 100, 10
