@@ -94,3 +94,24 @@ def listens(pid: int, port: int) -> bool:
         except OSError:
             continue
     return False
+
+
+def schedstat_ns(text: str) -> int:
+    """Nanoseconds on a CPU from one /proc/PID/task/TID/schedstat line (its first field)."""
+    return int(text.split()[0])
+
+
+def run_ns(pid: int) -> int:
+    """Nanoseconds the process's live threads have run: exact, where utime + stime count
+    in clock ticks (10 ms), too coarse for a daemon that is meant to be nearly idle."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for tid in tasks:
+        try:
+            total += schedstat_ns(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text())
+        except (OSError, ValueError, IndexError):
+            continue
+    return total

@@ -1,14 +1,15 @@
 """Route-reflector benchmark: bgpd, BIRD, FRR, GoBGP and a byte-forwarding floor side by side.
 
     sudo python3 bench/rr_bench.py [--scenarios 100x1000,1000x4,...] [--daemons bgpd,bird,...]
-                                   [--quick] [--limit 300] [--no-report]
+                                   [--quick | --storm] [--limit 300] [--no-report]
 
 Per scenario and daemon: a fresh lab of two network namespaces joined by one veth pair, the
 reflector (10.0.0.1/16) in one, every client address (10.0.0.2 on) as a secondary address in
 the other, where bench/rr_loadgen.py drives M clients x N IPv4 prefixes plus one monitoring
-client. Results merge into bench/results/rr.json (one record per scenario and daemon, each with
-the machine, kernel, versions and date of its run) and bench/RESULTS.md + bench/rr_results.png
-are regenerated from it. See bench/README.md.
+client; in the storm scenarios each client announces as soon as its own session is up (see
+rr_scenarios.py). Results merge into bench/results/rr.json (one record per scenario and
+daemon, each with the machine, kernel, versions and date of its run) and bench/RESULTS.md +
+bench/rr_results.png are regenerated from it (report.py). See bench/README.md.
 """
 
 from __future__ import annotations
