@@ -5,7 +5,10 @@
 No decoding, no RIB, no attribute rewriting: each connection gets an OPEN and a KEEPALIVE, and
 every UPDATE any peer sends is queued; once per event-loop tick the queued UPDATEs are joined
 into one bytes object that is written to every established peer (the sender included: one group,
-one join). What a real reflector does on top of this is its cost above the floor.
+one join). A peer that connects later first gets everything forwarded so far (the joined
+blobs, kept as they were written), as a reflector owes a late joiner the whole table: in a
+storm, where clients announce while others still connect, the floor moves every byte to every
+peer too. What a real reflector does on top of this is its cost above the floor.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ class Floor:
         self.keepalive = MARKER + b"\x00\x13\x04"
         self.peers: list[asyncio.Transport] = []
         self.queued: list[bytes] = []
+        self.history: list[bytes] = []  # every blob flushed so far, for late joiners
 
     def queue(self, data: bytes) -> None:
         if not self.queued:
@@ -34,6 +38,7 @@ class Floor:
     def flush(self) -> None:
         blob = b"".join(self.queued)
         self.queued.clear()
+        self.history.append(blob)
         for transport in self.peers:
             transport.write(blob)
 
@@ -48,6 +53,8 @@ class Peer(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         transport.write(self.floor.open + self.floor.keepalive)
+        if self.floor.history:
+            transport.writelines(self.floor.history)
         self.floor.peers.append(transport)
 
     def data_received(self, data: bytes) -> None:

@@ -10,6 +10,13 @@ looking at it. One more client, the monitor, announces nothing and walks every U
 (NLRI lengths only) to know when it holds all M x N routes. The codec (bgpd.wire) is used once,
 up front, to build the bytes; nothing is encoded or decoded per message in the measured part.
 
+In storm and stagger modes (issue 17) nobody waits: the monitor connects first, then the
+clients connect (storm: at most `burst`, 20, attempts in flight, as nodes come back after a
+reflector restart; stagger: spread evenly over `stagger_s`) and each writes its UPDATEs the
+moment its own session is up, while the others are still connecting. The clock starts at the
+first connection; per client the connect, Established and announce times are recorded (into
+`client_log` when the config names one), and sessions the reflector drops connect again.
+
 Timings and the daemon's CPU seconds (utime + stime of its process tree, from /proc) and peak
 RSS (VmHWM) go to RESULT.json. In churn mode the clients then announce a fresh /32 and withdraw
 an old one `churn_rate` times a second for `churn_seconds`; the monitor records each announced
@@ -19,15 +26,18 @@ prefix's arrival, giving the announce-to-arrival latency distribution.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import json
-import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from procstat import cpu_seconds, peak_rss_mb, process_tree  # bench/ is sys.path[0]
 
 from bgpd.wire import (
     Family,
@@ -45,57 +55,9 @@ from bgpd.wire import (
 IPV4 = Family.IPV4_UNICAST
 KEEPALIVE = encode_keepalive()
 MSG_OPEN, MSG_UPDATE, MSG_NOTIFICATION, MSG_KEEPALIVE = 1, 2, 3, 4
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-# ------------------------------------------------------------------ daemon accounting (/proc)
-
-
-def _stat_fields(pid: int) -> list[str]:
-    text = Path(f"/proc/{pid}/stat").read_text()
-    return text[text.rindex(")") + 2 :].split()  # fields from 3 (state) on
-
-
-def process_tree(roots: list[int]) -> list[int]:
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                parents[int(entry)] = int(_stat_fields(int(entry))[1])
-            except (OSError, ValueError, IndexError):
-                continue
-    tree = {p for p in roots if p in parents}
-    grew = True
-    while grew:
-        grew = False
-        for pid, ppid in parents.items():
-            if ppid in tree and pid not in tree:
-                tree.add(pid)
-                grew = True
-    return sorted(tree)
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = _stat_fields(pid)
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLK_TCK
-
-
-def peak_rss_mb(pids: list[int], field: str = "VmHWM:") -> float:
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith(field):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total / 1024
+# settled: every session up, a pause, then every client announces at once; storm and stagger:
+# each client announces as soon as its own session is up (see LoadGen.run_storm).
+MODES = ("settled", "storm", "stagger")
 
 
 # ------------------------------------------------------------------ pre-encoded messages
@@ -159,14 +121,22 @@ def _items(body: memoryview, pos: int, end: int, out: list[bytes]) -> None:
 
 
 class Client(asyncio.Protocol):
-    """One session. Parses only until the reflector's first KEEPALIVE; drains afterwards."""
+    """One session. Parses only until the reflector's first KEEPALIVE; drains afterwards.
 
-    def __init__(self, gen: LoadGen, index: int, address: str) -> None:
+    With `announce` (storm modes) the client writes those pre-built UPDATEs the moment that
+    KEEPALIVE arrives: its own session is Established, whatever the others are doing."""
+
+    def __init__(
+        self, gen: LoadGen, index: int, address: str, announce: bytes | None = None
+    ) -> None:
         self.gen = gen
         self.index = index
         self.address = address
+        self.announce = announce
         self.transport: asyncio.Transport | None = None
-        self.established = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.established = loop.create_future()
+        self.lost = loop.create_future()  # set when the connection ends, up or not
         self.buf = bytearray()
         self.up = False
         self.received = 0
@@ -196,6 +166,7 @@ class Client(asyncio.Protocol):
                 return
             if kind == MSG_KEEPALIVE:
                 self.up = True
+                self.gen.session_up(self, time.monotonic())
                 self.on_established(bytes(self.buf))
                 self.buf.clear()
                 if not self.established.done():
@@ -212,12 +183,14 @@ class Client(asyncio.Protocol):
             self.gen.drops.append((time.monotonic(), self.address, self.closed_reason))
         if not self.established.done():
             self.established.set_result(False)
+        if not self.lost.done():
+            self.lost.set_result(None)
 
 
 class Monitor(Client):
     """The client that counts prefixes (a set of NLRI items: duplicates do not count twice)."""
 
-    def __init__(self, gen: LoadGen, index: int, address: str) -> None:
+    def __init__(self, gen: LoadGen, index: int, address: str, announce: None = None) -> None:
         super().__init__(gen, index, address)
         self.held: set[bytes] = set()
         self.rest = bytearray()
@@ -266,9 +239,60 @@ class Monitor(Client):
         self.gen.progress(self, now)
 
 
+@dataclass(slots=True)
+class ClientTimes:
+    """One storm client's life, in seconds after the first connection (None: never)."""
+
+    connect: float | None = None  # its first connection attempt began
+    established: float | None = None  # its first session was up
+    announced: float | None = None  # it first wrote its UPDATEs
+    attempts: int = 0  # connection attempts, the successful ones included
+    failures: int = 0  # attempts that did not reach Established
+    reconnects: int = 0  # sessions it opened again after one it had up was closed
+
+
+def quantile(values: list[float], q: float) -> float | None:
+    """The q-quantile (nearest rank below) of `values`; None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def storm_summary(times: list[ClientTimes]) -> dict[str, Any]:
+    """The per-client record boiled down to what the report shows."""
+    setup = [
+        t.established - t.connect
+        for t in times
+        if t.established is not None and t.connect is not None
+    ]
+    connects = [t.connect for t in times if t.connect is not None]
+    ups = [t.established for t in times if t.established is not None]
+    announced = [t.announced for t in times if t.announced is not None]
+    return {
+        "clients_established": len(ups),
+        "first_announce_s": min(announced) if announced else None,
+        "last_connect_s": max(connects) if connects else None,
+        "last_established_s": max(ups) if ups else None,
+        "last_announce_s": max(announced) if announced else None,
+        "session_setup_p50_ms": _ms(quantile(setup, 0.5)),
+        "session_setup_p99_ms": _ms(quantile(setup, 0.99)),
+        "session_setup_max_ms": _ms(max(setup) if setup else None),
+        "connect_failures": sum(t.failures for t in times),
+        "reconnects": sum(t.reconnects for t in times),
+    }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000
+
+
 class LoadGen:
     def __init__(self, cfg: dict[str, Any]) -> None:
         self.cfg = cfg
+        self.mode: str = cfg.get("mode", "settled")
+        if self.mode not in MODES:
+            raise ValueError(f"mode {self.mode!r}: expected one of {', '.join(MODES)}")
         self.addresses: list[str] = cfg["clients"]
         self.monitor_address: str = cfg["monitor"]
         self.asn = int(cfg["asn"])
@@ -288,8 +312,10 @@ class LoadGen:
             for i, a in enumerate(self.addresses)
         ]
         self.clients: list[Client] = []
+        self.sessions: list[Client] = []  # every session that came up (storm: reconnects too)
         self.live: list[Client] = []  # established so far (keepalives go to these)
         self.drops: list[tuple[float, str, str]] = []
+        self.times = [ClientTimes() for _ in self.addresses]
         self.done = asyncio.get_running_loop().create_future()
         self.t0: float | None = None
         self.t_done: float | None = None
@@ -300,11 +326,27 @@ class LoadGen:
             self.t_done = now
             self.done.set_result(True)
 
-    async def connect(self, index: int, address: str, deadline: float) -> Client:
+    def session_up(self, client: Client, now: float) -> None:
+        """A client's session reached Established; a storm client announces right away."""
+        if client.announce is not None and client.transport is not None:
+            client.transport.write(client.announce)
+        if self.t0 is None or client.index >= len(self.times):
+            return
+        t = self.times[client.index]
+        if t.established is None:
+            t.established = now - self.t0
+        if client.announce is not None and t.announced is None:
+            t.announced = time.monotonic() - self.t0
+
+    async def connect(
+        self, index: int, address: str, deadline: float, announce: bytes | None = None
+    ) -> Client:
         loop = asyncio.get_running_loop()
         cls = Monitor if index == len(self.addresses) else Client
         while True:
-            client = cls(self, index, address)
+            client = cls(self, index, address, announce)
+            if index < len(self.times):
+                self.times[index].attempts += 1
             try:
                 await loop.create_connection(
                     lambda c=client: c,
@@ -314,9 +356,12 @@ class LoadGen:
                 )
                 if await client.established:
                     self.live.append(client)
+                    self.sessions.append(client)
                     return client
             except OSError:
                 pass
+            if index < len(self.times):
+                self.times[index].failures += 1
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{address}: no session ({client.closed_reason})")
             await asyncio.sleep(0.5)
@@ -329,8 +374,13 @@ class LoadGen:
                     c.transport.write(KEEPALIVE)
 
     async def run(self) -> dict[str, Any]:
+        if self.mode == "settled":
+            return await self.run_settled()
+        return await self.run_storm()
+
+    async def run_settled(self) -> dict[str, Any]:
         limit = float(self.cfg.get("time_limit", 300))
-        result: dict[str, Any] = {"pids": self.pids}
+        result: dict[str, Any] = {"pids": self.pids, "mode": "settled"}
         every = [*self.addresses, self.monitor_address]
         gate = asyncio.Semaphore(int(self.cfg.get("connect_parallel", 8)))
 
@@ -355,6 +405,7 @@ class LoadGen:
         result["rss_before_mb"] = peak_rss_mb(self.pids, "VmRSS:")
         result["hwm_before_mb"] = peak_rss_mb(self.pids)
         cpu0 = cpu_seconds(self.pids)
+        own0 = time.process_time()
         self.t0 = time.monotonic()
         for c, data in zip(self.clients, self.updates, strict=False):
             assert c.transport is not None
@@ -367,6 +418,7 @@ class LoadGen:
             result["elapsed_s"] = None
             result["timeout_s"] = limit
         result["cpu_s"] = cpu_seconds(self.pids) - cpu0
+        result["loadgen_cpu_s"] = time.process_time() - own0
         result["routes_held"] = len(monitor.held)
         result["routes_wanted"] = self.want
         if monitor.first_route is not None:
@@ -377,6 +429,87 @@ class LoadGen:
         result["drops"] = len(self.drops)
         result["drop_examples"] = [f"{a}: {r}" for _, a, r in self.drops[:5]]
         result["bytes_to_clients_mb"] = sum(c.received for c in self.clients) / 1e6
+        ka.cancel()
+        return result
+
+    async def run_storm(self) -> dict[str, Any]:
+        """The monitor connects first; then the clients connect (storm: at most `burst`
+        attempts in flight; stagger: client i starts at i/M of `stagger_s`) and each announces
+        as soon as its own session is up. A client whose session the reflector closes connects
+        again and announces again, as a node would. The clock starts at the first connection."""
+        limit = float(self.cfg.get("time_limit", 300))
+        result: dict[str, Any] = {"pids": self.pids, "mode": self.mode}
+        ka = asyncio.create_task(self.keepalives())
+        began = time.monotonic()
+        try:
+            monitor = await self.connect(len(self.addresses), self.monitor_address, began + limit)
+        except TimeoutError as exc:
+            result["error"] = f"monitor session not up after {limit:.0f} s: {exc}"
+            ka.cancel()
+            return result
+        assert isinstance(monitor, Monitor)
+        result["monitor_setup_s"] = time.monotonic() - began
+        result["rss_before_mb"] = peak_rss_mb(self.pids, "VmRSS:")
+        result["hwm_before_mb"] = peak_rss_mb(self.pids)
+        cpu0 = cpu_seconds(self.pids)
+        own0 = time.process_time()
+        gate = asyncio.Semaphore(int(self.cfg.get("burst", 20))) if self.mode == "storm" else None
+        spread = float(self.cfg.get("stagger_s", 10.0)) if self.mode == "stagger" else 0.0
+        count = len(self.addresses)
+        self.t0 = start = time.monotonic()
+        deadline = start + limit
+
+        async def node(i: int, address: str) -> None:
+            at = start + spread * i / count
+            delay = at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            t = self.times[i]
+            while not self.done.done():
+                if gate is not None:
+                    await gate.acquire()
+                try:
+                    if t.connect is None:
+                        t.connect = time.monotonic() - start
+                    client = await self.connect(i, address, deadline, self.updates[i])
+                finally:
+                    if gate is not None:
+                        gate.release()
+                await client.lost
+                if self.done.done():
+                    return
+                t.reconnects += 1
+
+        tasks = [asyncio.create_task(node(i, a)) for i, a in enumerate(self.addresses)]
+        try:
+            await asyncio.wait_for(asyncio.shield(self.done), limit)
+            result["from_connect_s"] = self.t_done - start  # type: ignore[operator]
+        except TimeoutError:
+            result["from_connect_s"] = None
+            result["timeout_s"] = limit
+        result["cpu_s"] = cpu_seconds(self.pids) - cpu0
+        result["loadgen_cpu_s"] = time.process_time() - own0
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        result.update(storm_summary(self.times))
+        first = result["first_announce_s"]
+        done = result["from_connect_s"]
+        result["from_announce_s"] = done - first if done is not None and first is not None else None
+        result["routes_held"] = len(monitor.held)
+        result["routes_wanted"] = self.want
+        if monitor.first_route is not None:
+            result["first_route_s"] = monitor.first_route - start
+        result["rss_mb"] = peak_rss_mb(self.pids)
+        result["drops"] = len(self.drops)
+        result["drop_examples"] = [f"{a}: {r}" for _, a, r in self.drops[:5]]
+        result["bytes_to_clients_mb"] = sum(c.received for c in self.sessions) / 1e6
+        self.clients = [*self.sessions]
+        log = self.cfg.get("client_log")
+        if log:
+            Path(log).write_text(json.dumps(
+                {"fields": [f.name for f in dataclasses.fields(ClientTimes)],
+                 "clients": [dataclasses.astuple(t) for t in self.times]}))  # fmt: skip
         ka.cancel()
         return result
 
