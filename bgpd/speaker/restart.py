@@ -14,10 +14,12 @@ configured) after which the speaker stops waiting. Then the stale FIB routes go.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from bgpd.rib.rib import Rib
+from bgpd.rib.table import BestChange
 from bgpd.wire.family import Family
 
 K = TypeVar("K", bound=Hashable)
@@ -112,3 +114,53 @@ class RestartingSpeaker:
         if not owed:
             del self.waiting[peer]
         return not self.waiting
+
+
+class HelperMode:
+    """RFC 4724 helper: the stale routes of restarting peers and of retired sessions, with
+    their deadlines. A peer that dropped without a NOTIFICATION (`keep`) has its routes
+    swept at its End-of-RIB (the speaker calls `Rib.sweep_stale`) or withdrawn when its
+    restart time runs out; a session removed by a plan change (`retire`) keeps its routes
+    until the sessions replacing it carry them, for its restart time."""
+
+    __slots__ = ("_retired", "_stale", "rib")
+
+    def __init__(self, rib: Rib) -> None:
+        self.rib = rib
+        self._stale = Deadlines[str]()
+        self._retired = Deadlines[str]()
+
+    def keep(self, peer: str, restart_time: float, now: float) -> int:
+        """The peer's session went down gracefully: mark its routes stale until `now +
+        restart_time`. Returns how many were marked."""
+        kept = self.rib.mark_stale(peer)
+        self._stale.set(peer, now + restart_time)
+        return kept
+
+    def back(self, peer: str) -> None:
+        """The peer's session is up again (or it left the plan): its stale routes now wait
+        for End-of-RIB, not for the timer."""
+        self._stale.cancel(peer)
+
+    def retire(self, peer: str, hold: float, now: float) -> int:
+        kept = self.rib.mark_stale(peer)
+        self._retired.set(peer, now + hold)
+        return kept
+
+    def next_timer(self) -> float | None:
+        due = [d for d in (self._stale.next(), self._retired.next()) if d is not None]
+        return min(due, default=None)
+
+    def due(self, now: float) -> list[str]:
+        """The peers whose deadline passed (restarting ones first, then retired ones)."""
+        return self._stale.pop_due(now) + self._retired.pop_due(now)
+
+    def expire(self, peer: str, established: Callable[[str], bool]) -> list[BestChange]:
+        """The deadline of `peer` passed: if its session is up again, what it has not sent
+        again goes; otherwise all of it."""
+        rib = self.rib
+        if not rib.has_peer(peer):
+            return []
+        if established(peer):
+            return rib.sweep_stale(peer)
+        return rib.remove_peer(peer)

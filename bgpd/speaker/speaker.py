@@ -54,7 +54,7 @@ from bgpd.speaker.actions import (
 )
 from bgpd.speaker.inbound import InboundQueue
 from bgpd.speaker.pacing import Pacer
-from bgpd.speaker.restart import Deadlines, RestartingSpeaker
+from bgpd.speaker.restart import HelperMode, RestartingSpeaker
 from bgpd.wire.attributes import ORIGIN_IGP, ORIGIN_INCOMPLETE, PathAttributes
 from bgpd.wire.family import Family, prefix_to_nlri
 from bgpd.wire.messages import Update
@@ -108,8 +108,7 @@ class Speaker:
         self.pacer = Pacer()
         # Graceful restart: helper-mode stale timers per peer, routes of removed sessions
         # kept until their replacements carry them, and our own restart (when set).
-        self._stale = Deadlines[str]()
-        self._retired = Deadlines[str]()
+        self.helper = HelperMode(self.rib)
         self.restarting: RestartingSpeaker | None = None
         self.adopted_routes = False  # set by the shell: our routes were still in the FIB
         self._begun = False
@@ -129,16 +128,14 @@ class Speaker:
 
     def next_timer(self) -> float | None:
         """The earliest graceful-restart deadline."""
-        due = [d for d in (self._stale.next(), self._retired.next()) if d is not None]
+        due = [d for d in (self.helper.next_timer(),) if d is not None]
         if self.restarting is not None:
             due.append(self.restarting.deadline)
         return min(due, default=None)
 
     def handle_timer(self, now: float) -> None:
-        for name in self._stale.pop_due(now):
-            self._guard(name, self._restart_expired, name)
-        for name in self._retired.pop_due(now):
-            self._guard(name, self._retire_expired, name)
+        for name in self.helper.due(now):
+            self._guard(name, self._expired, name)
         if self.restarting is not None and self.restarting.deadline <= now:
             self._restart_done("restart timer expired", now)
 
@@ -172,7 +169,7 @@ class Speaker:
         address = str(ipaddress.ip_address(peer.spec.peer_address))
         if self._by_address.get(address) is peer:
             del self._by_address[address]
-        self._stale.cancel(name)
+        self.helper.back(name)
         self.adj_out.leave(name)
         self._actions.append(CancelDump(name))
         return peer
@@ -184,8 +181,7 @@ class Speaker:
         if not self.rib.has_peer(name):
             return
         if keep_routes:
-            kept = self.rib.mark_stale(name)
-            self._retired.set(name, now + peer.spec.max_restart_time)
+            kept = self.helper.retire(name, peer.spec.max_restart_time, now)
             self._log(
                 "info", "session stopped; its routes stay until the new sessions have them",
                 peer=name, routes=kept, for_seconds=peer.spec.max_restart_time,
@@ -273,7 +269,7 @@ class Speaker:
             rr_client=spec.rr_client,
         )
         # A restarting peer is back: its stale routes wait for End-of-RIB.
-        self._stale.cancel(spec.name)
+        self.helper.back(spec.name)
         self.rib.add_peer(info)
         local = {f: self._local_address(peer, f) for f in neg.families}
         families = frozenset(f for f, address in local.items() if address)
@@ -347,28 +343,18 @@ class Speaker:
             return
         if event.restart_time:
             # RFC 4724 helper: keep its routes, stale, until End-of-RIB or the restart time.
-            kept = self.rib.mark_stale(name)
+            kept = self.helper.keep(name, event.restart_time, now)
             self._log("info", "keeping stale routes for restart", peer=name, routes=kept,
                       restart_time=event.restart_time)
-            self._stale.set(name, now + event.restart_time)
             return
         self._changed(self.rib.remove_peer(name))
 
-    def _restart_expired(self, name: str) -> None:
-        peer = self.peers.get(name)
-        if peer is not None and peer.established:
-            self._changed(self.rib.sweep_stale(name))
-        elif self.rib.has_peer(name):
-            self._changed(self.rib.remove_peer(name))
+    def _expired(self, name: str) -> None:
+        self._changed(self.helper.expire(name, self._established))
 
-    def _retire_expired(self, name: str) -> None:
-        if not self.rib.has_peer(name):
-            return
+    def _established(self, name: str) -> bool:
         peer = self.peers.get(name)
-        if peer is not None and peer.established:
-            self._changed(self.rib.sweep_stale(name))
-        else:
-            self._changed(self.rib.remove_peer(name))
+        return peer is not None and peer.established
 
     def _resend(self, peer: PeerState) -> None:
         group = self.adj_out.group_of(peer.spec.name)
