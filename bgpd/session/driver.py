@@ -423,6 +423,11 @@ class PeerDriver:
         deadline = self._peer.next_timer()
         if deadline == self._timer_at:
             return
+        if deadline is not None and self._timer_at is not None and deadline > self._timer_at:
+            # Only later (every message sent pushes the keepalive back): the armed timer
+            # fires early, finds nothing due and re-arms. Cheaper than a new loop timer per
+            # write, with thousands of sessions written every tick.
+            return
         self._cancel_timer()
         if deadline is not None:
             self._timer_at = deadline

@@ -249,12 +249,15 @@ class Peer:
         return self._actions.popleft() if self._actions else None
 
     def next_timer(self) -> float | None:
-        deadlines = [d for d in (self._idle_until, self._retry_at) if d is not None]
+        best: float | None = None
+        for deadline in (self._idle_until, self._retry_at):
+            if deadline is not None and (best is None or deadline < best):
+                best = deadline
         for session in self._sessions.values():
             deadline = session.next_timer()
-            if deadline is not None:
-                deadlines.append(deadline)
-        return min(deadlines) if deadlines else None
+            if deadline is not None and (best is None or deadline < best):
+                best = deadline
+        return best
 
     # --- machinery ------------------------------------------------------------------------
 

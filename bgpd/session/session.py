@@ -333,8 +333,10 @@ class Session:
         return self._events.popleft() if self._events else None
 
     def next_timer(self) -> float | None:
-        deadlines = [d for d in (self._hold_deadline, self._keepalive_deadline) if d is not None]
-        return min(deadlines) if deadlines else None
+        hold, keepalive = self._hold_deadline, self._keepalive_deadline
+        if hold is None or keepalive is None:
+            return keepalive if hold is None else hold
+        return hold if hold < keepalive else keepalive
 
     # --- machinery ------------------------------------------------------------------------
 
