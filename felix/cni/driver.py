@@ -21,8 +21,9 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 from pyroute2 import IPRoute  # type: ignore[import-untyped]
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
@@ -40,7 +41,9 @@ from felix.cni.plugin import (
     NetnsMissing,
     Observed,
     Plumbed,
+    Removed,
     default_via_gateway,
+    owns,
     pod_routes,
 )
 from felix.cni.request import (
@@ -61,6 +64,8 @@ NUD_PERMANENT = 0x80
 IFA_F_NODAD = 0x02
 AF_INET, AF_INET6 = socket.AF_INET, socket.AF_INET6
 NODENAME_FILE = "/var/lib/calico/nodename"
+
+T = TypeVar("T")
 
 
 def _sysctl(path: str, value: str) -> None:
@@ -85,21 +90,48 @@ def _index(ipr: IPRoute, ifname: str) -> int | None:
     return int(found[0]) if found else None
 
 
+TEMP_PREFIX = "tmp"  # the host end's name until it replaces the previous one
+
+
+def _mark(link: object) -> str:
+    """An interface's owner mark: its alias (IFLA_IFALIAS), "" when it has none."""
+    return str(link.get("ifalias") or "")  # type: ignore[attr-defined]
+
+
+def _temp_name(owner: str) -> str:
+    return TEMP_PREFIX + owner[:11]
+
+
 class NetlinkDataplane:
     """The Dataplane of plugin.py. pyroute2's synchronous IPRoute runs its own event loop,
-    so each operation runs in a worker thread, off the plugin's loop."""
+    so each operation runs in a worker thread, off the plugin's loop. A netlink error
+    comes out as an OSError with its errno, for the plugin to report."""
 
     def __init__(self) -> None:
         self.sync = SyncDataplane()
 
+    async def _call(self, fn: Callable[..., T], **kwargs: Any) -> T:
+        try:
+            return await asyncio.to_thread(fn, **kwargs)
+        except NetlinkError as exc:
+            raise OSError(exc.code, f"netlink: {exc}") from exc
+
     async def create(
-        self, *, netns: str, ifname: str, host_ifname: str, addresses: Sequence[str], mtu: int
+        self,
+        *,
+        netns: str,
+        ifname: str,
+        host_ifname: str,
+        owner: str,
+        addresses: Sequence[str],
+        mtu: int,
     ) -> Plumbed:
-        made = await asyncio.to_thread(
+        made = await self._call(
             self.sync.create,
             netns=netns,
             ifname=ifname,
             host_ifname=host_ifname,
+            owner=owner,
             addresses=addresses,
             mtu=mtu,
         )
@@ -115,19 +147,32 @@ class NetlinkDataplane:
                 _raise_first(await host.apply(ops), "the host")
         except BaseException:
             with contextlib.suppress(Exception):
+                # Both ends carry this container's mark by now.
                 await asyncio.to_thread(
-                    self.sync.remove, netns=netns, ifname=ifname, host_ifname=host_ifname
+                    self.sync.remove,
+                    netns=netns,
+                    ifname=ifname,
+                    host_ifname=host_ifname,
+                    owner=owner,
+                    unmarked_host=False,
                 )
             raise
         return made.plumbed
 
-    async def remove(self, *, netns: str, ifname: str, host_ifname: str) -> bool:
-        return await asyncio.to_thread(
-            self.sync.remove, netns=netns, ifname=ifname, host_ifname=host_ifname
+    async def remove(
+        self, *, netns: str, ifname: str, host_ifname: str, owner: str, unmarked_host: bool
+    ) -> Removed:
+        return await self._call(
+            self.sync.remove,
+            netns=netns,
+            ifname=ifname,
+            host_ifname=host_ifname,
+            owner=owner,
+            unmarked_host=unmarked_host,
         )
 
     async def observe(self, *, netns: str, ifname: str, host_ifname: str) -> Observed | None:
-        seen = await asyncio.to_thread(
+        seen = await self._call(
             self.sync.observe, netns=netns, ifname=ifname, host_ifname=host_ifname
         )
         if seen is None:
@@ -161,27 +206,55 @@ class SyncDataplane:
     neighbour entry for 169.254.1.1 at the host end's MAC (ee:ee:ee:ee:ee:ee) so the pod
     never has to resolve its gateway. On the host: the `cali*` end up, proxy ARP on it (the
     host answers for any address the pod asks about), and the device route to the pod,
-    proto boot as Felix programs it."""
+    proto boot as Felix programs it.
+
+    Both ends carry the container ID as their alias (`ip link` shows it), which is how a
+    DEL tells this container's interfaces from those of the pod's next sandbox, which get
+    the same names. The pair is made with the pod end already in the pod's namespace under
+    its final name and the host end under a temporary one; the host end takes its `cali*`
+    name only once marked, so no `cali*` interface is ever seen without its owner."""
 
     def create(
-        self, *, netns: str, ifname: str, host_ifname: str, addresses: Sequence[str], mtu: int
+        self,
+        *,
+        netns: str,
+        ifname: str,
+        host_ifname: str,
+        owner: str,
+        addresses: Sequence[str],
+        mtu: int,
     ) -> _Made:
         if not netns or not os.path.exists(netns):
             raise NetnsMissing(netns)
-        peer = "tmp" + host_ifname[len("cali") :]
+        temp = _temp_name(owner)
         with IPRoute() as host:
-            # A leftover from an earlier, interrupted ADD of this container goes first.
-            old = _index(host, host_ifname)
+            # Leftovers of an earlier, interrupted ADD of this container go first.
+            old = _index(host, temp)
             if old is not None:
-                host.link("del", index=old)
-            host.link("add", ifname=host_ifname, kind="veth", peer=peer)
+                _delete_link(host, old)
+            with _netns(netns) as pod:
+                c = _index(pod, ifname)
+                if c is not None:
+                    if _mark(pod.get_links(c)[0]) != owner:
+                        raise OSError(errno.EEXIST, f"{ifname} already exists in {netns}")
+                    _delete_link(pod, c)
+            fd = os.open(netns, os.O_RDONLY)
             try:
-                return self._plumb(host, netns, ifname, host_ifname, peer, addresses, mtu)
+                host.link("add", ifname=temp, kind="veth", peer={"ifname": ifname, "net_ns_fd": fd})
+            except NetlinkError as exc:
+                if exc.code == errno.EEXIST:
+                    raise OSError(errno.EEXIST, f"{ifname} already exists in {netns}") from exc
+                raise
+            finally:
+                os.close(fd)
+            h = _index(host, temp)
+            if h is None:
+                raise OSError(errno.ENODEV, f"{temp} vanished after it was made")
+            try:
+                return self._plumb(host, netns, ifname, host_ifname, h, owner, addresses, mtu)
             except BaseException:
                 with contextlib.suppress(NetlinkError):
-                    index = _index(host, host_ifname)
-                    if index is not None:
-                        host.link("del", index=index)  # takes the pod end with it
+                    _delete_link(host, h)  # takes the pod end with it
                 raise
 
     def _plumb(
@@ -190,27 +263,17 @@ class SyncDataplane:
         netns: str,
         ifname: str,
         host_ifname: str,
-        peer: str,
+        h: int,
+        owner: str,
         addresses: Sequence[str],
         mtu: int,
     ) -> _Made:
-        h = _index(host, host_ifname)
-        p = _index(host, peer)
-        assert h is not None and p is not None
-        host.link("set", index=h, address=HOST_MAC, mtu=mtu)
-        host.link("set", index=p, mtu=mtu)
-        fd = os.open(netns, os.O_RDONLY)
-        try:
-            host.link("set", index=p, net_ns_fd=fd)
-        finally:
-            os.close(fd)
+        host.link("set", index=h, address=HOST_MAC, mtu=mtu, ifalias=owner)
         with _netns(netns) as pod:
-            c = _index(pod, peer)
+            c = _index(pod, ifname)
             if c is None:
-                raise OSError(errno.ENODEV, f"{peer} did not arrive in {netns}")
-            if _index(pod, ifname) is not None:
-                raise OSError(errno.EEXIST, f"{ifname} already exists in {netns}")
-            pod.link("set", index=c, ifname=ifname, state="up")
+                raise OSError(errno.ENODEV, f"{ifname} did not arrive in {netns}")
+            pod.link("set", index=c, mtu=mtu, ifalias=owner, state="up")
             v4 = [a for a in addresses if not _is_ipv6(a)]
             v6 = [a for a in addresses if _is_ipv6(a)]
             for cidr in addresses:
@@ -231,26 +294,48 @@ class SyncDataplane:
                     state=NUD_PERMANENT,
                 )
             container_mac = str(pod.get_links(c)[0].get("address"))
+        # The pod's previous sandbox (or an interrupted ADD) left a host end by this name:
+        # this ADD replaces it, as Calico's DoNetworking does.
+        old = _index(host, host_ifname)
+        if old is not None:
+            _delete_link(host, old)
+        host.link("set", index=h, ifname=host_ifname)
         host.link("set", index=h, state="up")
         _sysctl(f"net/ipv4/conf/{host_ifname}/proxy_arp", "1")
         _sysctl(f"net/ipv4/neigh/{host_ifname}/proxy_delay", "0")
         _sysctl(f"net/ipv4/conf/{host_ifname}/forwarding", "1")
         return _Made(Plumbed(HOST_MAC, container_mac), h, c)
 
-    def remove(self, *, netns: str, ifname: str, host_ifname: str) -> bool:
-        found = False
+    def remove(
+        self, *, netns: str, ifname: str, host_ifname: str, owner: str, unmarked_host: bool
+    ) -> Removed:
+        removed: list[str] = []
+        kept: list[str] = []
         if netns and os.path.exists(netns):
             with contextlib.suppress(NetnsMissing), _netns(netns) as pod:
                 index = _index(pod, ifname)
                 if index is not None:
-                    _delete_link(pod, index)
-                    found = True
+                    mark = _mark(pod.get_links(index)[0])
+                    # An unmarked pod end is never taken: the namespace may be another
+                    # pod's; this container's unmarked end goes with its host end.
+                    if owns(mark, owner):
+                        _delete_link(pod, index)
+                        removed.append(f"{ifname} in {netns}")
+                    else:
+                        kept.append(f"{ifname} in {netns} (marked {mark or 'by nobody'})")
         with IPRoute() as host:
-            index = _index(host, host_ifname)
-            if index is not None:
-                _delete_link(host, index)
-                found = True
-        return found
+            for name, unmarked in ((host_ifname, unmarked_host), (_temp_name(owner), False)):
+                index = _index(host, name)
+                if index is None:
+                    continue
+                mark = _mark(host.get_links(index)[0])
+                if owns(mark, owner, unmarked=unmarked):
+                    # By index: a replacement made meanwhile under the name has another.
+                    _delete_link(host, index)
+                    removed.append(name)
+                elif name == host_ifname:
+                    kept.append(f"{name} (marked {mark or 'by nobody'})")
+        return Removed(tuple(removed), tuple(kept))
 
     def observe(self, *, netns: str, ifname: str, host_ifname: str) -> Observed | None:
         with _netns(netns) as pod:
@@ -265,16 +350,24 @@ class SyncDataplane:
             )
         with IPRoute() as host:
             h = _index(host, host_ifname)
-            up = h is not None and host.get_links(h)[0].get("operstate") in ("UP", "UNKNOWN")
+            host_link = host.get_links(h)[0] if h is not None else None
+        up = host_link is not None and host_link.get("operstate") in ("UP", "UNKNOWN")
         # The pod's routes are read by the caller (NetlinkDataplane.observe).
-        return Observed(addresses, str(link.get("address")), False, up)
+        return Observed(
+            addresses,
+            str(link.get("address")),
+            False,
+            up,
+            owner=_mark(link),
+            host_owner=None if host_link is None else _mark(host_link),
+        )
 
 
 def _delete_link(ipr: IPRoute, index: int) -> None:
     try:
         ipr.link("del", index=index)
     except NetlinkError as exc:
-        if exc.code != errno.ENODEV:  # the other end's deletion took it already
+        if exc.code != errno.ENODEV:  # the other end's deletion (or a DEL beside) took it
             raise
 
 

@@ -1,7 +1,14 @@
 """ADD, DEL and CHECK: IPAM, the dataplane and the WorkloadEndpoint, in that order, with
 undo. The dataplane (veth pair, addresses, routes in the pod's namespace) sits behind the
 small `Dataplane` protocol, implemented with netlink in driver.py; the store is a
-calico KVStore. Every failure comes out as a CniError with the spec's code."""
+calico KVStore. Every failure comes out as a CniError with the spec's code.
+
+What a pod gets is named after the pod (the WEP <node>-k8s-<pod>-<ifname>, the host end
+cali<sha1(namespace.pod)>), so each new sandbox of a pod reuses its predecessor's names,
+and kubelet's DEL for the old sandbox routinely comes after the new one's ADD. Ownership is
+therefore recorded where the names cannot hold it: the WEP's containerID (as Calico does)
+and each veth end's alias, set to the container ID. The IPAM handle is per container
+(<network>.<containerID>) and is the one thing a DEL always releases."""
 
 from __future__ import annotations
 
@@ -12,8 +19,14 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from calico import keys
-from calico.errors import AccessDenied, DatastoreConfigError, DatastoreError, Unavailable
-from calico.store.kv import KVStore
+from calico.errors import (
+    AccessDenied,
+    Conflict,
+    DatastoreConfigError,
+    DatastoreError,
+    Unavailable,
+)
+from calico.store.kv import KeyValue, KVStore
 from common.log import get_logger
 from common.netlink.route import AF_INET, AF_INET6, KernelRoute, Nexthop
 from felix.cni.request import (
@@ -84,25 +97,58 @@ class Plumbed:
 
 @dataclass(frozen=True, slots=True)
 class Observed:
-    """What CHECK finds: the container interface's addresses and MAC, whether its default
-    route goes via the link-local gateway, and whether the host end is up."""
+    """What CHECK finds: the container interface's addresses, MAC and owner mark, whether
+    its default route goes via the link-local gateway, and the host end's owner mark (None
+    when the host end is missing) and whether it is up."""
 
     addresses: tuple[str, ...]
     container_mac: str
     default_via_gateway: bool
     host_up: bool
+    owner: str = ""
+    host_owner: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """What a teardown removed, and what it left because another container owns it."""
+
+    removed: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
+
+
+def owns(mark: str | None, container_id: str, *, unmarked: bool = False) -> bool:
+    """Whether an interface whose owner mark (its IFLA_IFALIAS) is `mark` belongs to the
+    container. ADD marks both veth ends with the container ID, so the mark decides; an
+    unmarked interface (made before marks, or by someone else) counts only when `unmarked`
+    says the caller knows otherwise that it is this container's."""
+    if mark:
+        return mark == container_id
+    return unmarked
 
 
 class Dataplane(Protocol):
     async def create(
-        self, *, netns: str, ifname: str, host_ifname: str, addresses: Sequence[str], mtu: int
+        self,
+        *,
+        netns: str,
+        ifname: str,
+        host_ifname: str,
+        owner: str,
+        addresses: Sequence[str],
+        mtu: int,
     ) -> Plumbed:
-        """The veth pair, the pod's addresses, routes and gateway neighbour, proxy ARP and
-        the /32 route on the host. Raises NetnsMissing; undoes itself on any failure."""
+        """The veth pair, both ends marked as `owner`'s, the pod's addresses, routes and
+        gateway neighbour, proxy ARP and the /32 route on the host. Replaces an earlier
+        host end of the same name (the workload's previous sandbox). Raises NetnsMissing;
+        undoes itself on any failure."""
         ...
 
-    async def remove(self, *, netns: str, ifname: str, host_ifname: str) -> bool:
-        """Remove the pair (whichever end is still there); False if nothing was there."""
+    async def remove(
+        self, *, netns: str, ifname: str, host_ifname: str, owner: str, unmarked_host: bool
+    ) -> Removed:
+        """Remove the ends of the pair that `owner` owns (see `owns`; `unmarked_host` is
+        passed for the host end), whichever are still there."""
         ...
 
     async def observe(self, *, netns: str, ifname: str, host_ifname: str) -> Observed | None:
@@ -136,27 +182,103 @@ async def _datastore(what: str, call: Callable[[], Awaitable[T]]) -> T:
         raise CniError(IO_FAILURE, f"{what} failed", str(exc)) from exc
 
 
+async def _endpoint(kv: KVStore, key: str) -> tuple[KeyValue | None, WorkloadEndpoint | None]:
+    """The stored WEP at `key` and its reading (None when unreadable)."""
+    item = await _datastore("reading the WorkloadEndpoint", lambda: kv.get(key))
+    if item is None:
+        return None, None
+    try:
+        return item, WorkloadEndpoint.from_json(item.value)
+    except ValueError as exc:
+        log.warning("cni.endpoint_unreadable", key=key, error=str(exc))
+        return item, None
+
+
 def _host_prefix(address: str) -> str:
     ip = ipaddress.ip_address(address)
     return f"{ip}/{ip.max_prefixlen}"
 
 
+def _result(
+    req: CniRequest, host_ifname: str, plumbed: Plumbed, networks: Sequence[str]
+) -> CniResult:
+    ips = tuple(IPConfig(n, 1, GATEWAY_V6 if ":" in n else GATEWAY_V4) for n in networks)
+    routes = tuple(
+        "::/0" if version == 6 else "0.0.0.0/0"
+        for version in sorted({ipaddress.ip_network(n).version for n in networks})
+    )
+    return CniResult(
+        interfaces=(
+            Interface(host_ifname, plumbed.host_mac),
+            Interface(req.ifname, plumbed.container_mac, req.netns),
+        ),
+        ips=ips,
+        routes=routes,
+    )
+
+
+def _intact(seen: Observed | None, expected: Sequence[str], container_id: str) -> bool:
+    """Whether the pair is complete, this container's, and carries the expected addresses."""
+    return (
+        seen is not None
+        and seen.owner == container_id
+        and seen.host_owner == container_id
+        and seen.host_up
+        and seen.default_via_gateway
+        and sorted(seen.addresses) == sorted(expected)
+    )
+
+
+async def _repeated_add(
+    req: CniRequest,
+    kv: KVStore,
+    dataplane: Dataplane,
+    key: str,
+    host_ifname: str,
+    addresses: Sequence[str],
+) -> CniResult | None:
+    """The result of an earlier ADD of this very container when everything it made is
+    still in place (the runtime retrying an ADD whose answer it lost); None otherwise."""
+    if not addresses:
+        return None
+    _item, wep = await _endpoint(kv, key)
+    networks = sorted(_host_prefix(a) for a in addresses)
+    if wep is None or wep.container_id != req.container_id or sorted(wep.ip_networks) != networks:
+        return None
+    try:
+        seen = await dataplane.observe(netns=req.netns, ifname=req.ifname, host_ifname=host_ifname)
+    except (NetnsMissing, OSError):
+        return None
+    if seen is None or not _intact(seen, networks, req.container_id):
+        return None
+    return _result(req, host_ifname, Plumbed(HOST_MAC, seen.container_mac), list(wep.ip_networks))
+
+
 async def add(
     req: CniRequest, node: str, kv: KVStore, dataplane: Dataplane, *, now: float, uid: str
 ) -> CniResult:
+    """Idempotent for one container: a repeated ADD returns the first one's result without
+    touching the dataplane when everything is in place, and rebuilds it with the same
+    addresses when not. An ADD for a new sandbox of the same pod replaces the old one's
+    host interface and WorkloadEndpoint; the old sandbox's addresses stay until its DEL."""
     conf = req.conf
     assert conf is not None
     ipam = IpamStore(kv)
     handle = req.handle_id
     host_ifname = host_veth_name(req.container_id, req.k8s_namespace, req.k8s_pod)
+    _ns, key = _node_wep(req, node)
     attrs = {"node": node, "timestamp": go_time_string(now)}
     if req.k8s_namespace and req.k8s_pod:
         attrs.update(namespace=req.k8s_namespace, pod=req.k8s_pod)
+    # A repeated ADD (the runtime retrying) gets the addresses it already holds.
+    addresses = await _datastore("IPAM lookup", lambda: ipam.addresses_of(handle))
+    again = await _repeated_add(req, kv, dataplane, key, host_ifname, addresses)
+    if again is not None:
+        log.info("cni.add_repeated", container=req.container_id, interface=host_ifname)
+        return again
     assigned_here = False
     plumbed: Plumbed | None = None
     try:
-        # A repeated ADD (the runtime retrying) gets the addresses it already holds.
-        addresses = await _datastore("IPAM lookup", lambda: ipam.addresses_of(handle))
         if not addresses:
             for version, wanted, pools in (
                 (4, conf.ipam.assign_ipv4, conf.ipam.ipv4_pools),
@@ -175,6 +297,7 @@ async def add(
                 netns=req.netns,
                 ifname=req.ifname,
                 host_ifname=host_ifname,
+                owner=req.container_id,
                 addresses=networks,
                 mtu=conf.mtu,
             )
@@ -200,7 +323,13 @@ async def add(
         # Undo in reverse; a failure while undoing must not hide the first one.
         if plumbed is not None:
             try:
-                await dataplane.remove(netns=req.netns, ifname=req.ifname, host_ifname=host_ifname)
+                await dataplane.remove(
+                    netns=req.netns,
+                    ifname=req.ifname,
+                    host_ifname=host_ifname,
+                    owner=req.container_id,
+                    unmarked_host=False,
+                )
             except Exception as exc:  # pragma: no cover - logged, the first error wins
                 log.warning("cni.undo_failed", step="dataplane", error=str(exc))
         if assigned_here:
@@ -209,33 +338,71 @@ async def add(
             except Exception as exc:  # pragma: no cover
                 log.warning("cni.undo_failed", step="ipam", handle=handle, error=str(exc))
         raise
-    ips = tuple(IPConfig(n, 1, GATEWAY_V6 if ":" in n else GATEWAY_V4) for n in networks)
-    routes = tuple(
-        "::/0" if version == 6 else "0.0.0.0/0"
-        for version in sorted({ipaddress.ip_network(n).version for n in networks})
-    )
-    return CniResult(
-        interfaces=(
-            Interface(host_ifname, plumbed.host_mac),
-            Interface(req.ifname, plumbed.container_mac, req.netns),
-        ),
-        ips=ips,
-        routes=routes,
-    )
+    return _result(req, host_ifname, plumbed, networks)
+
+
+DELETE_ATTEMPTS = 5  # Calico's CmdDelK8s retries a WEP delete that lost a race 5 times
+
+
+async def _delete_endpoint(kv: KVStore, key: str, container_id: str) -> bool | None:
+    """Delete the WEP at `key` if it is this container's, by compare-and-swap so that a
+    replacement written meanwhile survives. True: deleted; False: another container's,
+    left; None: none there (or unreadable, left)."""
+    for _ in range(DELETE_ATTEMPTS):
+        item, wep = await _endpoint(kv, key)
+        if item is None or wep is None:
+            return None
+        if wep.container_id and wep.container_id != container_id:
+            log.info("cni.endpoint_kept", key=key, owner=wep.container_id)
+            return False
+        try:
+            await kv.delete(key, item.mod_revision)
+            return True
+        except Conflict:
+            continue
+        except Unavailable as exc:
+            raise CniError(TRY_AGAIN_LATER, "the datastore is unavailable", str(exc)) from exc
+        except DatastoreError as exc:
+            raise CniError(IO_FAILURE, "deleting the WorkloadEndpoint failed", str(exc)) from exc
+    raise CniError(TRY_AGAIN_LATER, "the WorkloadEndpoint kept changing during DEL", key)
 
 
 async def delete(req: CniRequest, node: str, kv: KVStore, dataplane: Dataplane) -> None:
-    """Idempotent: whatever is already gone is fine (the namespace too)."""
+    """Tear down what this container owns, and nothing else: the WorkloadEndpoint and the
+    interfaces are named after the pod, so a late DEL for an old sandbox names the new
+    sandbox's too; the WEP's containerID and the interfaces' owner marks tell them apart.
+    The IPAM handle is the container's own, so it is always released. Idempotent:
+    whatever is already gone (the namespace too) is fine. A datastore that cannot be read
+    fails the DEL (code 11) rather than guess who owns what."""
+    conf = req.conf
+    assert conf is not None
+    for problem in conf.ignored:
+        log.warning("cni.config_ignored", container=req.container_id, problem=problem)
     host_ifname = host_veth_name(req.container_id, req.k8s_namespace, req.k8s_pod)
+    _ns, key = _node_wep(req, node)
+    _item, wep = await _endpoint(kv, key)
+    wep_ours = wep is not None and wep.container_id in ("", req.container_id)
     try:
-        await dataplane.remove(netns=req.netns, ifname=req.ifname, host_ifname=host_ifname)
+        removed = await dataplane.remove(
+            netns=req.netns,
+            ifname=req.ifname,
+            host_ifname=host_ifname,
+            owner=req.container_id,
+            unmarked_host=wep_ours,
+        )
     except OSError as exc:
         raise CniError(IO_FAILURE, "cannot remove the interfaces", str(exc)) from exc
-    _ns, key = _node_wep(req, node)
-    await _datastore("deleting the WorkloadEndpoint", lambda: kv.delete(key))
+    deleted = await _delete_endpoint(kv, key, req.container_id)
     ipam = IpamStore(kv)
     released = await _datastore("IPAM release", lambda: ipam.release_by_handle(req.handle_id))
-    log.info("cni.deleted", container=req.container_id, released=released)
+    log.info(
+        "cni.deleted",
+        container=req.container_id,
+        released=released,
+        removed=list(removed.removed),
+        kept=list(removed.kept),
+        endpoint={True: "deleted", False: "kept (another container's)", None: "none"}[deleted],
+    )
 
 
 async def check(req: CniRequest, node: str, kv: KVStore, dataplane: Dataplane) -> None:
@@ -243,10 +410,17 @@ async def check(req: CniRequest, node: str, kv: KVStore, dataplane: Dataplane) -
     assert conf is not None
     host_ifname = host_veth_name(req.container_id, req.k8s_namespace, req.k8s_pod)
     _ns, key = _node_wep(req, node)
-    item = await _datastore("reading the WorkloadEndpoint", lambda: kv.get(key))
+    item, wep = await _endpoint(kv, key)
     if item is None:
         raise CniError(CHECK_FAILED, "no WorkloadEndpoint for this container", key)
-    wep = WorkloadEndpoint.from_json(item.value)
+    if wep is None:
+        raise CniError(CHECK_FAILED, "the WorkloadEndpoint cannot be read", key)
+    if wep.container_id != req.container_id:
+        raise CniError(
+            CHECK_FAILED,
+            "the WorkloadEndpoint belongs to another container",
+            f"{key}: {wep.container_id}",
+        )
     ipam = IpamStore(kv)
     held = await _datastore("IPAM lookup", lambda: ipam.addresses_of(req.handle_id))
     expected = sorted(_host_prefix(a) for a in held)
@@ -265,11 +439,23 @@ async def check(req: CniRequest, node: str, kv: KVStore, dataplane: Dataplane) -
         raise CniError(UNKNOWN_CONTAINER, "no such network namespace", req.netns) from exc
     if seen is None:
         raise CniError(CHECK_FAILED, f"interface {req.ifname} is missing in {req.netns}")
+    if seen.owner != req.container_id:
+        raise CniError(
+            CHECK_FAILED,
+            f"{req.ifname} in {req.netns} is not this container's",
+            f"marked {seen.owner or 'by nobody'}",
+        )
     if sorted(seen.addresses) != expected:
         raise CniError(
             CHECK_FAILED, f"{req.ifname} has the wrong addresses", f"{seen.addresses} vs {expected}"
         )
     if not seen.default_via_gateway:
         raise CniError(CHECK_FAILED, f"no default route via {GATEWAY_V4} in {req.netns}")
-    if not seen.host_up:
+    if seen.host_owner is None or not seen.host_up:
         raise CniError(CHECK_FAILED, f"host interface {host_ifname} is missing or down")
+    if seen.host_owner != req.container_id:
+        raise CniError(
+            CHECK_FAILED,
+            f"host interface {host_ifname} is not this container's",
+            f"marked {seen.host_owner or 'by nobody'}",
+        )

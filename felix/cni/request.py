@@ -93,6 +93,8 @@ class NetConf:
     mtu: int = 1500
     ipam: IpamConf = field(default_factory=IpamConf)
     prev_result: Mapping[str, Any] | None = None
+    # What a teardown (DEL) found wrong and did without (see parse_conf).
+    ignored: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +205,42 @@ def _datastore(doc: Mapping[str, Any], env: Mapping[str, str]) -> DatastoreConfi
         raise _bad(str(exc)) from None
 
 
-def parse_conf(stdin: bytes, env: Mapping[str, str] | None = None) -> NetConf:
+def _ipam(doc: Mapping[str, Any]) -> IpamConf:
+    ipam_doc = doc.get("ipam") or {}
+    if not isinstance(ipam_doc, dict):
+        raise _bad("ipam must be an object")
+    ipam_type = ipam_doc.get("type", "calico-ipam")
+    if ipam_type != "calico-ipam":
+        raise CniError(
+            UNSUPPORTED_FIELD,
+            "unsupported field in network configuration",
+            f"ipam.type {ipam_type!r}: only calico-ipam is built in",
+        )
+    ipam = IpamConf(
+        assign_ipv4=_bool(ipam_doc.get("assign_ipv4", True), "ipam.assign_ipv4"),
+        assign_ipv6=_bool(ipam_doc.get("assign_ipv6", False), "ipam.assign_ipv6"),
+        ipv4_pools=_pools(ipam_doc.get("ipv4_pools"), "ipam.ipv4_pools", 4),
+        ipv6_pools=_pools(ipam_doc.get("ipv6_pools"), "ipam.ipv6_pools", 6),
+    )
+    if not ipam.assign_ipv4 and not ipam.assign_ipv6:
+        raise _bad("ipam assigns neither IPv4 nor IPv6")
+    return ipam
+
+
+def _mtu(doc: Mapping[str, Any]) -> int:
+    mtu = doc.get("mtu", 1500)
+    if isinstance(mtu, bool) or not isinstance(mtu, int) or not 68 <= mtu <= 65535:
+        raise _bad(f"mtu {mtu!r} is not between 68 and 65535")
+    return mtu
+
+
+def parse_conf(
+    stdin: bytes, env: Mapping[str, str] | None = None, *, teardown: bool = False
+) -> NetConf:
+    """The network configuration. With `teardown` (DEL), the parts only ADD uses (the ipam
+    section, mtu) may be wrong or changed since the ADD: the problems go into `ignored`
+    and the defaults are used, so a configuration change never wedges teardown; DEL
+    releases by handle, which needs none of them."""
     try:
         doc = json.loads(stdin or b"{}")
     except ValueError as exc:
@@ -225,33 +262,30 @@ def parse_conf(stdin: bytes, env: Mapping[str, str] | None = None) -> NetConf:
     if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", name):
         raise _bad("name is required (letters, digits, '_', '.', '-')")
     datastore = _datastore(doc, env or {})
-    ipam_doc = doc.get("ipam") or {}
-    if not isinstance(ipam_doc, dict):
-        raise _bad("ipam must be an object")
-    ipam_type = ipam_doc.get("type", "calico-ipam")
-    if ipam_type != "calico-ipam":
-        raise CniError(
-            UNSUPPORTED_FIELD,
-            "unsupported field in network configuration",
-            f"ipam.type {ipam_type!r}: only calico-ipam is built in",
-        )
-    ipam = IpamConf(
-        assign_ipv4=_bool(ipam_doc.get("assign_ipv4", True), "ipam.assign_ipv4"),
-        assign_ipv6=_bool(ipam_doc.get("assign_ipv6", False), "ipam.assign_ipv6"),
-        ipv4_pools=_pools(ipam_doc.get("ipv4_pools"), "ipam.ipv4_pools", 4),
-        ipv6_pools=_pools(ipam_doc.get("ipv6_pools"), "ipam.ipv6_pools", 6),
-    )
-    if not ipam.assign_ipv4 and not ipam.assign_ipv6:
-        raise _bad("ipam assigns neither IPv4 nor IPv6")
-    mtu = doc.get("mtu", 1500)
-    if isinstance(mtu, bool) or not isinstance(mtu, int) or not 68 <= mtu <= 65535:
-        raise _bad(f"mtu {mtu!r} is not between 68 and 65535")
+    ignored: list[str] = []
+    try:
+        ipam = _ipam(doc)
+    except CniError as exc:
+        if not teardown:
+            raise
+        ipam = IpamConf()
+        ignored.append(str(exc))
+    try:
+        mtu = _mtu(doc)
+    except CniError as exc:
+        if not teardown:
+            raise
+        mtu = 1500
+        ignored.append(str(exc))
     nodename = doc.get("nodename")
     if nodename is not None and (not isinstance(nodename, str) or not nodename):
         raise _bad("nodename must be a non-empty string")
     prev = doc.get("prevResult")
     if prev is not None and not isinstance(prev, dict):
-        raise _bad("prevResult must be an object")
+        if not teardown:
+            raise _bad("prevResult must be an object")
+        ignored.append("prevResult is not an object")
+        prev = None
     return NetConf(
         cni_version=version,
         name=name,
@@ -261,6 +295,7 @@ def parse_conf(stdin: bytes, env: Mapping[str, str] | None = None) -> NetConf:
         mtu=mtu,
         ipam=ipam,
         prev_result=prev,
+        ignored=tuple(ignored),
     )
 
 
@@ -302,7 +337,7 @@ def parse_request(env: Mapping[str, str], stdin: bytes) -> CniRequest:
         except ValueError:
             pass
         return CniRequest(command, cni_version=version)
-    conf = parse_conf(stdin, env)
+    conf = parse_conf(stdin, env, teardown=command == "DEL")
     missing = [
         var
         for var in ("CNI_CONTAINERID", "CNI_IFNAME", "CNI_NETNS", "CNI_PATH")

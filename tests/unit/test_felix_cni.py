@@ -5,6 +5,7 @@ dataplane, including failures part-way and their undo."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,17 +14,18 @@ from typing import Any
 
 import pytest
 
-from calico.errors import DatastoreError
+from calico.errors import DatastoreError, Unavailable
 from calico.ipam import handle_key
 from calico.store.sqlite import SqliteKV
 from felix.cni import plugin
-from felix.cni.plugin import NetnsMissing, Observed, Plumbed
+from felix.cni.plugin import NetnsMissing, Observed, Plumbed, Removed, owns
 from felix.cni.request import (
     CHECK_FAILED,
     DECODING_FAILURE,
     INCOMPATIBLE_VERSION,
     INVALID_CONFIG,
     INVALID_ENVIRONMENT,
+    TRY_AGAIN_LATER,
     UNKNOWN_CONTAINER,
     UNSUPPORTED_FIELD,
     CniError,
@@ -125,34 +127,79 @@ def test_names_as_calico_makes_them() -> None:
 
 
 @dataclass
+class Link:
+    owner: str
+    addresses: list[str] = field(default_factory=list)
+    up: bool = True
+
+
+@dataclass
 class FakeDataplane:
-    links: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    """Interfaces by (namespace, name), the host's namespace being "", each with its owner
+    mark, as driver.SyncDataplane keeps them."""
+
+    links: dict[tuple[str, str], Link] = field(default_factory=dict)
     fail_create: Exception | None = None
     removed: list[str] = field(default_factory=list)
+    created: int = 0
 
     async def create(
-        self, *, netns: str, ifname: str, host_ifname: str, addresses: Sequence[str], mtu: int
+        self,
+        *,
+        netns: str,
+        ifname: str,
+        host_ifname: str,
+        owner: str,
+        addresses: Sequence[str],
+        mtu: int,
     ) -> Plumbed:
         if self.fail_create is not None:
             raise self.fail_create
-        self.links[(netns, ifname)] = list(addresses)
-        self.links[("", host_ifname)] = []
+        if netns == "/gone":
+            raise NetnsMissing(netns)
+        pod_end = self.links.get((netns, ifname))
+        if pod_end is not None and pod_end.owner != owner:
+            raise OSError(17, f"{ifname} already exists in {netns}")
+        # The pod's previous host end gives way, taking its pod end with it.
+        for key in [k for k, v in self.links.items() if k == ("", host_ifname)]:
+            old = self.links.pop(key)
+            for other in [k for k, v in self.links.items() if k[0] and v.owner == old.owner]:
+                del self.links[other]
+        self.links[(netns, ifname)] = Link(owner, list(addresses))
+        self.links[("", host_ifname)] = Link(owner)
+        self.created += 1
         return Plumbed("ee:ee:ee:ee:ee:ee", "0a:58:00:00:00:01")
 
-    async def remove(self, *, netns: str, ifname: str, host_ifname: str) -> bool:
+    async def remove(
+        self, *, netns: str, ifname: str, host_ifname: str, owner: str, unmarked_host: bool
+    ) -> Removed:
         self.removed.append(host_ifname)
-        a = self.links.pop((netns, ifname), None)
-        b = self.links.pop(("", host_ifname), None)
-        return a is not None or b is not None
+        gone, kept = [], []
+        for key, unmarked in (((netns, ifname), False), (("", host_ifname), unmarked_host)):
+            link = self.links.get(key)
+            if link is None:
+                continue
+            if owns(link.owner, owner, unmarked=unmarked):
+                del self.links[key]
+                gone.append(key[1])
+            else:
+                kept.append(key[1])
+        return Removed(tuple(gone), tuple(kept))
 
     async def observe(self, *, netns: str, ifname: str, host_ifname: str) -> Observed | None:
         if netns == "/gone":
             raise NetnsMissing(netns)
-        addresses = self.links.get((netns, ifname))
-        if addresses is None:
+        pod_end = self.links.get((netns, ifname))
+        if pod_end is None:
             return None
+        host_end = self.links.get(("", host_ifname))
         return Observed(
-            tuple(addresses), "0a:58:00:00:00:01", True, ("", host_ifname) in self.links
+            tuple(pod_end.addresses),
+            "0a:58:00:00:00:01",
+            True,
+            host_end is not None and host_end.up,
+            owner=pod_end.owner,
+            host_owner=None if host_end is None else host_end.owner,
         )
 
 
@@ -231,7 +278,7 @@ def test_check_finds_a_broken_pod(tmp_path: Path) -> None:
         dp = FakeDataplane()
         doc = json.loads((await plugin.add(request(), "node1", kv, dp, now=1.0, uid="u")).to_json())
         check = request({"CNI_COMMAND": "CHECK"}, prevResult=doc)
-        dp.links[("/var/run/netns/pod1", "eth0")] = ["10.9.9.9/32"]
+        dp.links[("/var/run/netns/pod1", "eth0")].addresses = ["10.9.9.9/32"]
         with pytest.raises(CniError, match="wrong addresses"):
             await plugin.check(check, "node1", kv, dp)
         wrong_prev = {**doc, "ips": [{"address": "10.1.1.1/32"}]}
@@ -279,3 +326,191 @@ def test_no_pool_is_an_ipam_error(tmp_path: Path) -> None:
         assert info.value.code == 100
 
     with_store(tmp_path, body)
+
+
+# --- kubelet's call patterns ----------------------------------------------------------------
+
+POD_ARGS = "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web"
+SANDBOX_A, SANDBOX_B = "aaaa1111aaaa1111", "bbbb2222bbbb2222"
+WEB_WEP = f"{PREFIX}default/node1-k8s-web-eth0"
+WEB_VETH = host_veth_name("", "default", "web")
+
+
+def sandbox(command: str, cid: str, netns: str, **conf: Any) -> CniRequest:
+    env = {"CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_NETNS": netns}
+    return request({**env, "CNI_ARGS": POD_ARGS}, **conf)
+
+
+async def stored_wep(kv: SqliteKV, key: str = WEB_WEP) -> WorkloadEndpoint | None:
+    item = await kv.get(key)
+    return None if item is None else WorkloadEndpoint.from_json(item.value)
+
+
+def test_owner_marks_decide() -> None:
+    assert plugin.owns("abc", "abc") and not plugin.owns("abc", "xyz")
+    assert not plugin.owns("abc", "xyz", unmarked=True)  # a mark always wins
+    assert not plugin.owns("", "abc") and plugin.owns("", "abc", unmarked=True)
+    assert not plugin.owns(None, "abc")
+
+
+def test_a_stale_del_leaves_the_new_sandbox_alone(tmp_path: Path) -> None:
+    """ADD sandbox A, ADD sandbox B of the same pod elsewhere, the runtime removes A's
+    namespace, then kubelet's late DEL for A: only A's addresses go."""
+
+    async def body(kv: SqliteKV) -> None:
+        dp = FakeDataplane()
+        a = await plugin.add(sandbox("ADD", SANDBOX_A, "/ns/a"), "node1", kv, dp, now=1.0, uid="u")
+        b = await plugin.add(sandbox("ADD", SANDBOX_B, "/ns/b"), "node1", kv, dp, now=2.0, uid="u")
+        assert a.ips[0].address != b.ips[0].address
+        assert dp.links[("", WEB_VETH)].owner == SANDBOX_B
+        await plugin.delete(sandbox("DEL", SANDBOX_A, "/gone"), "node1", kv, dp)
+        wep = await stored_wep(kv)
+        assert wep is not None and wep.container_id == SANDBOX_B
+        assert wep.ip_networks == (b.ips[0].address,)
+        assert dp.links[("", WEB_VETH)].owner == SANDBOX_B
+        assert await kv.get(handle_key(f"k8s-pod-network.{SANDBOX_A}")) is None
+        assert await kv.get(handle_key(f"k8s-pod-network.{SANDBOX_B}")) is not None
+        await plugin.check(sandbox("CHECK", SANDBOX_B, "/ns/b"), "node1", kv, dp)
+        with pytest.raises(CniError, match="another container") as info:
+            await plugin.check(sandbox("CHECK", SANDBOX_A, "/ns/a"), "node1", kv, dp)
+        assert info.value.code == CHECK_FAILED
+        # The same stale DEL naming B's namespace (a confused runtime) takes nothing of B's.
+        await plugin.delete(sandbox("DEL", SANDBOX_A, "/ns/b"), "node1", kv, dp)
+        await plugin.check(sandbox("CHECK", SANDBOX_B, "/ns/b"), "node1", kv, dp)
+        # B's own DEL, after its namespace is gone too.
+        await plugin.delete(sandbox("DEL", SANDBOX_B, "/gone"), "node1", kv, dp)
+        assert await stored_wep(kv) is None and dp.links == {
+            ("/ns/b", "eth0"): dp.links[("/ns/b", "eth0")]
+        }
+        assert await kv.get(handle_key(f"k8s-pod-network.{SANDBOX_B}")) is None
+
+    with_store(tmp_path, body)
+
+
+def test_a_repeated_add_returns_the_same_result_untouched(tmp_path: Path) -> None:
+    async def body(kv: SqliteKV) -> None:
+        dp = FakeDataplane()
+        req = sandbox("ADD", SANDBOX_A, "/ns/a")
+        first = await plugin.add(req, "node1", kv, dp, now=1.0, uid="u1")
+        again = await plugin.add(req, "node1", kv, dp, now=5.0, uid="u2")
+        assert again.to_json() == first.to_json()
+        assert dp.created == 1  # nothing re-plumbed
+        wep = await stored_wep(kv)
+        assert wep is not None and wep.uid == "u1"
+        # Half of it gone (the pod end): the retry rebuilds it, with the same address.
+        del dp.links[("/ns/a", "eth0")]
+        rebuilt = await plugin.add(req, "node1", kv, dp, now=6.0, uid="u3")
+        assert rebuilt.to_json() == first.to_json() and dp.created == 2
+        await plugin.check(sandbox("CHECK", SANDBOX_A, "/ns/a"), "node1", kv, dp)
+
+    with_store(tmp_path, body)
+
+
+def test_del_naming_another_pods_interface_takes_nothing(tmp_path: Path) -> None:
+    async def body(kv: SqliteKV) -> None:
+        dp = FakeDataplane()
+        other = request({"CNI_CONTAINERID": "cccc3333", "CNI_NETNS": "/ns/other"})
+        await plugin.add(other, "node1", kv, dp, now=1.0, uid="u")
+        await plugin.delete(sandbox("DEL", SANDBOX_A, "/ns/other"), "node1", kv, dp)
+        assert dp.links[("/ns/other", "eth0")].owner == "cccc3333"
+        await plugin.check(
+            request(
+                {"CNI_COMMAND": "CHECK", "CNI_CONTAINERID": "cccc3333", "CNI_NETNS": "/ns/other"}
+            ),
+            "node1",
+            kv,
+            dp,
+        )
+
+    with_store(tmp_path, body)
+
+
+def test_an_unmarked_host_end_goes_only_when_the_endpoint_is_ours(tmp_path: Path) -> None:
+    async def body(kv: SqliteKV) -> None:
+        dp = FakeDataplane()
+        await plugin.add(sandbox("ADD", SANDBOX_A, "/ns/a"), "node1", kv, dp, now=1.0, uid="u")
+        dp.links[("", WEB_VETH)].owner = ""  # made before owner marks
+        dp.links[("/ns/a", "eth0")].owner = ""
+        await plugin.delete(sandbox("DEL", SANDBOX_B, "/ns/a"), "node1", kv, dp)
+        assert ("", WEB_VETH) in dp.links  # the WEP names A: not B's to take
+        await plugin.delete(sandbox("DEL", SANDBOX_A, "/ns/a"), "node1", kv, dp)
+        assert ("", WEB_VETH) not in dp.links  # A's, by its WEP
+        assert ("/ns/a", "eth0") in dp.links  # an unmarked pod end is never taken alone
+        # With no WEP left, an unmarked host end is nobody's to take.
+        dp.links[("", WEB_VETH)] = Link("")
+        await plugin.delete(sandbox("DEL", SANDBOX_A, "/ns/a"), "node1", kv, dp)
+        assert ("", WEB_VETH) in dp.links
+
+    with_store(tmp_path, body)
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"ipam": {"type": "host-local", "subnet": "10.1.0.0/16"}},
+        {"ipam": {"type": "calico-ipam", "ipv4_pools": ["not-a-cidr"]}},
+        {"ipam": {"assign_ipv4": "false"}},
+        {"mtu": 9},
+        {"prevResult": "junk"},
+    ],
+)
+def test_del_after_a_config_change_still_releases(tmp_path: Path, changed: dict[str, Any]) -> None:
+    async def body(kv: SqliteKV) -> None:
+        dp = FakeDataplane()
+        req = sandbox("ADD", SANDBOX_A, "/ns/a")
+        await plugin.add(req, "node1", kv, dp, now=1.0, uid="u")
+        with pytest.raises(CniError):
+            parse_request({**ENV, "CNI_COMMAND": "ADD"}, json.dumps({**CONF, **changed}).encode())
+        delete = sandbox("DEL", SANDBOX_A, "/ns/a", **changed)
+        assert delete.conf is not None and delete.conf.ignored
+        await plugin.delete(delete, "node1", kv, dp)
+        assert await kv.get(handle_key(req.handle_id)) is None
+        assert await stored_wep(kv) is None and dp.links == {}
+
+    with_store(tmp_path, body)
+
+
+class UnreadableKV(SqliteKV):
+    async def get(self, key: str):  # type: ignore[no-untyped-def]
+        if key.startswith(PREFIX) and getattr(self, "down", False):
+            raise Unavailable("connection refused")
+        return await super().get(key)
+
+
+def test_del_without_a_datastore_touches_nothing(tmp_path: Path) -> None:
+    async def body(kv: UnreadableKV) -> None:
+        dp = FakeDataplane()
+        await plugin.add(sandbox("ADD", SANDBOX_A, "/ns/a"), "node1", kv, dp, now=1.0, uid="u")
+        kv.down = True  # type: ignore[attr-defined]
+        with pytest.raises(CniError) as info:
+            await plugin.delete(sandbox("DEL", SANDBOX_A, "/ns/a"), "node1", kv, dp)
+        assert info.value.code == TRY_AGAIN_LATER
+        assert len(dp.links) == 2 and dp.removed == []
+
+    with_store(tmp_path, body, UnreadableKV)
+
+
+class ReplacedMeanwhileKV(SqliteKV):
+    """A new sandbox's ADD writes its WEP between the DEL's read and its delete."""
+
+    replacement: bytes = b""
+
+    async def delete(self, key: str, mod_revision: int | None = None) -> int:
+        if key.startswith(PREFIX) and self.replacement:
+            await super().put(key, self.replacement)
+            self.replacement = b""
+        return await super().delete(key, mod_revision)
+
+
+def test_del_keeps_an_endpoint_replaced_meanwhile(tmp_path: Path) -> None:
+    async def body(kv: ReplacedMeanwhileKV) -> None:
+        dp = FakeDataplane()
+        await plugin.add(sandbox("ADD", SANDBOX_A, "/ns/a"), "node1", kv, dp, now=1.0, uid="u")
+        stored = await stored_wep(kv)
+        assert stored is not None
+        kv.replacement = dataclasses.replace(stored, container_id=SANDBOX_B).to_json()
+        await plugin.delete(sandbox("DEL", SANDBOX_A, "/ns/a"), "node1", kv, dp)
+        wep = await stored_wep(kv)
+        assert wep is not None and wep.container_id == SANDBOX_B
+
+    with_store(tmp_path, body, ReplacedMeanwhileKV)
