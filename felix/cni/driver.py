@@ -90,6 +90,19 @@ def _index(ipr: IPRoute, ifname: str) -> int | None:
     return int(found[0]) if found else None
 
 
+def _get(ipr: IPRoute, ifname: str) -> Any | None:
+    """The link named `ifname` (index, alias and all, read in one message), or None. An
+    interface may vanish at any moment (its namespace being destroyed takes it), so a
+    lookup and a second read could disagree."""
+    try:
+        (msg,) = ipr.link("get", ifname=ifname)
+    except NetlinkError as exc:
+        if exc.code == errno.ENODEV:
+            return None
+        raise
+    return msg
+
+
 TEMP_PREFIX = "tmp"  # the host end's name until it replaces the previous one
 
 
@@ -233,11 +246,11 @@ class SyncDataplane:
             if old is not None:
                 _delete_link(host, old)
             with _netns(netns) as pod:
-                c = _index(pod, ifname)
-                if c is not None:
-                    if _mark(pod.get_links(c)[0]) != owner:
+                existing = _get(pod, ifname)
+                if existing is not None:
+                    if _mark(existing) != owner:
                         raise OSError(errno.EEXIST, f"{ifname} already exists in {netns}")
-                    _delete_link(pod, c)
+                    _delete_link(pod, existing["index"])
             fd = os.open(netns, os.O_RDONLY)
             try:
                 host.link("add", ifname=temp, kind="veth", peer={"ifname": ifname, "net_ns_fd": fd})
@@ -313,25 +326,25 @@ class SyncDataplane:
         kept: list[str] = []
         if netns and os.path.exists(netns):
             with contextlib.suppress(NetnsMissing), _netns(netns) as pod:
-                index = _index(pod, ifname)
-                if index is not None:
-                    mark = _mark(pod.get_links(index)[0])
+                found = _get(pod, ifname)
+                if found is not None:
+                    mark = _mark(found)
                     # An unmarked pod end is never taken: the namespace may be another
                     # pod's; this container's unmarked end goes with its host end.
                     if owns(mark, owner):
-                        _delete_link(pod, index)
+                        _delete_link(pod, found["index"])
                         removed.append(f"{ifname} in {netns}")
                     else:
                         kept.append(f"{ifname} in {netns} (marked {mark or 'by nobody'})")
         with IPRoute() as host:
             for name, unmarked in ((host_ifname, unmarked_host), (_temp_name(owner), False)):
-                index = _index(host, name)
-                if index is None:
+                found = _get(host, name)
+                if found is None:
                     continue
-                mark = _mark(host.get_links(index)[0])
+                mark = _mark(found)
                 if owns(mark, owner, unmarked=unmarked):
                     # By index: a replacement made meanwhile under the name has another.
-                    _delete_link(host, index)
+                    _delete_link(host, found["index"])
                     removed.append(name)
                 elif name == host_ifname:
                     kept.append(f"{name} (marked {mark or 'by nobody'})")
@@ -339,18 +352,17 @@ class SyncDataplane:
 
     def observe(self, *, netns: str, ifname: str, host_ifname: str) -> Observed | None:
         with _netns(netns) as pod:
-            c = _index(pod, ifname)
-            if c is None:
+            link = _get(pod, ifname)
+            if link is None:
                 return None
-            link = pod.get_links(c)[0]
+            c = link["index"]
             addresses = tuple(
                 f"{a.get('address')}/{a['prefixlen']}"
                 for a in pod.get_addr(index=c)
                 if a.get("scope", 0) == 0
             )
         with IPRoute() as host:
-            h = _index(host, host_ifname)
-            host_link = host.get_links(h)[0] if h is not None else None
+            host_link = _get(host, host_ifname)
         up = host_link is not None and host_link.get("operstate") in ("UP", "UNKNOWN")
         # The pod's routes are read by the caller (NetlinkDataplane.observe).
         return Observed(
