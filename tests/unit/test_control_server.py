@@ -10,8 +10,12 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import socket
 import stat
+import subprocess
+import sys
+import tempfile
 import threading
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -281,3 +285,56 @@ def test_close_drops_idle_clients(loop: LoopThread, view: FixedView, tmp_path: P
         loop.run(server.close())
         assert idle.recv(1) == b""
     assert not os.path.exists(path)
+
+
+# A client that takes another user's identity once its imports are done (this machine's
+# interpreter may live where only root can read), then asks for the status: exit 0 when
+# answered, 4 when the socket refuses it (bgpctl's status for "permission denied").
+_CLIENT_AS = """
+import os, sys
+from bgpd.cli.client import ControlClient, ControlPermissionDenied
+uid, gid, groups, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+os.setgroups([int(g) for g in groups.split(",") if g])
+os.setgid(gid)
+os.setuid(uid)
+try:
+    with ControlClient(path) as client:
+        client.status()
+except ControlPermissionDenied:
+    sys.exit(4)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as other users and groups")
+def test_the_socket_is_for_the_daemons_group(loop: LoopThread, view: FixedView) -> None:
+    """bgpd.service runs bgpd with Group= (pybgpd unless overridden), and the socket is made
+    in the daemon's group, mode 0660, inside the 0750 runtime directory systemd makes for
+    User=/Group=: so bgpctl works for that group's members and no one else."""
+    group, daemon, member, outsider = 64101, 64102, 64103, 64104
+    top = Path(tempfile.mkdtemp(prefix="pyb-grp-"))
+    try:
+        top.chmod(0o755)
+        run = top / "pybgpd"
+        run.mkdir(mode=0o750)
+        os.chown(run, daemon, group)  # RuntimeDirectory=pybgpd, RuntimeDirectoryMode=0750
+        path = str(run / "bgpd.sock")
+        server = ControlServer(path, view)
+        # The daemon's identity while it binds; glibc applies set*id to every thread, the
+        # server loop's too.
+        os.setegid(group)
+        try:
+            loop.run(server.start())
+        finally:
+            os.setegid(0)
+        st = os.stat(path)
+        assert st.st_gid == group and stat.S_IMODE(st.st_mode) == 0o660
+
+        def client(uid: int, groups: str) -> int:
+            argv = [sys.executable, "-c", _CLIENT_AS, str(uid), str(uid), groups, path]
+            return subprocess.run(argv, capture_output=True, timeout=60).returncode
+
+        assert client(member, str(group)) == 0
+        assert client(outsider, "") == 4
+        loop.run(server.close())
+    finally:
+        shutil.rmtree(top, ignore_errors=True)

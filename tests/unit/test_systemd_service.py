@@ -1,20 +1,26 @@
 """bgpd under systemd's notify protocol: a real bgpd process (file datastore, loopback, no FIB)
 with NOTIFY_SOCKET pointed at a datagram socket of the test. It must say READY=1 once it
 listens, keep STATUS= current, ping WATCHDOG=1 when asked to, and answer SIGHUP (reload) and
-SIGTERM (graceful stop). The unit files are checked with `systemd-analyze verify`."""
+SIGTERM (graceful stop). The unit files: least privilege (a dedicated user, only the needed
+capabilities, a system-call filter), `systemd-analyze security` within bounds, `systemd-analyze
+verify` clean with the console scripts found by name, and scripts/install-units.sh creating
+the user. (tests/interop/test_systemd_sandbox.py runs the daemons inside the sandbox.)"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -272,6 +278,17 @@ def test_session_summary() -> None:
 # --- the unit files ------------------------------------------------------------------------
 
 UNITS = ("bgpd.service", "felix.service")
+# What each daemon needs (bgpd: routes, netlink buffer sizes and port 179; TCP MD5 and GTSM
+# need no capability. felix: routes and the tunnel address) and nothing more.
+CAPABILITIES = {
+    "bgpd.service": {"CAP_NET_ADMIN", "CAP_NET_BIND_SERVICE"},
+    "felix.service": {"CAP_NET_ADMIN"},
+}
+# `systemd-analyze security` exposure: at most 2.5 (issue 18), and every exposure left named
+# in the unit with its reason (systemd 252 scores bgpd 1.6 and felix 1.5; they were 4.1 and
+# 4.3 as root). A newer systemd may weigh or add checks: the naming check then says which.
+EXPOSURE = {"bgpd.service": 2.5, "felix.service": 2.5}
+ENTRY_POINTS = {"bgpd.service": "bgpd", "felix.service": "felix"}
 
 
 def _unit(name: str) -> dict[str, list[str]]:
@@ -285,19 +302,39 @@ def _unit(name: str) -> dict[str, list[str]]:
     return out
 
 
+def _systemd_analyze() -> str:
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        pytest.skip("systemd-analyze not installed (Debian package systemd; scripts/setup.sh)")
+    return tool
+
+
 @pytest.mark.parametrize("name", UNITS)
 def test_unit_contract(name: str) -> None:
     unit = _unit(name)
     assert unit["Type"] == ["notify"]
     assert unit["EnvironmentFile"] == ["-/etc/default/pybgpd"]
     assert int(unit["WatchdogSec"][0]) > 0
-    assert set(unit["CapabilityBoundingSet"][0].split()) == {
-        "CAP_NET_ADMIN", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW",
-    }
+    assert unit["User"] == ["pybgpd"] and unit["Group"] == ["pybgpd"]
+    assert set(unit["CapabilityBoundingSet"][0].split()) == CAPABILITIES[name]
+    assert set(unit["AmbientCapabilities"][0].split()) == CAPABILITIES[name]
+    assert unit["SystemCallFilter"][0] == "@system-service"
+    for key in ("ProtectKernelTunables", "PrivateMounts", "NoNewPrivileges"):
+        assert unit[key] == ["yes"], key
+    assert unit["ProtectProc"] == ["invisible"]
     assert unit["ProtectSystem"] == ["strict"]
-    assert unit["NoNewPrivileges"] == ["yes"]
     assert unit["StateDirectory"] == ["pybgpd"]
     assert unit["RuntimeDirectory"]
+
+
+@pytest.mark.parametrize("name", UNITS)
+def test_the_binary_is_the_installed_entry_point(name: str) -> None:
+    """ExecStart= names the console script, which systemd finds in its search path."""
+    (exec_start,) = _unit(name)["ExecStart"]
+    command = exec_start.split()[0]
+    assert command == ENTRY_POINTS[name]
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert command in scripts
 
 
 def test_bgpd_unit_reloads_with_sighup() -> None:
@@ -323,29 +360,103 @@ def test_rt_protos_names_our_protocol() -> None:
     assert entries == [["201", "pybgpd"]]
 
 
-def test_systemd_analyze_verify(tmp: Path) -> None:
-    tool = shutil.which("systemd-analyze")
-    if tool is None:
-        pytest.skip("systemd-analyze not installed (Debian package systemd)")
-    # verify checks that ExecStart= binaries exist: point the units at launchers of this
-    # checkout in place of the installed /usr/local/bin scripts.
-    modules = {"bgpd": "bgpd.cli.bgpd_main", "felix": "felix.driver"}
-    bindir = tmp / "bin"
-    bindir.mkdir()
-    for script, module in modules.items():
-        launcher = bindir / script
-        launcher.write_text(f'#!/bin/sh\nexec {sys.executable} -m {module} "$@"\n')
-        launcher.chmod(0o755)
-    for name in UNITS:
-        text = (REPO / "systemd" / name).read_text().replace("/usr/local/bin/", f"{bindir}/")
-        (tmp / name).write_text(text)
+@pytest.mark.parametrize("name", UNITS)
+def test_systemd_analyze_security(name: str) -> None:
+    tool = _systemd_analyze()
     result = subprocess.run(
-        [tool, "verify", *(str(tmp / n) for n in UNITS)],
+        [tool, "security", "--offline=true", "--no-pager", str(REPO / "systemd" / name)],
         capture_output=True, text=True, timeout=60,
     )
-    problems = [
-        line for line in (result.stdout + result.stderr).splitlines()
-        # A container without a booted systemd has no default.target etc. to resolve.
-        if line.strip() and "multi-user.target" not in line and "network-online" not in line
+    found = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert found is not None, result.stdout + result.stderr
+    assert float(found.group(1)) <= EXPOSURE[name], result.stdout
+    # Every exposure left is named, with its reason, in the unit's closing comment.
+    text = (REPO / "systemd" / name).read_text()
+    comment = text[text.index("# What `systemd-analyze security` still counts") :]
+    for line in result.stdout.splitlines():
+        if line.startswith("✗"):
+            setting = line.split()[1].split("=")[0] + "="
+            assert setting in comment, f"{name}: {setting} is exposed but not explained"
+
+
+def _root_for_verify(tmp: Path, *, scripts: bool = True) -> Path:
+    """A root for `systemd-analyze verify --root=`: the units where scripts/install-units.sh
+    puts them, the targets they order against, /bin/kill, and (with `scripts`) the console
+    scripts where `pip install` as root puts them, which is in systemd's search path."""
+    root = tmp / "root"
+    (root / "etc/systemd/system").mkdir(parents=True)
+    (root / "usr/lib/systemd/system").mkdir(parents=True)
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "bin").symlink_to("usr/bin")
+    for target in Path("/usr/lib/systemd/system").glob("*.target"):
+        shutil.copy(target, root / "usr/lib/systemd/system" / target.name)
+    shutil.copy("/usr/bin/kill", root / "usr/bin/kill")
+    for name in UNITS:
+        shutil.copy(REPO / "systemd" / name, root / "etc/systemd/system" / name)
+    if scripts:
+        bindir = root / "usr/local/bin"
+        bindir.mkdir(parents=True)
+        for script in ENTRY_POINTS.values():
+            (bindir / script).write_text("#!/bin/sh\nexit 0\n")
+            (bindir / script).chmod(0o755)
+    return root
+
+
+def test_systemd_analyze_verify(tmp: Path) -> None:
+    tool = _systemd_analyze()
+    result = subprocess.run(
+        [tool, "verify", f"--root={_root_for_verify(tmp)}", *UNITS],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), (
+        result.stdout + result.stderr
+    )
+
+
+def test_systemd_analyze_verify_resolves_the_entry_points(tmp: Path) -> None:
+    """Without the console scripts in systemd's search path, verify says so: the check above
+    does resolve the bare ExecStart= names."""
+    tool = _systemd_analyze()
+    result = subprocess.run(
+        [tool, "verify", f"--root={_root_for_verify(tmp, scripts=False)}", *UNITS],
+        capture_output=True, text=True, timeout=60,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Command bgpd is not executable" in out and "Command felix is not executable" in out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="scripts/install-units.sh runs as root")
+def test_install_units_creates_the_user_and_installs(tmp: Path) -> None:
+    if shutil.which("systemd-sysusers") is None:
+        pytest.skip("systemd-sysusers not installed (Debian package systemd; scripts/setup.sh)")
+    dest = tmp / "dest"
+    env = {**os.environ, "DESTDIR": str(dest)}
+    script = [str(REPO / "scripts" / "install-units.sh")]
+    result = subprocess.run(script, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    (user,) = [
+        line.split(":") for line in (dest / "etc/passwd").read_text().splitlines()
+        if line.startswith("pybgpd:")
     ]
-    assert result.returncode == 0 and not problems, result.stdout + result.stderr
+    assert user[5:] == ["/var/lib/pybgpd", "/usr/sbin/nologin"]
+    assert int(user[2]) < 1000  # a system user
+    (group,) = [
+        line.split(":") for line in (dest / "etc/group").read_text().splitlines()
+        if line.startswith("pybgpd:")
+    ]
+    assert group[2] == user[3]
+    for name in UNITS:
+        assert (dest / "etc/systemd/system" / name).read_bytes() == (
+            REPO / "systemd" / name
+        ).read_bytes()
+    etc = (dest / "etc/pybgpd").stat()
+    assert etc.st_gid == int(group[2]) and stat.S_IMODE(etc.st_mode) == 0o750
+    # Again, over an edited /etc/default/pybgpd: the same user, the edits kept.
+    default = dest / "etc/default/pybgpd"
+    default.write_text(default.read_text() + "FELIX_OPTS=--resync 5\n")
+    passwd = (dest / "etc/passwd").read_text()
+    result = subprocess.run(script, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert (dest / "etc/passwd").read_text() == passwd
+    assert default.read_text().endswith("FELIX_OPTS=--resync 5\n")
