@@ -43,6 +43,7 @@ from felix.cni.plugin import (
     Plumbed,
     Removed,
     default_via_gateway,
+    mark_for,
     owns,
     pod_routes,
 )
@@ -248,7 +249,7 @@ class SyncDataplane:
             with _netns(netns) as pod:
                 existing = _get(pod, ifname)
                 if existing is not None:
-                    if _mark(existing) != owner:
+                    if not owns(_mark(existing), owner):
                         raise OSError(errno.EEXIST, f"{ifname} already exists in {netns}")
                     _delete_link(pod, existing["index"])
             fd = os.open(netns, os.O_RDONLY)
@@ -281,12 +282,12 @@ class SyncDataplane:
         addresses: Sequence[str],
         mtu: int,
     ) -> _Made:
-        host.link("set", index=h, address=HOST_MAC, mtu=mtu, ifalias=owner)
+        host.link("set", index=h, address=HOST_MAC, mtu=mtu, ifalias=mark_for(owner))
         with _netns(netns) as pod:
             c = _index(pod, ifname)
             if c is None:
                 raise OSError(errno.ENODEV, f"{ifname} did not arrive in {netns}")
-            pod.link("set", index=c, mtu=mtu, ifalias=owner, state="up")
+            pod.link("set", index=c, mtu=mtu, ifalias=mark_for(owner), state="up")
             v4 = [a for a in addresses if not _is_ipv6(a)]
             v6 = [a for a in addresses if _is_ipv6(a)]
             for cidr in addresses:

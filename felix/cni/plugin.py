@@ -117,13 +117,22 @@ class Removed:
     kept: tuple[str, ...] = ()
 
 
+MARK_MAX = 254  # IFLA_IFALIAS takes IFALIASZ - 1 bytes, the terminating NUL included
+
+
+def mark_for(container_id: str) -> str:
+    """The owner mark ADD puts on both veth ends: the container ID (as much as an interface
+    alias holds; the spec bounds neither)."""
+    return container_id[:MARK_MAX]
+
+
 def owns(mark: str | None, container_id: str, *, unmarked: bool = False) -> bool:
     """Whether an interface whose owner mark (its IFLA_IFALIAS) is `mark` belongs to the
-    container. ADD marks both veth ends with the container ID, so the mark decides; an
-    unmarked interface (made before marks, or by someone else) counts only when `unmarked`
-    says the caller knows otherwise that it is this container's."""
+    container. The mark decides; an unmarked interface (made before marks, or by someone
+    else) counts only when `unmarked` says the caller knows otherwise that it is this
+    container's."""
     if mark:
-        return mark == container_id
+        return mark == mark_for(container_id)
     return unmarked
 
 
@@ -221,8 +230,8 @@ def _intact(seen: Observed | None, expected: Sequence[str], container_id: str) -
     """Whether the pair is complete, this container's, and carries the expected addresses."""
     return (
         seen is not None
-        and seen.owner == container_id
-        and seen.host_owner == container_id
+        and seen.owner == mark_for(container_id)
+        and seen.host_owner == mark_for(container_id)
         and seen.host_up
         and seen.default_via_gateway
         and sorted(seen.addresses) == sorted(expected)
@@ -439,7 +448,7 @@ async def check(req: CniRequest, node: str, kv: KVStore, dataplane: Dataplane) -
         raise CniError(UNKNOWN_CONTAINER, "no such network namespace", req.netns) from exc
     if seen is None:
         raise CniError(CHECK_FAILED, f"interface {req.ifname} is missing in {req.netns}")
-    if seen.owner != req.container_id:
+    if seen.owner != mark_for(req.container_id):
         raise CniError(
             CHECK_FAILED,
             f"{req.ifname} in {req.netns} is not this container's",
@@ -453,7 +462,7 @@ async def check(req: CniRequest, node: str, kv: KVStore, dataplane: Dataplane) -
         raise CniError(CHECK_FAILED, f"no default route via {GATEWAY_V4} in {req.netns}")
     if seen.host_owner is None or not seen.host_up:
         raise CniError(CHECK_FAILED, f"host interface {host_ifname} is missing or down")
-    if seen.host_owner != req.container_id:
+    if seen.host_owner != mark_for(req.container_id):
         raise CniError(
             CHECK_FAILED,
             f"host interface {host_ifname} is not this container's",

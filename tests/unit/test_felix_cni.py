@@ -351,6 +351,9 @@ def test_owner_marks_decide() -> None:
     assert not plugin.owns("abc", "xyz", unmarked=True)  # a mark always wins
     assert not plugin.owns("", "abc") and plugin.owns("", "abc", unmarked=True)
     assert not plugin.owns(None, "abc")
+    # An alias holds 254 characters; the spec bounds no container ID.
+    long_id = "f" * 300
+    assert plugin.mark_for(long_id) == "f" * 254 and plugin.owns("f" * 254, long_id)
 
 
 def test_a_stale_del_leaves_the_new_sandbox_alone(tmp_path: Path) -> None:
