@@ -12,11 +12,11 @@ without systemd as PID 1, doing their real work:
   made must be one the unit's SystemCallFilter= lets through (resolved with
   `systemd-analyze syscall-filter`), every socket family one of RestrictAddressFamilies=.
 
-bgpd peers with BIRD using TCP MD5 and GTSM (ttlSecurity), listens on port 179, programs the
-routes it learns and is reloaded and stopped; felix sweeps a stale workload route at start,
-restores a deleted one and keeps its status lease. Not reproduced: ProtectSystem=strict and
-the other mount-namespace settings, and the seccomp filter itself (its effect is checked
-from the trace instead).
+bgpd peers with BIRD using TCP MD5, GTSM (ttlSecurity) and BFD (UDP 3784, SO_PRIORITY),
+listens on port 179, programs the routes it learns and is reloaded and stopped; felix sweeps
+a stale workload route at start, restores a deleted one and keeps its status lease. Not
+reproduced: ProtectSystem=strict and the other mount-namespace settings, and the seccomp
+filter itself (its effect is checked from the trace instead).
 """
 
 from __future__ import annotations
@@ -231,8 +231,9 @@ def test_bgpd_in_its_sandbox(lab: Lab) -> None:
         b,
         "10.255.0.2",
         PEER_AS,
-        [Neighbor(BGPD_V4, BGPD_AS, password=PASSWORD, extra="ttl security on;")],
+        [Neighbor(BGPD_V4, BGPD_AS, password=PASSWORD, extra="ttl security on;\nbfd on;")],
         routes_v4=[PEER_ROUTE],
+        extra='protocol bfd {\n  interface "*" { interval 100 ms; multiplier 3; };\n}\n',
     )
     peer.start()
     docs = resources(
@@ -250,6 +251,9 @@ def test_bgpd_in_its_sandbox(lab: Lab) -> None:
         pools=["192.168.0.0/16"],
         blocks=[BLOCK],
     )
+    for doc in docs:
+        if doc["kind"] == "BGPPeer":
+            doc["metadata"]["annotations"] = {"pybgpd.io/bfd": "true"}
     bgpd = SandboxedBgpd(a, "node1", docs, secrets={"bgp-secrets": {"peer": PASSWORD}}).start()
     assert bgpd.proc is not None
     check_credentials(traced_pid(bgpd.proc.pid), bgpd.settings)
@@ -260,6 +264,11 @@ def test_bgpd_in_its_sandbox(lab: Lab) -> None:
     bgpd.wait_established(PEER_V4, timeout=60)
     peer.wait_received(4, [BLOCK])
     wait_for(lambda: PEER_ROUTE in bgpd.kernel_prefixes(4), 30, message="peer route in FIB")
+    wait_for(
+        lambda: " Up " in bgpd.bgpctl("show", "bfd", "sessions").stdout,
+        30,
+        message=lambda: "BFD session Up: " + bgpd.bgpctl("show", "bfd", "sessions").stdout,
+    )
     # ExecReload='s SIGHUP, through bgpctl's reload (the same handler), then a graceful stop.
     bgpd.bgpctl("reload")
     bgpd.wait_established(PEER_V4, timeout=30)

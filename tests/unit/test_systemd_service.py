@@ -278,8 +278,9 @@ def test_session_summary() -> None:
 # --- the unit files ------------------------------------------------------------------------
 
 UNITS = ("bgpd.service", "felix.service")
-# What each daemon needs (bgpd: routes, netlink buffer sizes and port 179; TCP MD5 and GTSM
-# need no capability. felix: routes and the tunnel address) and nothing more.
+# What each daemon needs (bgpd: routes, netlink buffer sizes, BFD's SO_PRIORITY and port 179;
+# TCP MD5, GTSM and BFD's port need no capability. felix: routes and the tunnel address) and
+# nothing more.
 CAPABILITIES = {
     "bgpd.service": {"CAP_NET_ADMIN", "CAP_NET_BIND_SERVICE"},
     "felix.service": {"CAP_NET_ADMIN"},
