@@ -27,6 +27,7 @@ from calico.ipam import AFFINITY_CONFIRMED as AFFINITY_CONFIRMED
 from calico.ipam import AFFINITY_PENDING as AFFINITY_PENDING
 from calico.ipam import AFFINITY_PENDING_DELETION as AFFINITY_PENDING_DELETION
 from calico.ipam import Affinity, Block, RecordError
+from calico.k8snames import secret_key_problem, secret_name_problem
 
 API_VERSION = "projectcalico.org/v3"
 
@@ -96,7 +97,8 @@ def _no_labels() -> Mapping[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class SecretKeyRef:
-    """A Kubernetes secret reference (passwords are only ever given this way)."""
+    """A Kubernetes secret reference (passwords are only ever given this way). `name` and
+    `key` follow Kubernetes' rules (calico.k8snames), checked when the resource is read."""
 
     name: str
     key: str
@@ -702,6 +704,12 @@ class _Reader:
             raise rr.error(rr.path("name"), "required")
         if secret_key is None:
             raise rr.error(rr.path("key"), "required")
+        # Read as the file NAME/KEY under the secrets directory: only names Kubernetes
+        # allows, so a reference cannot point outside it ("../", "/").
+        if (problem := secret_name_problem(name)) is not None:
+            raise rr.error(rr.path("name"), problem)
+        if (problem := secret_key_problem(secret_key)) is not None:
+            raise rr.error(rr.path("key"), problem)
         return SecretKeyRef(name, secret_key)
 
 

@@ -107,7 +107,10 @@ def configure_logging(level: str = "info", json: bool | None = None) -> None:
         renderer = structlog.processors.JSONRenderer()
     else:
         tail = [structlog.processors.StackInfoRenderer()]
-        renderer = structlog.dev.ConsoleRenderer(colors=tty)
+        # Plain tracebacks: a rich one would print local variables, a password among them.
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=tty, exception_formatter=structlog.dev.plain_traceback
+        )
 
     structlog.configure(
         processors=[*shared, *tail, renderer],

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import os
 import time
 from dataclasses import replace
 from typing import Protocol
@@ -20,6 +19,7 @@ from typing import Protocol
 from bgpd.daemon.bfd import BfdLink
 from bgpd.daemon.errors import ConfigError
 from bgpd.daemon.options import DaemonOptions
+from bgpd.daemon.secrets import SecretError, read_secret
 from bgpd.daemon.service import Service
 from bgpd.plan.diff import PeerAdded, PeerChange, PeerChanged, PeerRemoved, diff
 from bgpd.plan.errors import PlanError
@@ -73,7 +73,7 @@ def plan_of(snapshot: Snapshot, options: DaemonOptions) -> PeeringPlan:
 
 def resolve_password(spec: PeerSpec, secrets_dir: str | None) -> str | None:
     """The TCP MD5 password of a session: its `secretKeyRef` read as the file NAME/KEY under
-    `secrets_dir` (the layout of a mounted Kubernetes secret)."""
+    `secrets_dir` (the layout of a mounted Kubernetes secret; see secrets.py)."""
     ref = spec.password
     if ref is None:
         return None
@@ -82,17 +82,10 @@ def resolve_password(spec: PeerSpec, secrets_dir: str | None) -> str | None:
             f"session {spec.name}: password secretKeyRef {ref.name}/{ref.key} needs "
             "--secrets-dir"
         )
-    path = os.path.join(secrets_dir, ref.name, ref.key)
     try:
-        with open(path, encoding="utf-8") as f:
-            value = f.read().rstrip("\n")
-    except OSError as exc:
-        raise ConfigError(
-            f"session {spec.name}: password secret {ref.name}/{ref.key}: {exc.strerror}: {path}"
-        ) from None
-    if not value:
-        raise ConfigError(f"session {spec.name}: password secret {path} is empty")
-    return value
+        return read_secret(secrets_dir, ref)
+    except SecretError as exc:
+        raise ConfigError(f"session {spec.name}: password {exc}") from None
 
 
 def peer_settings(spec: PeerSpec, router_id: int, password: str | None) -> PeerSettings:

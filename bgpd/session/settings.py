@@ -50,7 +50,8 @@ class PeerSettings:
     connect_retry_time: float = 5.0
     error_wait_time: tuple[float, float] = (5.0, 30.0)
     error_forget_time: float = 300.0
-    password: str | None = None
+    # Never shown: not in repr (nor in a traceback's or a log line's rendering of it).
+    password: str | None = field(default=None, repr=False)
     ttl_security: int | None = None
     multihop: int | None = None
     families: frozenset[Family] = field(default_factory=lambda: frozenset(Family))
