@@ -5,9 +5,9 @@ reset|refresh`, `reload`, and the probes `check ready` / `check live`; each take
 (records and `now` in, text out) and checked against golden files.
 
 Exit statuses, as for every bgpctl command: 0 done, 1 bgpd answered with an error (no such
-peer, a session that cannot be refreshed), 2 bad usage, 3 bgpd unreachable (not running, or no
-answer within the timeout), 4 permission denied on the control socket. `check ready` exits 1
-while any configured session is not Established.
+peer, a session that cannot be refreshed, a reload refused), 2 bad usage, 3 bgpd unreachable
+(not running, or no answer within the timeout), 4 permission denied on the control socket.
+`check ready` exits 1 while any configured session is not Established.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any, Protocol, TextIO
 from bgpd.cli.client import ControlClient, ResponseError
 from bgpd.cli.format import bird_info, bird_since, bird_state
 from bgpd.status.codec import from_json, to_json
-from bgpd.status.records import ProtocolDetail, bird_error
+from bgpd.status.records import RELOAD_UNCHANGED, ProtocolDetail, ReloadResult, bird_error
 
 # `check ready` when some session is not Established (as calico-node -bird-ready).
 NOT_READY = 1
@@ -178,12 +178,33 @@ def _run_neighbor(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def format_reload(result: ReloadResult) -> str:
+    """One line, as BIRD's `configure` answers: what the reload did."""
+    if result.outcome == RELOAD_UNCHANGED:
+        return "bgpd: reloaded, configuration unchanged\n"
+    parts = [
+        f"{what} {', '.join(names)}"
+        for what, names in (
+            ("added", result.added), ("removed", result.removed), ("restarted", result.changed)
+        )
+        if names
+    ]
+    return "bgpd: reloaded, new configuration applied" + (
+        f" (sessions {'; '.join(parts)})\n" if parts else "\n"
+    )
+
+
 def _run_reload(args: argparse.Namespace, ctx: Context) -> int:
-    result = ctx.client().request("reload")
+    # bgpd answers once the reload is done; a refused one is an error answer (exit 1).
+    answer = ctx.client().request("reload")
+    try:
+        result = from_json(ReloadResult, answer)
+    except (TypeError, ValueError) as exc:
+        raise ResponseError(f"unreadable reload answer from bgpd: {exc}") from None
     if args.json:
-        ctx.print_json({"action": "reload", "result": str(result)})
+        ctx.print_json({"action": "reload", **to_json(result)})
     else:
-        ctx.stdout.write("bgpd: reload requested (the datastore is read again)\n")
+        ctx.stdout.write(format_reload(result))
     return 0
 
 
@@ -269,7 +290,8 @@ def register(
     commands.append(
         command(
             ("reload",),
-            "make bgpd read its datastore again and apply the changes (as SIGHUP does)",
+            "make bgpd read its datastore again and apply the changes; exits 1 with the "
+            "reason when the new configuration is refused (the running one stays)",
             _json_flag,
             _run_reload,
         )

@@ -4,6 +4,9 @@ The protocol is newline-delimited JSON. A request is an object with a "command" 
 command's fields; the response is `{"ok": true, "result": ...}` or `{"ok": false, "error": "..."}`
 with a one-line error. `handle_line` never raises on bad input, so one bad client costs nothing.
 
+A command that must wait for the daemon (`reload`) returns an awaitable instead of its
+result; `complete` awaits it, and the server answers with what it gives.
+
 A response's result may still hold records (`bgpd.status.records`): `encode_response` converts
 them with the status codec while it encodes, in slices, so the server can yield to the event loop
 between slices of a large route table instead of holding it for the whole dump.
@@ -12,6 +15,7 @@ between slices of a large route table instead of holding it for the whole dump.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import ipaddress
 import json
 from collections.abc import Callable, Iterator, Mapping
@@ -155,6 +159,18 @@ def handle_request(request: Mapping[str, Any], view: DaemonView) -> Response:
         return error(f"unexpected field(s) for {name}: {', '.join(extra)}")
     try:
         return ok(command.run(request, view))
+    except RequestError as exc:
+        return error(str(exc))
+
+
+async def complete(response: Response) -> Response:
+    """`response` with an awaitable result (a command that waits) replaced by its outcome;
+    a RequestError it raises becomes the error response."""
+    result = response.get("result")
+    if not inspect.isawaitable(result):
+        return response
+    try:
+        return ok(await result)
     except RequestError as exc:
         return error(str(exc))
 

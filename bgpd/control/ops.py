@@ -1,20 +1,24 @@
 """The operator's control commands: `protocols` (BIRD's `show protocols [all]`), `reset` and
 `refresh` of one neighbor, and `reload`. Handlers, no sockets: `handlers.COMMANDS` lists these
-beside the query commands, and the daemon implements `OpsView`. Their record, `ProtocolDetail`,
-is in `bgpd.status.records`.
+beside the query commands, and the daemon implements `OpsView`. Their records,
+`ProtocolDetail` and `ReloadResult`, are in `bgpd.status.records`.
+
+`reload` answers only once the reload is done, with what it did, as BIRD's `configure` does:
+a refused reload is an error response carrying the reason (a file that does not parse, a
+session whose password cannot be read), so `bgpctl reload` and `systemctl reload` fail.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any, Protocol
 
 from bgpd.control.errors import RequestError
-from bgpd.status.records import ProtocolDetail
+from bgpd.status.records import RELOAD_REFUSED, ProtocolDetail, ReloadResult
 
 
 class OpsView(Protocol):
-    """What the operator's commands ask of the daemon; all answer without awaiting."""
+    """What the operator's commands ask of the daemon; all but `reload` answer at once."""
 
     def protocols(self) -> list[ProtocolDetail]: ...
 
@@ -28,8 +32,8 @@ class OpsView(Protocol):
         an unknown peer, ValueError (with the reason) when the session cannot be refreshed."""
         ...
 
-    def request_reload(self) -> None:
-        """Read the datastore again and apply what changed (as SIGHUP does)."""
+    def reload(self) -> Awaitable[ReloadResult]:
+        """Read the datastore again and apply what changed (as SIGHUP does); what it did."""
         ...
 
 
@@ -73,5 +77,12 @@ def refresh(request: Mapping[str, Any], view: OpsView) -> object:
 
 
 def reload(request: Mapping[str, Any], view: OpsView) -> object:
-    view.request_reload()
-    return "reload requested"
+    """An awaitable: the server answers once the reload is done (handlers.complete)."""
+    return _reloaded(view.reload())
+
+
+async def _reloaded(pending: Awaitable[ReloadResult]) -> ReloadResult:
+    result = await pending
+    if result.outcome == RELOAD_REFUSED:
+        raise RequestError(f"reload refused, keeping the running configuration: {result.error}")
+    return result

@@ -18,6 +18,7 @@ from bgpd.control.errors import ControlError, ControlSocketInUse
 from bgpd.control.handlers import (
     MAX_REQUEST_BYTES,
     Response,
+    complete,
     encode_response,
     error,
     handle_line,
@@ -138,7 +139,7 @@ class ControlServer:
                 if not line:
                     break
                 if line.strip():
-                    await self._send(writer, self._respond(line))
+                    await self._send(writer, await self._respond(line))
         except (ConnectionError, BrokenPipeError):
             pass
         finally:
@@ -147,9 +148,9 @@ class ControlServer:
             with contextlib.suppress(OSError, asyncio.CancelledError):
                 await writer.wait_closed()
 
-    def _respond(self, line: bytes) -> Response:
+    async def _respond(self, line: bytes) -> Response:
         try:
-            return handle_line(line, self.view)
+            return await complete(handle_line(line, self.view))
         except Exception as exc:
             log.exception("control.handler_failed", request=line[:200].decode(errors="replace"))
             return internal_error(exc)

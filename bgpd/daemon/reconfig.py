@@ -28,6 +28,12 @@ from bgpd.session.driver import Listener, PeerDriver
 from bgpd.session.settings import PeerSettings
 from bgpd.speaker.driver import SpeakerDriver
 from bgpd.speaker.speaker import Speaker, router_id_int
+from bgpd.status.records import (
+    RELOAD_APPLIED,
+    RELOAD_REFUSED,
+    RELOAD_UNCHANGED,
+    ReloadResult,
+)
 from bgpd.wire.family import Family
 from calico.errors import DatastoreError
 from calico.file import load_file
@@ -131,7 +137,7 @@ class Reconfig:
         self.daemon = daemon
         self._lock = asyncio.Lock()
         self._watch_task: asyncio.Task[None] | None = None
-        self._reload_tasks: set[asyncio.Task[None]] = set()
+        self._reload_tasks: set[asyncio.Task[ReloadResult]] = set()
         # Wall-clock time the last configuration change was applied (None: none yet).
         self.reconfigured: float | None = None
 
@@ -186,11 +192,14 @@ class Reconfig:
         """Apply every new snapshot the source reports."""
         self._watch_task = asyncio.get_running_loop().create_task(self._watch(source))
 
-    def request_reload(self) -> None:
-        """SIGHUP: read the datastore again and apply what changed."""
+    def request_reload(self) -> asyncio.Task[ReloadResult]:
+        """SIGHUP, `bgpctl reload`: read the datastore again and apply what changed, in a
+        task of ours (a shutdown cancels it before it takes the sessions down); await it
+        for the outcome."""
         task = asyncio.get_running_loop().create_task(self.reload())
         self._reload_tasks.add(task)
         task.add_done_callback(self._reload_tasks.discard)
+        return task
 
     async def close(self) -> None:
         for task in (self._watch_task, *self._reload_tasks):
@@ -199,17 +208,20 @@ class Reconfig:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
-    async def reload(self) -> None:
+    async def reload(self) -> ReloadResult:
+        """Read the datastore again and apply what changed; the outcome, which a refused
+        reload's error is part of (bgpctl reload, systemctl reload)."""
         d = self.daemon
         if d.source is None:
-            return
+            return ReloadResult(RELOAD_REFUSED, error="this daemon has no datastore to read")
         d.service.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
             snapshot = await d.source.load()
         except DatastoreError as exc:
-            log.error("reload failed; keeping the current plan", error=str(exc))
+            log.error("reload refused; keeping the current plan", error=str(exc))
+            return ReloadResult(RELOAD_REFUSED, error=str(exc))
         else:
-            await self.apply_snapshot(snapshot)
+            return await self.apply_snapshot(snapshot)
         finally:
             d.service.notify("READY=1")
 
@@ -222,17 +234,17 @@ class Reconfig:
         except Exception:
             log.exception("datastore watch failed; changes are no longer followed")
 
-    async def apply_snapshot(self, snapshot: Snapshot) -> None:
+    async def apply_snapshot(self, snapshot: Snapshot) -> ReloadResult:
         """A new datastore state: plan it and apply the difference, or, when it cannot be
         planned, log why and keep running the current plan (DESIGN principle 7)."""
         try:
             plan = plan_of(snapshot, self.daemon.options)
         except (ConfigError, PlanError, DatastoreError) as exc:
             log.error("new configuration refused; keeping the current plan", error=str(exc))
-            return
-        await self.apply_plan(plan)
+            return ReloadResult(RELOAD_REFUSED, error=str(exc))
+        return await self.apply_plan(plan)
 
-    async def apply_plan(self, new: PeeringPlan) -> None:
+    async def apply_plan(self, new: PeeringPlan) -> ReloadResult:
         """Move to `new`: start added sessions, stop removed ones, restart changed ones, and
         leave every other session (and its routes) alone. A new router ID or AS restarts all
         sessions, since every OPEN carries them."""
@@ -247,14 +259,18 @@ class Reconfig:
             else:
                 changes = diff(old, new)
             if old == new:
-                return
+                return ReloadResult(RELOAD_UNCHANGED)
             self.reconfigured = time.time()
+            result = ReloadResult(
+                RELOAD_APPLIED,
+                added=tuple(c.name for c in changes if isinstance(c, PeerAdded)),
+                removed=tuple(c.name for c in changes if isinstance(c, PeerRemoved)),
+                changed=tuple(c.name for c in changes if isinstance(c, PeerChanged)),
+            )
             if changes:
                 log.info(
-                    "applying configuration change", node=new.node,
-                    added=[c.name for c in changes if isinstance(c, PeerAdded)],
-                    removed=[c.name for c in changes if isinstance(c, PeerRemoved)],
-                    changed=[c.name for c in changes if isinstance(c, PeerChanged)],
+                    "applying configuration change", node=new.node, added=list(result.added),
+                    removed=list(result.removed), changed=list(result.changed),
                 )
             if new.listen_port != old.listen_port or new.listen_addresses != old.listen_addresses:
                 log.warning("listen port or addresses changed: takes effect at the next start")
@@ -286,3 +302,4 @@ class Reconfig:
                 elif isinstance(change, PeerChanged):
                     self.start_peer(change.new)
             d.pump.settle()
+            return result

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Protocol
 
 from bgpd import __version__
@@ -40,6 +40,7 @@ from bgpd.status.records import (
     ExportedRoute,
     PeerStatus,
     ProtocolDetail,
+    ReloadResult,
     RouteEntry,
 )
 from bgpd.wire.errors import CEASE
@@ -237,8 +238,8 @@ class DaemonViews:
         log.info("route refresh requested by operator", peer=peer.spec.name)
         return [FAMILIES[f].label for f in families]
 
-    def request_reload(self) -> None:
-        self.daemon.reconfig.request_reload()
+    def reload(self) -> Awaitable[ReloadResult]:
+        return self.daemon.reconfig.request_reload()
 
     def bfd_sessions(self) -> list[BfdSessionStatus] | None:
         """`show bfd sessions` (None: this daemon runs no BFD)."""

@@ -193,3 +193,28 @@ def bird_error(info: str) -> str:
     if not info or info.startswith(ERROR_CLASSES):
         return info
     return "Socket: " + info
+
+
+RELOAD_APPLIED = "applied"
+RELOAD_UNCHANGED = "unchanged"
+RELOAD_REFUSED = "refused"
+RELOAD_OUTCOMES = (RELOAD_APPLIED, RELOAD_UNCHANGED, RELOAD_REFUSED)
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadResult:
+    """What one reload did (BIRD's `configure` answer). "applied": the new plan runs, with
+    the sessions named in `added`, `removed` and `changed` (restarted) and any routing
+    change; "unchanged": the datastore says what already runs; "refused": the new state could
+    not be read or planned, `error` says why, and the running plan stays."""
+
+    outcome: str
+    error: str | None = None
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check(self.outcome, RELOAD_OUTCOMES, "reload outcome")
+        if (self.outcome == RELOAD_REFUSED) != (self.error is not None):
+            raise ValueError("a refused reload, and only that, carries an error")

@@ -19,11 +19,20 @@ from pathlib import Path
 import pytest
 
 from bgpd.cli.bgpctl import main
-from bgpd.cli.ops_cmds import format_protocols
-from bgpd.control.handlers import handle_request
+from bgpd.cli.ops_cmds import format_protocols, format_reload
+from bgpd.control.handlers import complete, handle_request
 from bgpd.control.server import ControlServer
 from bgpd.status.codec import from_json, to_json
-from bgpd.status.records import DaemonStatus, PeerStatus, ProtocolDetail, RouteEntry
+from bgpd.status.records import (
+    RELOAD_APPLIED,
+    RELOAD_REFUSED,
+    RELOAD_UNCHANGED,
+    DaemonStatus,
+    PeerStatus,
+    ProtocolDetail,
+    ReloadResult,
+    RouteEntry,
+)
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 NOW = 1_700_000_600.0
@@ -109,6 +118,8 @@ class FakeView:
         self.resets: list[str] = []
         self.refreshes: list[str] = []
         self.reloads = 0
+        # What the next reload answers with.
+        self.reload_result = ReloadResult(RELOAD_UNCHANGED)
 
     def _find(self, name: str) -> ProtocolDetail:
         for d in self.details:
@@ -138,8 +149,10 @@ class FakeView:
         self.refreshes.append(d.peer.name)
         return [d.peer.family]
 
-    def request_reload(self) -> None:
+    async def reload(self) -> ReloadResult:
+        await asyncio.sleep(0)  # a reload awaits the datastore and the sessions
         self.reloads += 1
+        return self.reload_result
 
     def exported(self, peer: str) -> list[object]:
         self._find(peer)
@@ -183,10 +196,43 @@ def test_reset_and_refresh_handlers() -> None:
     assert handle_request({"command": "reset", "peer": "x", "now": 1}, view)["ok"] is False
 
 
-def test_reload_handler() -> None:
+def test_reload_handler_answers_with_the_outcome() -> None:
     view = FakeView()
-    assert handle_request({"command": "reload"}, view) == {"ok": True, "result": "reload requested"}
-    assert view.reloads == 1
+
+    def reload() -> object:
+        return asyncio.run(complete(handle_request({"command": "reload"}, view)))
+
+    assert reload() == {"ok": True, "result": ReloadResult(RELOAD_UNCHANGED)}
+    applied = ReloadResult(RELOAD_APPLIED, added=("Global_10_0_0_9",))
+    view.reload_result = applied
+    assert reload() == {"ok": True, "result": applied}
+    view.reload_result = ReloadResult(RELOAD_REFUSED, error="calico.yaml: line 3: bad")
+    assert reload() == {
+        "ok": False,
+        "error": "reload refused, keeping the running configuration: calico.yaml: line 3: bad",
+    }
+    assert view.reloads == 3
+    # A command that answers at once passes through unchanged.
+    status = handle_request({"command": "protocols"}, view)
+    assert asyncio.run(complete(status)) is status
+
+
+def test_reload_result_record() -> None:
+    with pytest.raises(ValueError):
+        ReloadResult("maybe")
+    with pytest.raises(ValueError):
+        ReloadResult(RELOAD_REFUSED)
+    with pytest.raises(ValueError):
+        ReloadResult(RELOAD_APPLIED, error="x")
+    r = ReloadResult(RELOAD_APPLIED, added=("a",), removed=("b", "c"), changed=("d",))
+    assert from_json(ReloadResult, json.loads(json.dumps(to_json(r)))) == r
+    assert format_reload(r) == (
+        "bgpd: reloaded, new configuration applied (sessions added a; removed b, c; "
+        "restarted d)\n"
+    )
+    assert format_reload(ReloadResult(RELOAD_APPLIED)) == (
+        "bgpd: reloaded, new configuration applied\n"
+    )
 
 
 # --- the CLI end to end -----------------------------------------------------------------------
@@ -283,9 +329,14 @@ def test_cli_neighbor_bad_action_is_usage(capsys: pytest.CaptureFixture[str]) ->
 
 def test_cli_reload(sock: str, view: FakeView, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["--control-socket", sock, "reload"], capsys) == (
-        0, "bgpd: reload requested (the datastore is read again)\n", "",
+        0, "bgpd: reloaded, configuration unchanged\n", "",
     )
-    assert view.reloads == 1
+    view.reload_result = ReloadResult(RELOAD_REFUSED, error="calico.yaml: line 3: bad")
+    assert run(["--control-socket", sock, "reload"], capsys) == (
+        1, "",
+        "bgpctl: reload refused, keeping the running configuration: calico.yaml: line 3: bad\n",
+    )
+    assert view.reloads == 2
 
 
 def test_cli_check_ready(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -352,9 +403,13 @@ def test_cli_json_neighbor_reload(
     assert (code, err) == (0, "")
     assert json.loads(out) == {"peer": "Mesh_10_0_0_2", "action": "refresh", "families": ["ipv4"]}
     assert (view.resets, view.refreshes) == (["Mesh_10_0_0_2"], ["Mesh_10_0_0_2"])
+    view.reload_result = ReloadResult(RELOAD_APPLIED, removed=("Global_10_0_0_9",))
     code, out, err = run(["--control-socket", sock, "reload", "--json"], capsys)
     assert (code, err) == (0, "")
-    assert json.loads(out) == {"action": "reload", "result": "reload requested"}
+    assert json.loads(out) == {
+        "action": "reload", "outcome": "applied", "error": None, "added": [],
+        "removed": ["Global_10_0_0_9"], "changed": [],
+    }
     assert view.reloads == 1
 
 

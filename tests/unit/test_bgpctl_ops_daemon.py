@@ -94,6 +94,23 @@ def test_operator_commands_on_live_daemons(pair: Pair) -> None:
 
     wait_for(originated, 30, message="node2's new block")
 
+    # A file that does not parse: the reload is refused with the parse error (exit 1), and
+    # the running plan stays, its session untouched. BIRD's `configure` answers the same way.
+    blocks = {"node1": "192.168.1.0/26", "node2": "192.168.9.0/26"}
+    since = pair.protocol("node1")["since"]
+    pair.config.write_text(pair.config.read_text() + "---\nkind: [unclosed\n")
+    result = pair.bgpctl("node1", "reload")
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.startswith(
+        "bgpctl: reload refused, keeping the running configuration: "
+    ), result.stderr
+    assert str(pair.config) in result.stderr and len(result.stderr.splitlines()) == 1
+    assert (result.stdout, pair.protocol("node1")["since"]) == ("", since)
+    assert _established(pair, "node1")
+    pair.write(blocks)
+    result = pair.bgpctl("node1", "reload")
+    assert (result.returncode, result.stdout) == (0, "bgpd: reloaded, configuration unchanged\n")
+
     # Readiness fails once the peer is gone, naming it.
     pair.procs["node2"].send_signal(signal.SIGTERM)
     pair.procs["node2"].wait(30)

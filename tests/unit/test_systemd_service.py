@@ -166,7 +166,7 @@ def test_ready_status_reload_and_graceful_stop(tmp: Path) -> None:
         assert (tmp / "bgpd.sock").exists()
         assert not [x for x in listener.lines() if x == "WATCHDOG=1"]
 
-        # A third node appears; SIGHUP (ExecReload=) reloads and the status follows.
+        # A third node appears; SIGHUP reloads and the status follows.
         bgpd.write({"node1": "127.0.0.1", "node2": "127.0.0.2", "node3": "127.0.0.3"})
         bgpd.proc.send_signal(signal.SIGHUP)
         listener.wait_for("RELOADING=1")
@@ -175,6 +175,20 @@ def test_ready_status_reload_and_graceful_stop(tmp: Path) -> None:
         listener.wait_for("STATUS=0/2 sessions established")
         assert bgpd.proc.poll() is None, bgpd.log_text()
 
+        # `systemctl reload` runs the unit's ExecReload=: bgpctl waits for the reload and
+        # exits with its outcome, which systemd reports. A bad file: exit 1, with the reason.
+        bgpd.config.write_text("kind: [unclosed\n")
+        reload = _exec_reload(tmp / "bgpd.sock")
+        assert reload.returncode == 1, reload.stdout
+        assert reload.stderr.startswith("bgpctl: reload refused"), reload.stderr
+        listener.wait_for("RELOADING=1", count=2)
+        listener.wait_for("READY=1", count=3)
+        listener.wait_for("STATUS=0/2 sessions established")
+        bgpd.write({"node1": "127.0.0.1", "node2": "127.0.0.2"})
+        reload = _exec_reload(tmp / "bgpd.sock")
+        assert (reload.returncode, reload.stderr) == (0, "")
+        listener.wait_for("STATUS=0/1 sessions established")
+
         # SIGTERM: STOPPING=1, then a clean exit.
         bgpd.proc.send_signal(signal.SIGTERM)
         listener.wait_for("STOPPING=1")
@@ -182,6 +196,17 @@ def test_ready_status_reload_and_graceful_stop(tmp: Path) -> None:
     finally:
         bgpd.stop()
         listener.close()
+
+
+def _exec_reload(control_socket: Path) -> subprocess.CompletedProcess[str]:
+    """The unit's ExecReload= command line, run from this checkout against `control_socket`."""
+    (command,) = _unit("bgpd.service")["ExecReload"]
+    argv = command.replace("/run/pybgpd/bgpd.sock", str(control_socket)).split()
+    assert argv[0] == "bgpctl"
+    return subprocess.run(
+        [sys.executable, "-m", "bgpd.cli.bgpctl", *argv[1:]],
+        capture_output=True, text=True, timeout=DEADLINE, cwd=REPO,
+    )
 
 
 def test_watchdog_pings_at_half_the_interval(tmp: Path) -> None:
@@ -338,9 +363,14 @@ def test_the_binary_is_the_installed_entry_point(name: str) -> None:
     assert command in scripts
 
 
-def test_bgpd_unit_reloads_with_sighup() -> None:
+def test_bgpd_unit_reloads_through_bgpctl() -> None:
+    # Synchronous, with the outcome as exit status: `systemctl reload bgpd` fails when bgpd
+    # refuses the new configuration (systemd 252 too; a kill -HUP would always succeed).
     unit = _unit("bgpd.service")
-    assert unit["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert unit["ExecReload"] == [
+        "bgpctl --control-socket /run/pybgpd/bgpd.sock reload"
+    ]
+    assert "--control-socket /run/pybgpd/bgpd.sock" in unit["ExecStart"][0]
     assert unit["KillSignal"] == ["SIGTERM"]
 
 
@@ -397,7 +427,7 @@ def _root_for_verify(tmp: Path, *, scripts: bool = True) -> Path:
     if scripts:
         bindir = root / "usr/local/bin"
         bindir.mkdir(parents=True)
-        for script in ENTRY_POINTS.values():
+        for script in (*ENTRY_POINTS.values(), "bgpctl"):  # bgpctl: bgpd's ExecReload=
             (bindir / script).write_text("#!/bin/sh\nexit 0\n")
             (bindir / script).chmod(0o755)
     return root
