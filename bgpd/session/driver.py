@@ -5,6 +5,12 @@ actions (connect, close), hands its events to a callback, writes each connection
 once per event-loop tick, and keeps one `loop.call_at` armed from `Peer.next_timer()`.
 `Listener` accepts connections for every configured neighbor and hands each to its driver.
 The protocol logic lives in `peer.py` / `session.py`; nothing here decides anything BGP.
+
+Logging: one structured line per session event, states by their RFC names ("OpenSent").
+A neighbor's state changes are debug lines; an attempt that fails before Established (a
+refused connect, an OPEN refused) is an info line with its error; the speaker logs the
+established session and its end. Repeated failures and refused connections are rate
+limited (`common.ratelimit`), with a line saying how many were suppressed.
 """
 
 from __future__ import annotations
@@ -12,12 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import logging
 import os
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Hashable, Mapping
 from typing import Any
 
 from bgpd.session.errors import ADMIN_SHUTDOWN, CEASE_OUT_OF_RESOURCES
@@ -44,8 +49,10 @@ from bgpd.session.sockopts import (
 from bgpd.wire.errors import CEASE
 from bgpd.wire.family import Family
 from bgpd.wire.messages import Notification
+from common.log import get_logger
+from common.ratelimit import LogLimiter, Suppressed
 
-log = logging.getLogger(__name__)
+log = get_logger("bgpd.session")
 
 HIGH_WATER = 8 << 10
 """Transport buffer level that pauses writing. The transport's buffer is a copy per
@@ -63,6 +70,61 @@ CLOSE_TIMEOUT = 5.0
 """How long a closing connection may take to flush before it is aborted."""
 
 EventCallback = Callable[[SessionEvent], None]
+
+ATTEMPT_FAILED = "session attempt failed"
+CONNECTION_REFUSED = "connection refused"
+ACCEPT_FAILED = "accept failed"
+
+
+class LogThrottle:
+    """A `LogLimiter` on the running loop: logs the events it allows, and each summary of
+    suppressed ones when its window ends (a timer armed only while one is owed)."""
+
+    def __init__(self, limiter: LogLimiter | None = None) -> None:
+        self.limiter = limiter if limiter is not None else LogLimiter()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+
+    def log(self, level: str, event: str, subject: Hashable, fields: Mapping[str, Any]) -> bool:
+        """Log `event` with `fields` unless too many like it (same event and subject) came
+        lately; True when logged."""
+        loop = asyncio.get_running_loop()
+        allowed = self.limiter.allow(event, subject, loop.time(), fields)
+        if allowed:
+            getattr(log, level)(event, **fields)
+        self._arm(loop)
+        return allowed
+
+    def close(self) -> None:
+        """Log what is still owed (at shutdown)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._timer_at = None
+        with contextlib.suppress(RuntimeError):  # no running loop: nothing was throttled
+            now = asyncio.get_running_loop().time()
+            for summary in self.limiter.drain(now):
+                _log_suppressed(summary)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        deadline = self.limiter.next_deadline()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = None if deadline is None else loop.call_at(deadline, self._fire)
+
+    def _fire(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._timer = self._timer_at = None
+        for summary in self.limiter.due(loop.time()):
+            _log_suppressed(summary)
+        self._arm(loop)
+
+
+def _log_suppressed(s: Suppressed) -> None:
+    log.info("suppressed similar", kind=s.kind, suppressed=s.count,
+             seconds=round(s.seconds, 1), **s.detail)
 
 
 class SessionProtocol(asyncio.Protocol):
@@ -199,6 +261,7 @@ class PeerDriver:
         self._established_since: float | None = None
         self._drained: asyncio.Event | None = None
         self._all_closed: asyncio.Event | None = None
+        self._throttle = LogThrottle()
 
     # --- status ---------------------------------------------------------------------------
 
@@ -286,6 +349,7 @@ class PeerDriver:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+        self._throttle.close()
 
     def send(self, data: bytes, count: int | None = None) -> None:
         """Queue pre-encoded UPDATE messages; written with the tick's other output.
@@ -337,7 +401,8 @@ class PeerDriver:
                 if opt.name != TCP_MD5SIG:  # the listening socket's keys already apply
                     sock.setsockopt(opt.level, opt.name, opt.value)
         except OSError as exc:
-            log.warning("%s: socket options on an accepted connection: %s", self.name, exc)
+            log.warning("socket options on an accepted connection failed", peer=self.name,
+                        address=self.settings.peer_address, error=_strerror(exc))
         self._spawn(self._attach_accepted(conn_id, sock))
         self._process()
         return True
@@ -381,17 +446,32 @@ class PeerDriver:
     def _deliver(self, event: SessionEvent) -> None:
         if isinstance(event, StateChanged):
             self._state_since = time.time()
-            log.info("%s: %s -> %s %s", self.name, event.old, event.new, self._peer.info)
+            self._log_state(event)
         elif isinstance(event, SessionEstablished):
             self._established_since = time.time()
         elif isinstance(event, SessionDown):
             self._established_since = None
-            log.info("%s: session down: %s", self.name, event.reason)
             self._writable()
         try:
             self._on_event(event)
         except Exception:
-            log.exception("%s: event handler failed on %s", self.name, type(event).__name__)
+            log.exception("event handler failed", peer=self.name, on=type(event).__name__)
+
+    def _log_state(self, event: StateChanged) -> None:
+        """One line per state change: debug, or, for an attempt that failed before
+        Established, info with its error, at most once a minute per error. (An established
+        session's end is the speaker's "session down" line.)"""
+        fields: dict[str, Any] = {
+            "peer": self.name, "address": self.settings.peer_address,
+            "old": str(event.old), "new": str(event.new),
+        }
+        if event.error:
+            fields["error"] = event.error
+            if event.old is not State.ESTABLISHED and self._throttle.log(
+                "info", ATTEMPT_FAILED, event.error, fields
+            ):
+                return
+        log.debug("session state", **fields)
 
     def _schedule_flush(self) -> None:
         if self._flush_handle is None and self._loop is not None:
@@ -409,7 +489,8 @@ class PeerDriver:
             for data in self._peer.chunks_to_send(conn_id):
                 ok = proto.write(data) and ok
             if not ok:
-                log.warning("%s: peer is not reading; %d bytes queued", self.name, proto.buffered)
+                log.warning("peer is not reading; resetting", peer=self.name,
+                            address=self.settings.peer_address, queued_bytes=proto.buffered)
                 proto.overflowed = True
                 self._peer.close_connection(
                     conn_id,
@@ -559,6 +640,7 @@ class Listener:
         self.refused = 0
         self._task: asyncio.Task[None] | None = None
         self._md5: dict[str, str] = {}
+        self._throttle = LogThrottle()
 
     @classmethod
     async def start(
@@ -622,6 +704,7 @@ class Listener:
                 await self._task
             self._task = None
         self._sock.close()
+        self._throttle.close()
 
     async def _accept_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -629,8 +712,9 @@ class Listener:
             try:
                 conn, addr = await loop.sock_accept(self._sock)
             except OSError as exc:
-                # EMFILE and friends: keep listening, but do not spin.
-                log.warning("accept failed: %s", exc)
+                # EMFILE and friends: keep listening, but do not spin (nor flood the log).
+                error = _strerror(exc)
+                self._throttle.log("warning", ACCEPT_FAILED, error, {"error": error})
                 await asyncio.sleep(0.1)
                 continue
             address = normalize_address(addr[0])
@@ -646,9 +730,10 @@ class Listener:
             else:
                 continue
             self.refused += 1
-            # A flood of one address must not flood the log too.
-            level = logging.DEBUG if reason == "connection rate exceeded" else logging.INFO
-            log.log(level, "refused a connection from %s: %s", address, reason)
+            # A flood from one address must not flood the log too.
+            self._throttle.log(
+                "info", CONNECTION_REFUSED, address, {"address": address, "reason": reason}
+            )
             conn.close()
 
 

@@ -19,9 +19,14 @@ class SessionEvent:
 
 @dataclass(frozen=True, slots=True)
 class StateChanged(SessionEvent):
+    """`error` is the fault this transition came from, BIRD-style as `Peer.info` ("Socket:
+    Connection refused", "Received: Bad peer AS"); empty for an ordinary step and for the
+    steps of one connection (`Session`), whose end the peer reports."""
+
     peer: str
     old: State
     new: State
+    error: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,6 +61,8 @@ class Peer:
         self.local_open = local_open if local_open is not None else build_open(settings)
         self.counters = Counters()
         self.info = ""
+        # A fault just recorded in `info`, for the StateChanged it causes (and no other).
+        self._new_error = ""
         self._enabled = False
         self._base = State.IDLE
         self._state = State.IDLE
@@ -148,7 +150,7 @@ class Peer:
             return
         self._peer_event(EventType.TCP_CONNECTION_FAILS)
         if not self._live():
-            self.info = f"Socket: {reason}"
+            self.info = self._new_error = f"Socket: {reason}"
         self._pump(now)
 
     def connection_made(self, now: float, *, outgoing: bool) -> int | None:
@@ -336,6 +338,7 @@ class Peer:
                     self._actions.append(CloseRequested(self.name, conn_id))
                 self._after_close(session, now)
         self._update_state()
+        self._new_error = ""  # it caused no transition: it stays in `info` only
 
     def _update_state(self) -> None:
         """The neighbor's state: its most advanced connection's, else its own."""
@@ -345,7 +348,8 @@ class Peer:
                 state = seen
         if state is not self._state:
             old, self._state = self._state, state
-            self._events.append(StateChanged(self.name, old, state))
+            self._events.append(StateChanged(self.name, old, state, self._new_error))
+            self._new_error = ""
 
     def _relay(self, session: Session, event: SessionEvent) -> None:
         if isinstance(event, StateChanged):
@@ -380,6 +384,7 @@ class Peer:
         operator = sent is not None and sent.code == CEASE and sent.subcode in _OPERATOR_CEASES
         if not lost_collision and not operator:
             self.info = session.info
+            self._new_error = session.info
         if others or not self._enabled:
             return
         failed = (sent is not None and sent.code != CEASE) or (

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from bgpd.kernel.driver import KernelSync
 from bgpd.session.driver import PeerDriver
 from bgpd.session.errors import LocalSessionError
-from bgpd.session.events import SessionEvent, StateChanged
+from bgpd.session.events import SessionDown, SessionEvent
 from bgpd.session.session import count_messages
 from bgpd.speaker.actions import (
     Action,
@@ -34,6 +34,7 @@ from bgpd.speaker.actions import (
     Log,
     SetReading,
 )
+from bgpd.speaker.logs import merge_follow_ups
 from bgpd.speaker.speaker import Speaker
 from common.log import get_logger
 
@@ -87,14 +88,13 @@ class SpeakerDriver:
     def on_event(self, event: SessionEvent) -> None:
         """A session driver's callback."""
         if self._closed:
-            return  # shutting down: sessions closing report their end to nobody
-        if isinstance(event, StateChanged):
-            peer = self.speaker.peers.get(event.peer)
-            if peer is not None:
-                log.info(
-                    "session state", peer=event.peer, address=peer.spec.peer_address,
-                    old=event.old.name, new=event.new.name,
-                )
+            # Shutting down: the speaker hears no more, but a session's end is still its
+            # one line (as the speaker would have logged it).
+            if isinstance(event, SessionDown):
+                peer = self.speaker.peers.get(event.peer)
+                address = peer.spec.peer_address if peer is not None else None
+                log.info("session down", peer=event.peer, address=address, reason=event.reason)
+            return
         self.speaker.receive(event, asyncio.get_running_loop().time())
         if self.speaker.has_work() and self._drain_task is None:
             self._drain_task = asyncio.get_running_loop().create_task(self._drain())
@@ -180,7 +180,7 @@ class SpeakerDriver:
     # --- actions ------------------------------------------------------------------------
 
     def _run(self, actions: list[Action]) -> None:
-        for action in actions:
+        for action in merge_follow_ups(actions):
             if isinstance(action, Broadcast):
                 self._broadcast(action)
             elif isinstance(action, FibChanges):

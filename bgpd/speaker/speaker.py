@@ -344,8 +344,8 @@ class Speaker:
         if event.restart_time:
             # RFC 4724 helper: keep its routes, stale, until End-of-RIB or the restart time.
             kept = self.helper.keep(name, event.restart_time, now)
-            self._log("info", "keeping stale routes for restart", peer=name, routes=kept,
-                      restart_time=event.restart_time)
+            self._log("info", "keeping stale routes for restart", peer=name,
+                      stale_routes=kept, restart_time=event.restart_time)
             return
         self._changed(self.rib.remove_peer(name))
 

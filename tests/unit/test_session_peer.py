@@ -377,3 +377,53 @@ def test_restart_state_bit_is_sent_only_until_the_first_session() -> None:
     (gr,) = pair.a.local_open.find(GracefulRestart)
     assert isinstance(gr, GracefulRestart) and not gr.restarting
     assert all(not forwarding for _, forwarding in gr.families)
+
+
+# --- errors on the transitions they caused --------------------------------------------------
+
+
+def _transitions(peer: Peer) -> list[tuple[State, State, str]]:
+    return [(e.old, e.new, e.error) for e in drain(peer) if isinstance(e, StateChanged)]
+
+
+def test_a_refused_connect_marks_only_its_own_transition() -> None:
+    peer = Peer(settings_pair(connect_delay_time=0.0, connect_retry_time=5.0)[0])
+    peer.start(0.0)
+    peer.connect_failed(0.1, "Connection refused")
+    peer.handle_timer(5.0)
+    assert _transitions(peer) == [
+        (State.IDLE, State.CONNECT, ""),
+        (State.CONNECT, State.ACTIVE, "Socket: Connection refused"),
+        # The retry is an ordinary step, though `info` still holds the error.
+        (State.ACTIVE, State.CONNECT, ""),
+    ]
+    assert peer.info == "Socket: Connection refused"
+
+
+def test_a_refused_open_marks_the_fall_back_and_not_the_next_attempt() -> None:
+    sa, sb = settings_pair(b={"passive": True, "peer_as": 65001}, error_wait_time=(5.0, 5.0))
+    pair = PeerPair(sa, sb)
+    pair.a.start(0.0)
+    pair.b.start(0.0)
+    pair.transfer()
+    assert _transitions(pair.a) == [
+        (State.IDLE, State.CONNECT, ""),
+        (State.CONNECT, State.OPEN_SENT, ""),
+        (State.OPEN_SENT, State.OPEN_CONFIRM, ""),
+        (State.OPEN_CONFIRM, State.IDLE, "Received: Bad peer AS"),
+    ]
+    assert (State.OPEN_SENT, State.IDLE, "BGP Error: Bad peer AS") in _transitions(pair.b)
+    pair.advance(5.0)
+    first, *_ = _transitions(pair.a)
+    assert first == (State.IDLE, State.CONNECT, "")
+
+
+def test_an_operator_stop_is_no_error() -> None:
+    pair = PeerPair(*settings_pair(b={"passive": True}))
+    pair.a.start(0.0)
+    pair.b.start(0.0)
+    pair.transfer()
+    drain(pair.a)
+    pair.a.stop(1.0)
+    pair.transfer()
+    assert _transitions(pair.a) == [(State.ESTABLISHED, State.IDLE, "")]
