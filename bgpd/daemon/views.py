@@ -50,15 +50,6 @@ from common.log import get_logger
 
 log = get_logger("bgpd.daemon")
 
-_RFC_STATE_NAMES = {
-    "IDLE": "Idle",
-    "CONNECT": "Connect",
-    "ACTIVE": "Active",
-    "OPEN_SENT": "OpenSent",
-    "OPEN_CONFIRM": "OpenConfirm",
-    "ESTABLISHED": "Established",
-}
-
 
 class Host(Protocol):
     """What the views read (bgpd/daemon/app.py's Daemon)."""
@@ -100,7 +91,7 @@ class DaemonViews:
                     type=spec.type,
                     peer_as=spec.peer_as,
                     local_as=spec.local_as,
-                    bgp_state=_RFC_STATE_NAMES[drv.state.name],
+                    bgp_state=str(drv.state),
                     since=drv.state_since,
                     info=drv.info,
                     routes_received=received,
@@ -162,7 +153,7 @@ class DaemonViews:
         peers = [
             PeerState(
                 name=name,
-                state=_RFC_STATE_NAMES[d.drivers[name].state.name],
+                state=str(d.drivers[name].state),
                 established=d.drivers[name].state.name == "ESTABLISHED",
                 ibgp=p.spec.peer_as == p.spec.local_as,
                 rr_client=p.spec.rr_client,
