@@ -17,6 +17,7 @@ from bgpd.plan.errors import PlanError
 from bgpd.plan.peering import compute
 from bgpd.plan.render import plan_dict, plan_text
 from bgpd.session.driver import MAX_BUFFERED
+from calico import checks
 from calico.datastore_args import add_datastore_arguments, datastore_from_args, without_secrets
 from calico.errors import DatastoreConfigError, DatastoreError
 from calico.snapshot import Snapshot
@@ -118,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--check",
         action="store_true",
-        help="load and validate the configuration, print the plan summary, and exit",
+        help="load and validate the configuration, print the plan summary, and exit; "
+        "cross-resource mistakes are warnings, or errors (exit 1) where Calico refuses them",
     )
     return p
 
@@ -181,7 +183,15 @@ def plan_main(argv: list[str]) -> int:
         print(json.dumps(plan_dict(plan), indent=2))
     else:
         sys.stdout.write(plan_text(plan))
-    return 0
+    return 1 if report_findings("bgpd plan", checks.check(snapshot, args.node)) else 0
+
+
+def report_findings(prog: str, findings: list[checks.Finding]) -> bool:
+    """Print cross-resource findings to stderr, one a line; True when one is an error (a
+    configuration Calico refuses: the caller exits 1)."""
+    for finding in findings:
+        print(f"{prog}: {finding}", file=sys.stderr)
+    return bool(checks.errors(findings))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,7 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         if args.check:
-            plan = plan_of(asyncio.run(_load_snapshot(options.datastore, options.node)), options)
+            snapshot = asyncio.run(_load_snapshot(options.datastore, options.node))
+            plan = plan_of(snapshot, options)
+            if report_findings("bgpd", checks.check(snapshot, options.node)):
+                return 1
             print(
                 f"node {plan.node}: router id {plan.router_id}, AS {plan.local_as}, "
                 f"{len(plan.sessions)} sessions, {len(plan.originate)} originated prefixes"

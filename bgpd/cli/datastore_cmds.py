@@ -10,7 +10,10 @@ ETCD_ENDPOINTS; the `--etcd-*` options or calico-node's ETCD_* variables for TLS
 `register()` adds them to bgpctl's `COMMANDS` (bgpctl calls it, so this module never
 imports bgpctl, which also runs as `__main__`); `status --all-nodes` wraps the existing
 `status` command. A whole file is validated before anything is written, so a typo writes
-nothing. Exit statuses: 0 done, 1 a resource was refused or missing, 3 datastore down.
+nothing; so is what it brings in across resources with what is stored (`calico.checks`):
+overlapping IP pools are refused as calicoctl refuses them, a duplicate node address or a
+block affinity outside every pool is a warning. Exit statuses: 0 done, 1 a resource was
+refused or missing, 3 datastore down.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, MutableSequence
+from dataclasses import replace
 from typing import Any, Protocol, TextIO, TypeVar
 
 import yaml
@@ -30,11 +34,13 @@ from bgpd.cli.format import bird_info, bird_since, bird_state, calico_address, r
 from bgpd.status.codec import to_json
 from bgpd.status.nodestatus import KIND as NODE_STATUS_KIND
 from bgpd.status.nodestatus import NodeStatus, parse
-from calico import resources
+from calico import checks, resources
 from calico.datastore_args import add_datastore_arguments, datastore_from_args
 from calico.errors import DatastoreError, ResourceError, Unavailable
 from calico.file import read_documents
 from calico.keys import kind_prefix
+from calico.model import BlockAffinity, Resource, affinity_name, parse_resource
+from calico.snapshot import Snapshot
 from calico.store.etcdconfig import DatastoreConfig
 from calico.store.kv import KVStore, open_kv
 
@@ -120,12 +126,45 @@ def _run_apply(args: argparse.Namespace, ctx: Context) -> int:
         return 1
 
     async def work(kv: KVStore) -> int:
+        # What the file brings in across resources, against what is stored: refused where
+        # Calico refuses it (nothing is written), a warning where Calico only accepts it.
+        findings = await _introduced(kv, docs)
+        for finding in findings:
+            print(f"bgpctl: {finding}", file=ctx.stderr)
+        if checks.errors(findings):
+            return 1
         for doc in docs:
             await resources.apply(kv, doc)
         ctx.stdout.write(f"Successfully applied {len(docs)} resource(s)\n")
         return 0
 
     return _run(args, ctx, work)
+
+
+# The kinds cross-resource checks read (calico.checks).
+_CHECKED_KINDS = ("IPPool", "Node", "BlockAffinity")
+
+
+async def _introduced(kv: KVStore, docs: list[dict[str, Any]]) -> list[checks.Finding]:
+    """The findings the store would have after applying `docs` and has not now."""
+    stored: list[Resource] = []
+    for kind in _CHECKED_KINDS:
+        for obj in await resources.get(kv, kind):
+            try:
+                stored.append(parse_resource(obj))
+            except ResourceError:
+                continue  # unreadable: every reader skips it too
+    before = Snapshot.of(stored)
+    applied: list[Resource] = []
+    for doc in docs:
+        resource = resources._target(doc)[3]
+        if isinstance(resource, BlockAffinity):
+            # Stored affinities are named by node and block, whatever the file calls them.
+            resource = replace(resource, name=affinity_name(resource.node, resource.cidr))
+        if getattr(resource, "kind", None) in _CHECKED_KINDS:
+            applied.append(resource)
+    after = before.with_resources(applied)
+    return checks.introduced(checks.check(before), checks.check(after))
 
 
 def _run_delete(args: argparse.Namespace, ctx: Context) -> int:

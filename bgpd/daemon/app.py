@@ -234,9 +234,11 @@ def _key_prefix(key: tuple[int, bytes, int, int]) -> str:
 async def run_daemon(options: DaemonOptions) -> None:
     source = open_source(options.datastore, options.node)
     try:
-        plan = plan_of(await source.load(), options)
+        snapshot = await source.load()
+        plan = plan_of(snapshot, options)
     except BaseException:
         await source.close()
         raise
     daemon = Daemon(options, plan, source)
+    daemon.reconfig.note_findings(snapshot)
     await daemon.run()

@@ -35,6 +35,7 @@ from bgpd.status.records import (
     ReloadResult,
 )
 from bgpd.wire.family import Family
+from calico import checks
 from calico.errors import DatastoreError
 from calico.file import load_file
 from calico.snapshot import Snapshot
@@ -140,6 +141,7 @@ class Reconfig:
         self._reload_tasks: set[asyncio.Task[ReloadResult]] = set()
         # Wall-clock time the last configuration change was applied (None: none yet).
         self.reconfigured: float | None = None
+        self._findings: list[checks.Finding] = []
 
     # --- sessions -----------------------------------------------------------------------
 
@@ -234,9 +236,20 @@ class Reconfig:
         except Exception:
             log.exception("datastore watch failed; changes are no longer followed")
 
+    def note_findings(self, snapshot: Snapshot) -> None:
+        """Log the cross-resource mistakes (calico.checks) a datastore state brings in, each
+        once: the daemon runs on (as Calico's own readers do), `bgpd --check` exits 1."""
+        findings = checks.check(snapshot, self.daemon.options.node)
+        for finding in checks.introduced(self._findings, findings):
+            level = "error" if finding.severity == checks.ERROR else "warning"
+            getattr(log, level)("configuration problem", problem=finding.message,
+                                check=finding.code)
+        self._findings = findings
+
     async def apply_snapshot(self, snapshot: Snapshot) -> ReloadResult:
         """A new datastore state: plan it and apply the difference, or, when it cannot be
         planned, log why and keep running the current plan (DESIGN principle 7)."""
+        self.note_findings(snapshot)
         try:
             plan = plan_of(snapshot, self.daemon.options)
         except (ConfigError, PlanError, DatastoreError) as exc:
