@@ -216,5 +216,3 @@ class ReloadResult:
 
     def __post_init__(self) -> None:
         _check(self.outcome, RELOAD_OUTCOMES, "reload outcome")
-        if (self.outcome == RELOAD_REFUSED) != (self.error is not None):
-            raise ValueError("a refused reload, and only that, carries an error")

@@ -117,8 +117,10 @@ def log_lines(capsys: pytest.CaptureFixture[str]) -> Iterator[pytest.CaptureFixt
 
 
 def _events(captured: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
+    """The info lines and above (a logger cached by an earlier test may still log debug)."""
     err = captured.readouterr().err
-    return [json.loads(line) for line in err.splitlines() if line.strip()]
+    events = [json.loads(line) for line in err.splitlines() if line.strip()]
+    return [e for e in events if e["level"] != "debug"]
 
 
 Captured = pytest.CaptureFixture[str]

@@ -21,6 +21,7 @@ from bgpd.status.records import (
     BGP_STATES,
     FAMILIES,
     PEER_TYPES,
+    RELOAD_OUTCOMES,
     DaemonStatus,
     PeerStatus,
     RouteEntry,
@@ -39,6 +40,7 @@ VOCABULARY: dict[str, tuple[str, ...]] = {
     "type": PEER_TYPES,
     "bgp_state": BGP_STATES,
     "family": FAMILIES,
+    "outcome": RELOAD_OUTCOMES,
 }
 
 
