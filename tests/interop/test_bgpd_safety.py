@@ -93,8 +93,10 @@ def test_password_never_shown_and_references_stay_inside(lab: Lab, tmp_path: Pat
              routes_v4=[PEER_ROUTE]).start()
     url = f"sqlite://{tmp_path}/calico.db"
     bgpctl_apply(a, url, tmp_path, docs(SECRET_REF))
+    bird_socket = tmp_path / "bird.ctl"
     bgpd = Bgpd(a, "node1", [], datastore=url, secrets={"bgp-secrets": {"peer": password}},
-                extra_args=("--metrics-listen", METRICS)).start()  # at debug level
+                extra_args=("--metrics-listen", METRICS, "--bird-socket", str(bird_socket)),
+                ).start()  # at debug level
     bgpd.wait_established(PEER_V4)
     assert bgpd.secrets_dir is not None
 
@@ -117,6 +119,12 @@ def test_password_never_shown_and_references_stay_inside(lab: Lab, tmp_path: Pat
             r = bgpd.bgpctl(*argv, *extra, check=False)
             seen[" ".join(["bgpctl", *argv, *extra])] = r.stdout + r.stderr
     check = ["--check", "--secrets-dir", str(bgpd.secrets_dir)]  # reads the password too
+    # The BIRD socket, as birdc and calicoctl node status read it.
+    for command in ("show status", "show protocols all", "show route all"):
+        r = subprocess.run(["birdc", "-s", str(bird_socket), *command.split()],
+                           capture_output=True, text=True, timeout=30)
+        seen[f"birdc {command}"] = r.stdout + r.stderr
+    assert "Established" in seen["birdc show protocols all"]
     for argv in (["plan", "--json"], ["plan"], check):
         r = subprocess.run(
             [sys.executable, "-m", "bgpd.cli.bgpd_main", *argv, "--node", "node1",
