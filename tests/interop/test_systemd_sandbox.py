@@ -269,7 +269,7 @@ def test_bgpd_in_its_sandbox(lab: Lab) -> None:
         30,
         message=lambda: "BFD session Up: " + bgpd.bgpctl("show", "bfd", "sessions").stdout,
     )
-    # ExecReload='s SIGHUP, through bgpctl's reload (the same handler), then a graceful stop.
+    # ExecReload= (bgpctl reload: the daemon answers with the outcome), then a graceful stop.
     bgpd.bgpctl("reload")
     bgpd.wait_established(PEER_V4, timeout=30)
     assert bgpd.stop() == 0, bgpd.log_tail()
