@@ -46,7 +46,7 @@ from calico.store.kv import EventType, KeyValue, KVStore, mutate, open_kv
 from calico.watch import CalicoSource
 from common.log import configure_logging, get_logger
 from common.sdnotify import Notifier, keep_alive
-from felix.dataplane.driver import ClusterOutcome, Kernel
+from felix.dataplane.routes_driver import ClusterOutcome, Kernel
 from felix.ipam.allocator import USE_TUNNEL, AssignRequest, IpamError
 from felix.ipam.store import IpamStore
 from felix.routes import RouteChange, desired_routes, reconcile
