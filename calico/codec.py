@@ -38,6 +38,17 @@ from calico.model import (
     Resource,
     parse_resource,
 )
+from calico.policy import (
+    EntityRule,
+    GlobalNetworkPolicy,
+    GlobalNetworkSet,
+    ICMPMatch,
+    NetworkPolicy,
+    NetworkSet,
+    Profile,
+    Rule,
+    Tier,
+)
 
 __all__ = ["bfd_annotations", "decode", "dumps", "encode", "key_of", "to_calico", "to_v3"]
 
@@ -94,7 +105,7 @@ def key_of(resource: Resource) -> str:
         return keys.affinity_key(resource.node, resource.cidr, resource.type)
     if isinstance(resource, IPAMBlock):
         return keys.block_key(resource.cidr)
-    return keys.resource_key(resource.kind, resource.name)
+    return keys.resource_key(resource.kind, resource.name, getattr(resource, "namespace", None))
 
 
 def encode(resource: Resource) -> tuple[str, bytes]:
@@ -115,7 +126,10 @@ def to_calico(resource: Resource) -> dict[str, Any]:
 def to_v3(resource: Resource) -> dict[str, Any]:
     """The v3 API object (kind, apiVersion, metadata, spec)."""
     meta: dict[str, Any] = {"name": resource.name}
-    if isinstance(resource, Node) and resource.labels:
+    namespace = getattr(resource, "namespace", None)
+    if namespace:
+        meta["namespace"] = namespace
+    if isinstance(resource, Node | NetworkSet | GlobalNetworkSet) and resource.labels:
         meta["labels"] = dict(resource.labels)
     if isinstance(resource, Node | BGPPeer) and resource.bfd != NO_BFD:
         meta["annotations"] = bfd_annotations(resource.bfd)
@@ -175,18 +189,6 @@ def _bgp_configuration(c: Any) -> dict[str, Any]:
         spec["ipv4NormalRoutePriority"] = c.ipv4_normal_route_priority
     if c.ipv6_normal_route_priority != 1024:
         spec["ipv6NormalRoutePriority"] = c.ipv6_normal_route_priority
-    return spec
-
-
-def _felix_configuration(c: Any) -> dict[str, Any]:
-    assert isinstance(c, FelixConfiguration)
-    spec: dict[str, Any] = {}
-    if c.program_cluster_routes is not None:
-        spec["programClusterRoutes"] = c.program_cluster_routes
-    if c.vxlan_vni is not None:
-        spec["vxlanVNI"] = c.vxlan_vni
-    if c.vxlan_port is not None:
-        spec["vxlanPort"] = c.vxlan_port
     return spec
 
 
@@ -301,9 +303,129 @@ def _ipam_block(b: Any) -> dict[str, Any]:
     return b.block.to_obj()
 
 
+def _icmp(m: ICMPMatch) -> dict[str, Any]:
+    return {k: v for k, v in (("type", m.type), ("code", m.code)) if v is not None}
+
+
+def _entity(e: EntityRule) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for field, value in (
+        ("nets", list(e.nets)),
+        ("notNets", list(e.not_nets)),
+        ("selector", e.selector),
+        ("notSelector", e.not_selector),
+        ("namespaceSelector", e.namespace_selector),
+        ("ports", [p.to_json() for p in e.ports]),
+        ("notPorts", [p.to_json() for p in e.not_ports]),
+    ):
+        if value:
+            out[field] = value
+    if e.service_accounts is not None:
+        sa: dict[str, Any] = {}
+        if e.service_accounts.names:
+            sa["names"] = list(e.service_accounts.names)
+        if e.service_accounts.selector:
+            sa["selector"] = e.service_accounts.selector
+        out["serviceAccounts"] = sa
+    return out
+
+
+def _rule(r: Rule) -> dict[str, Any]:
+    out: dict[str, Any] = {"action": r.action}
+    if r.ip_version is not None:
+        out["ipVersion"] = r.ip_version
+    for field, proto in (("protocol", r.protocol), ("notProtocol", r.not_protocol)):
+        if proto is not None:
+            out[field] = proto.name or proto.number
+    if r.icmp is not None:
+        out["icmp"] = _icmp(r.icmp)
+    if r.not_icmp is not None:
+        out["notICMP"] = _icmp(r.not_icmp)
+    out["source"] = _entity(r.source)
+    out["destination"] = _entity(r.destination)
+    if r.annotations:
+        out["metadata"] = {"annotations": dict(r.annotations)}
+    return out
+
+
+def _policy(p: Any) -> dict[str, Any]:
+    assert isinstance(p, NetworkPolicy | GlobalNetworkPolicy)
+    spec: dict[str, Any] = {"tier": p.tier}
+    if p.order is not None:
+        spec["order"] = int(p.order) if p.order.is_integer() else p.order
+    spec["selector"] = p.selector
+    if isinstance(p, GlobalNetworkPolicy) and p.namespace_selector:
+        spec["namespaceSelector"] = p.namespace_selector
+    if p.service_account_selector:
+        spec["serviceAccountSelector"] = p.service_account_selector
+    spec["types"] = list(p.types)
+    if p.ingress:
+        spec["ingress"] = [_rule(r) for r in p.ingress]
+    if p.egress:
+        spec["egress"] = [_rule(r) for r in p.egress]
+    if isinstance(p, GlobalNetworkPolicy):
+        for field, flag in (
+            ("doNotTrack", p.do_not_track),
+            ("preDNAT", p.pre_dnat),
+            ("applyOnForward", p.apply_on_forward),
+        ):
+            if flag:
+                spec[field] = True
+    return spec
+
+
+def _profile(p: Any) -> dict[str, Any]:
+    assert isinstance(p, Profile)
+    spec: dict[str, Any] = {}
+    if p.ingress:
+        spec["ingress"] = [_rule(r) for r in p.ingress]
+    if p.egress:
+        spec["egress"] = [_rule(r) for r in p.egress]
+    if p.labels_to_apply:
+        spec["labelsToApply"] = dict(p.labels_to_apply)
+    return spec
+
+
+def _tier(t: Any) -> dict[str, Any]:
+    assert isinstance(t, Tier)
+    spec: dict[str, Any] = {}
+    if t.order is not None:
+        spec["order"] = int(t.order) if t.order.is_integer() else t.order
+    spec["defaultAction"] = t.default_action
+    return spec
+
+
+def _network_set(n: Any) -> dict[str, Any]:
+    assert isinstance(n, NetworkSet | GlobalNetworkSet)
+    return {"nets": list(n.nets)} if n.nets else {}
+
+
+def _felix_configuration(c: Any) -> dict[str, Any]:
+    assert isinstance(c, FelixConfiguration)
+    return {
+        field: value
+        for field, value in (
+            ("programClusterRoutes", c.program_cluster_routes),
+            ("vxlanVNI", c.vxlan_vni),
+            ("vxlanPort", c.vxlan_port),
+            ("defaultEndpointToHostAction", c.default_endpoint_to_host_action),
+            ("iptablesFilterDenyAction", c.iptables_filter_deny_action),
+            ("logPrefix", c.log_prefix),
+            ("natOutgoingAddress", c.nat_outgoing_address),
+        )
+        if value is not None
+    }
+
+
 _SPECS: Mapping[type, Any] = {
-    BGPConfiguration: _bgp_configuration,
+    NetworkPolicy: _policy,
+    GlobalNetworkPolicy: _policy,
+    Profile: _profile,
+    Tier: _tier,
+    NetworkSet: _network_set,
+    GlobalNetworkSet: _network_set,
     FelixConfiguration: _felix_configuration,
+    BGPConfiguration: _bgp_configuration,
     Node: _node,
     BGPPeer: _bgp_peer,
     IPPool: _ip_pool,

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from calico.errors import ResourceError
-from calico.model import Resource, parse_resource
+from calico.model import Resource, parse_resource, resource_id
 from calico.snapshot import Snapshot
 
 __all__ = ["load_file", "load_text", "read_documents"]
@@ -101,7 +101,7 @@ def load_text(text: str, *, source: str = "<string>") -> Snapshot:
             raise e.located(source=source, index=index) from None
         if resource is None:
             continue
-        key = (resource.kind, resource.name)
+        key = (resource.kind, resource_id(resource))
         if key in seen:
             raise ResourceError(
                 f"defined twice (documents {seen[key]} and {index})",

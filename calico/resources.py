@@ -54,6 +54,25 @@ _ALIASES = {
     "blocks": "IPAMBlock",
     "ipamconfig": "IPAMConfiguration",
     "ipamconfigs": "IPAMConfiguration",
+    "policy": "NetworkPolicy",
+    "policies": "NetworkPolicy",
+    "netpol": "NetworkPolicy",
+    "networkpolicy": "NetworkPolicy",
+    "gnp": "GlobalNetworkPolicy",
+    "gnps": "GlobalNetworkPolicy",
+    "globalpolicy": "GlobalNetworkPolicy",
+    "globalpolicies": "GlobalNetworkPolicy",
+    "pro": "Profile",
+    "pros": "Profile",
+    "tiers": "Tier",
+    "netset": "NetworkSet",
+    "netsets": "NetworkSet",
+    "globalnetset": "GlobalNetworkSet",
+    "globalnetsets": "GlobalNetworkSet",
+    "felixconfig": "FelixConfiguration",
+    "felixconfigs": "FelixConfiguration",
+    "wep": "WorkloadEndpoint",
+    "weps": "WorkloadEndpoint",
 }
 
 
@@ -86,6 +105,13 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     for k, v in over.items():
         if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
             out[k] = _merge(out[k], v)
+        elif isinstance(v, list) and isinstance(out.get(k), list) and len(v) == len(out[k]):
+            # Lists of objects (a policy's rules) merge item by item, so fields this model
+            # does not read survive inside them too.
+            out[k] = [
+                _merge(b, o) if isinstance(b, Mapping) and isinstance(o, Mapping) else o
+                for b, o in zip(out[k], v, strict=True)
+            ]
         else:
             out[k] = v
     return out
@@ -257,6 +283,8 @@ async def apply(kv: KVStore, doc: Mapping[str, Any]) -> Written:
         if resource is not None:
             obj = _merge(obj, to_v3(resource))
         meta = {k: v for k, v in dict(doc["metadata"]).items() if k != "resourceVersion"}
+        if kind in keys.NAMESPACED:
+            meta["namespace"] = meta.get("namespace") or "default"
         meta["uid"] = old_meta.get("uid") or meta.get("uid") or str(uuid.uuid4())
         meta["creationTimestamp"] = (
             old_meta.get("creationTimestamp") or meta.get("creationTimestamp") or _now()
@@ -317,8 +345,11 @@ def _affinity_object(kv: KeyValue) -> dict[str, Any] | None:
     }
 
 
-async def get(kv: KVStore, kind: str, name: str | None = None) -> list[dict[str, Any]]:
-    """The stored v3 objects of `kind` (one, by name), with metadata.resourceVersion."""
+async def get(
+    kv: KVStore, kind: str, name: str | None = None, namespace: str | None = None
+) -> list[dict[str, Any]]:
+    """The stored v3 objects of `kind` (one, by name), with metadata.resourceVersion; of a
+    namespaced kind, those in `namespace` (every namespace when None)."""
     if kind == IPAM_CONFIG:
         # The config in force: the defaults when none is stored, as IPAM reads it.
         item = await kv.get(CONFIG_KEY)
@@ -349,7 +380,10 @@ async def get(kv: KVStore, kind: str, name: str | None = None) -> list[dict[str,
                 }
             )
     else:
-        listing = await kv.list(keys.kind_prefix(kind))
+        prefix = keys.kind_prefix(kind)
+        if namespace and kind in keys.NAMESPACED:
+            prefix += f"{namespace}/"
+        listing = await kv.list(prefix)
         objs = []
         for item in listing.items:
             rk = keys.parse_resource_key(item.key)

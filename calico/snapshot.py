@@ -21,6 +21,7 @@ from calico.model import (
     IPPool,
     Node,
     Resource,
+    resource_id,
 )
 
 __all__ = ["Snapshot"]
@@ -42,7 +43,8 @@ def _freeze(by_kind: Mapping[str, Mapping[str, Resource]]) -> Mapping[str, Mappi
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """Resources keyed by kind, then metadata.name. Build with `of()`; never mutated."""
+    """Resources keyed by kind, then metadata.name ("namespace/name" for namespaced kinds:
+    `calico.model.resource_id`). Build with `of()`; never mutated."""
 
     by_kind: Mapping[str, Mapping[str, Resource]] = field(default_factory=_no_resources, hash=False)
     # Where the data came from and its version (a file path, an etcd revision): for logs.
@@ -55,7 +57,7 @@ class Snapshot:
         same kind and name (the file reader rejects such duplicates before this)."""
         by_kind: dict[str, dict[str, Resource]] = {}
         for r in resources:
-            by_kind.setdefault(r.kind, {})[r.name] = r
+            by_kind.setdefault(r.kind, {})[resource_id(r)] = r
         return cls(_freeze(by_kind), source, revision)
 
     # --- reading -----------------------------------------------------------------------
@@ -132,7 +134,7 @@ class Snapshot:
     def with_resources(self, resources: Iterable[Resource]) -> Snapshot:
         by_kind = {k: dict(v) for k, v in self.by_kind.items()}
         for r in resources:
-            by_kind.setdefault(r.kind, {})[r.name] = r
+            by_kind.setdefault(r.kind, {})[resource_id(r)] = r
         return Snapshot(_freeze(by_kind), self.source, self.revision)
 
     def without(self, kind: str, name: str) -> Snapshot:

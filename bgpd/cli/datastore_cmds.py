@@ -38,7 +38,7 @@ from calico import checks, resources
 from calico.datastore_args import add_datastore_arguments, datastore_from_args
 from calico.errors import DatastoreError, ResourceError, Unavailable
 from calico.file import read_documents
-from calico.keys import kind_prefix
+from calico.keys import NAMESPACED, kind_prefix
 from calico.model import BlockAffinity, Resource, affinity_name, parse_resource
 from calico.snapshot import Snapshot
 from calico.store.etcdconfig import DatastoreConfig
@@ -219,6 +219,10 @@ _COLUMNS: dict[str, tuple[tuple[str, Callable[[dict[str, Any]], Any]], ...]] = {
         ("STRICTAFFINITY", lambda s: str(s.get("strictAffinity", False)).lower()),
         ("AUTOALLOCATEBLOCKS", lambda s: str(s.get("autoAllocateBlocks", True)).lower()),
     ),
+    "Tier": (
+        ("ORDER", lambda s: s.get("order", "")),
+        ("DEFAULTACTION", lambda s: s.get("defaultAction", "Deny")),
+    ),
 }
 
 # `-o wide` columns, where calicoctl has more than `-o ps` and we have them too.
@@ -231,12 +235,15 @@ _WIDE_COLUMNS: dict[str, tuple[tuple[str, Callable[[dict[str, Any]], Any]], ...]
 
 
 def format_ps(kind: str, objs: list[dict[str, Any]], wide: bool = False) -> str:
-    """calicoctl's default `-o ps` (or `-o wide`): NAME and a few columns, tab-aligned."""
+    """calicoctl's default `-o ps` (or `-o wide`): NAME and a few columns, tab-aligned;
+    NAMESPACE first for a namespaced kind."""
     cols = (_WIDE_COLUMNS if wide else _COLUMNS).get(kind, ())
-    rows = [("NAME", *(c for c, _ in cols))]
+    namespaced = kind in NAMESPACED
+    rows = [(*(("NAMESPACE",) if namespaced else ()), "NAME", *(c for c, _ in cols))]
     for o in objs:
         spec = o.get("spec") or {}
-        rows.append((o["metadata"]["name"], *(str(f(spec)) for _, f in cols)))
+        ns = (str(o["metadata"].get("namespace", "")),) if namespaced else ()
+        rows.append((*ns, o["metadata"]["name"], *(str(f(spec)) for _, f in cols)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "".join(
         "   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n"
@@ -248,6 +255,10 @@ def _get_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("kind", metavar="KIND", help="e.g. bgppeers, nodes, ippools, bgpconfig")
     parser.add_argument("name", metavar="NAME", nargs="?", help="only this resource")
     parser.add_argument("-o", "--output", choices=("ps", "wide", "yaml", "json"), default="ps")
+    parser.add_argument("-n", "--namespace", default="default",
+                        help="namespace of a namespaced kind (default: default)")
+    parser.add_argument("-A", "--all-namespaces", action="store_true",
+                        help="a namespaced kind in every namespace")
 
 
 def _run_get(args: argparse.Namespace, ctx: Context) -> int:
@@ -263,7 +274,8 @@ def _run_get(args: argparse.Namespace, ctx: Context) -> int:
         return 2
 
     async def work(kv: KVStore) -> int:
-        objs = await resources.get(kv, kind, args.name)
+        namespace = None if args.all_namespaces else args.namespace
+        objs = await resources.get(kv, kind, args.name, namespace)
         if args.output in ("ps", "wide"):
             ctx.stdout.write(format_ps(kind, objs, wide=args.output == "wide"))
             return 0

@@ -573,12 +573,14 @@ def test_a_bad_block_is_refused_naming_the_field_in_both_forms(
 
 
 def test_felix_configuration() -> None:
-    """Read since felix programs cluster routes: programClusterRoutes, vxlanVNI, vxlanPort;
-    the rest of Felix's settings are not read."""
+    """Read since felix programs cluster routes: programClusterRoutes, vxlanVNI, vxlanPort
+    (the policy settings: test_model_policy); the rest of Felix's settings are named as
+    not read."""
     c = read("FelixConfiguration", "default", {"bpfEnabled": True})
     assert (c.program_cluster_routes, c.vxlan_vni, c.vxlan_port, c.node_name) == (
         None, None, None, None
     )  # fmt: skip
+    assert c.unsupported == ("bpfEnabled",)
     c = read(
         "FelixConfiguration",
         "node.n1",
@@ -604,6 +606,7 @@ def test_felix_configuration() -> None:
 def test_ignored_and_unknown_kinds() -> None:
     assert read("BGPFilter", "f", {"exportV4": []}) is None
     assert read("ClusterInformation", "default", {}) is None
+    assert read("StagedNetworkPolicy", "s", {}) is None
     with pytest.raises(ResourceError) as e:
         read("BGPPeers", "p", {})
     assert str(e.value) == "BGPPeers 'p': kind: unknown kind"
