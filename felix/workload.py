@@ -18,6 +18,9 @@ API_VERSION = "projectcalico.org/v3"
 KIND = "WorkloadEndpoint"
 PREFIX = keys.kind_prefix(KIND)
 INTERFACE_PREFIX = "cali"  # FELIX_INTERFACEPREFIX
+NAMESPACE_LABEL = "projectcalico.org/namespace"
+ORCHESTRATOR_LABEL = "projectcalico.org/orchestrator"
+SERVICE_ACCOUNT_LABEL = "projectcalico.org/serviceaccount"
 
 
 def host_veth_name(container_id: str, namespace: str | None = None, pod: str | None = None) -> str:
@@ -54,6 +57,37 @@ def rfc3339(now: float) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class EndpointPort:
+    """A named port of the workload (spec.ports), which rules can name instead of a number."""
+
+    name: str
+    protocol: str  # "TCP", "UDP" or "SCTP"
+    port: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "protocol": self.protocol, "port": self.port}
+
+
+_PORT_PROTOCOLS = {"tcp": "TCP", "udp": "UDP", "sctp": "SCTP"}
+
+
+def _ports(raw: Any) -> tuple[EndpointPort, ...]:
+    out: list[EndpointPort] = []
+    for i, p in enumerate(raw or ()):
+        if not isinstance(p, Mapping):
+            raise ValueError(f"spec.ports[{i}] is not a mapping")
+        proto = _PORT_PROTOCOLS.get(str(p.get("protocol") or "TCP").lower())
+        if proto is None:
+            raise ValueError(f"spec.ports[{i}].protocol must be TCP, UDP or SCTP")
+        number = p.get("port")
+        if isinstance(number, bool) or not isinstance(number, int) or not 0 < number < 65536:
+            raise ValueError(f"spec.ports[{i}].port must be 1..65535")
+        if p.get("name"):  # Calico's v1 model drops unnamed ports (hostPort-only entries)
+            out.append(EndpointPort(str(p["name"]), proto, number))
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
 class WorkloadEndpoint:
     name: str
     namespace: str
@@ -70,6 +104,8 @@ class WorkloadEndpoint:
     labels: Mapping[str, str] = field(default_factory=dict, hash=False)
     uid: str = ""
     created: str = ""
+    ports: tuple[EndpointPort, ...] = ()
+    service_account: str = ""
 
     @property
     def key(self) -> str:
@@ -91,12 +127,16 @@ class WorkloadEndpoint:
         if self.pod:
             spec["pod"] = self.pod
         spec["endpoint"] = self.endpoint
+        if self.service_account:
+            spec["serviceAccountName"] = self.service_account
         spec["ipNetworks"] = list(self.ip_networks)
         if self.profiles:
             spec["profiles"] = list(self.profiles)
         spec["interfaceName"] = self.interface_name
         if self.mac:
             spec["mac"] = self.mac
+        if self.ports:
+            spec["ports"] = [p.to_json() for p in self.ports]
         doc = {"kind": KIND, "apiVersion": API_VERSION, "metadata": meta, "spec": spec}
         return json.dumps(doc, separators=(",", ":")).encode()
 
@@ -131,6 +171,8 @@ class WorkloadEndpoint:
             labels={str(k): str(v) for k, v in (meta.get("labels") or {}).items()},
             uid=str(meta.get("uid") or ""),
             created=str(meta.get("creationTimestamp") or ""),
+            ports=_ports(spec.get("ports")),
+            service_account=str(spec.get("serviceAccountName") or ""),
         )
 
 
@@ -147,19 +189,28 @@ def new_endpoint(
     k8s_pod: str | None = None,
     uid: str = "",
     now: float = 0.0,
+    labels: Mapping[str, str] | None = None,
+    service_account: str = "default",
 ) -> WorkloadEndpoint:
     """The WEP the CNI plugin writes for one container interface, named as Calico names it
-    (k8s: <node>-k8s-<pod>-<endpoint>; otherwise <node>-cni-<containerID>-<endpoint>)."""
+    (k8s: <node>-k8s-<pod>-<endpoint>; otherwise <node>-cni-<containerID>-<endpoint>).
+
+    `labels` are the workload's own labels; Calico's own keys are set over them: the
+    namespace, the orchestrator and (for a pod) the service account. A non-Kubernetes
+    workload's namespace comes from its `projectcalico.org/namespace` label, as in Calico's
+    CNI plugin."""
+    own = dict(labels or {})
     if k8s_namespace and k8s_pod:
         orchestrator, workload, namespace = "k8s", k8s_pod, k8s_namespace
-        profiles: tuple[str, ...] = (f"kns.{namespace}", f"ksa.{namespace}.default")
+        profiles: tuple[str, ...] = (f"kns.{namespace}", f"ksa.{namespace}.{service_account}")
+        own[SERVICE_ACCOUNT_LABEL] = service_account
     else:
-        orchestrator, workload, namespace = "cni", container_id, "default"
+        orchestrator, workload = "cni", container_id
+        namespace = own.get(NAMESPACE_LABEL) or "default"
         profiles = (network,)
-    labels = {
-        "projectcalico.org/namespace": namespace,
-        "projectcalico.org/orchestrator": orchestrator,
-    }
+        service_account = ""
+    own[NAMESPACE_LABEL] = namespace
+    own[ORCHESTRATOR_LABEL] = orchestrator
     return WorkloadEndpoint(
         name=endpoint_name(node, orchestrator, workload, endpoint),
         namespace=namespace,
@@ -173,7 +224,8 @@ def new_endpoint(
         mac=mac,
         pod=k8s_pod if orchestrator == "k8s" else None,
         profiles=profiles,
-        labels=labels,
+        labels=own,
         uid=uid,
         created=rfc3339(now) if now else "",
+        service_account=service_account,
     )
