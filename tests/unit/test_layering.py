@@ -27,6 +27,9 @@ IO_ALLOWED = {
     "bgpd/daemon/app.py",
     "bgpd/daemon/reconfig.py",
     "bgpd/daemon/service.py",
+    # felix's second dataplane shell beside routes_driver.py: nft transactions in a thread,
+    # `nft monitor` as a subprocess.
+    "felix/dataplane/nft_driver.py",
     # systemd's notify protocol: one AF_UNIX datagram per message to $NOTIFY_SOCKET.
     "common/sdnotify.py",
 }
