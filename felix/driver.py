@@ -1,10 +1,15 @@
 """The felix daemon (`felix --node NAME --datastore URL`): this node's workload routes, its
-cluster routes and tunnel devices, its tunnel addresses, and its status under a lease.
+cluster routes and tunnel devices, its policy (nftables), its tunnel addresses, and its
+status under a lease. Each pass does policy first, then the routes.
 
-- Lists the WorkloadEndpoints, then watches them; after each burst of changes (and every
+- Lists Calico's v3 resources, then watches them; after each burst of changes (and every
   `resync` seconds, which also catches interfaces that appeared late) the routes to `cali*`
   interfaces are reconciled (routes.py): missing ones added, ones no endpoint explains
   removed — so at start the routes of pods deleted while felix was down go.
+- Keeps the policy model (felix/policy: policies, profiles, tiers, every node's endpoints,
+  network sets, pools, FelixConfiguration) and table `inet felix` equal to it: one atomic
+  `nft -f` transaction per burst of changes (felix/dataplane/nft_driver.py). The table is
+  replaced whole at start and whenever `nft monitor` shows someone else changed it.
 - Follows the Nodes, IP pools, IPAM blocks and FelixConfigurations and programs what
   Calico's Felix programs for the cluster (dataplane/cluster.py): routes to other nodes'
   blocks through tunl0 (IPIP), vxlan.calico (VXLAN, with its ARP and FDB entries) or
@@ -12,11 +17,14 @@ cluster routes and tunnel devices, its tunnel addresses, and its status under a 
 - When an IPIP or VXLAN pool selects the node, holds a tunnel address of that kind
   (handle ipip-tunnel-addr-<node>, vxlan-tunnel-addr-<node>) and records it in the Node;
   the device then carries it.
+- Reports each local endpoint's status where Calico's Felix does
+  (/calico/felix/v2/no-region/host/<node>/workload/...: {"status": "up"|"down"}).
 - Writes /calico/felix/v2/no-region/host/<node>/status under a lease renewed every
   `status_interval`; a clean stop revokes it, a crash lets it expire.
 
-All kernel access is rtnetlink through common.netlink (struct-built messages, dumps to
-read, one batch per pass to write).
+Routes, links and tunnel devices go through rtnetlink (common.netlink: struct-built
+messages, dumps to read, one batch per pass to write; felix/dataplane/routes_driver.py);
+the policy table through libnftables (or `nft -f`).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -46,16 +55,27 @@ from calico.store.kv import EventType, KeyValue, KVStore, mutate, open_kv
 from calico.watch import CalicoSource
 from common.log import configure_logging, get_logger
 from common.sdnotify import Notifier, keep_alive
+from felix.dataplane.nft_driver import NftError, PolicyDataplane, nft_available
 from felix.dataplane.routes_driver import ClusterOutcome, Kernel
 from felix.ipam.allocator import USE_TUNNEL, AssignRequest, IpamError
 from felix.ipam.store import IpamStore
+from felix.policy.feed import WATCHED_KINDS, Feed, Outcome
+from felix.policy.index import PolicyIndex
 from felix.routes import RouteChange, desired_routes, reconcile
-from felix.status import last_reported_key, status_key, status_value
+from felix.status import (
+    endpoint_status_key,
+    endpoint_status_prefix,
+    endpoint_status_value,
+    last_reported_key,
+    status_key,
+    status_value,
+)
 from felix.tunnel import KINDS as TUNNEL_KINDS
 from felix.tunnel import TunnelKind, keeps, with_tunnel_address
-from felix.workload import PREFIX, WorkloadEndpoint
+from felix.workload import WorkloadEndpoint
 
 log = get_logger("felix")
+
 
 class Felix:
     def __init__(
@@ -66,7 +86,8 @@ class Felix:
         kernel: Kernel | None = None,
         resync: float = 10.0,
         status_interval: float = 10.0,
-        debounce: float = 0.05,
+        debounce: float = 0.005,
+        policy: PolicyDataplane | None = None,
     ) -> None:
         self.node = node
         self.kv = kv
@@ -75,47 +96,84 @@ class Felix:
         self.status_interval = status_interval
         self.debounce = debounce
         self.endpoints: dict[str, WorkloadEndpoint] = {}
-        # Nodes, IP pools, IPAM blocks and FelixConfigurations, once the source has them.
+        self.index = PolicyIndex(node)
+        self.feed = Feed(self.index)
+        self.policy = policy or PolicyDataplane()
+        self.policy_enabled = nft_available()
+        self.policy_dirty = True
+        self.routes_dirty = True
+        self.applied_revision = 0
+        self.statuses: dict[str, str] = {}  # endpoint status key -> status written
+        # Nodes, IP pools, IPAM blocks and FelixConfigurations for the cluster routes, once
+        # the source has them (its own watch: IPAM blocks are no v3 resources).
         self.source = CalicoSource(
             kv, blocks=True, kinds=("Node", "IPPool", "FelixConfiguration"), affinities=False
         )
         self.snapshot: Snapshot | None = None
+        self.cluster_dirty = True
         self._reported: tuple[str, ...] = ()
         self.revision = 0
         self.started = time.time()
         self.lease = 0
         self._dirty = asyncio.Event()
         self._stop = asyncio.Event()
+        self._known: set[str] = set()
 
     # --- endpoints ----------------------------------------------------------------------
 
+    def _apply(self, outcome: Outcome, key: str) -> None:
+        if outcome.error is not None:
+            log.warning("felix.resource_skipped", key=key, error=outcome.error)
+        for warning in outcome.warnings:
+            log.error("felix.config_unsupported", detail=warning)
+        if outcome.policy_changed:
+            self.policy_dirty = True
+        old = self.endpoints.get(key)
+        wep = outcome.endpoint
+        if wep is not None:
+            self.endpoints[key] = wep
+            if old is None or (old.node, old.interface_name, old.ip_networks) != (
+                wep.node,
+                wep.interface_name,
+                wep.ip_networks,
+            ):
+                self.routes_dirty = True
+        elif (outcome.endpoint_removed or outcome.error) and self.endpoints.pop(key, None):
+            self.routes_dirty = True
+
     def _put(self, key: str, value: bytes) -> None:
-        try:
-            wep = WorkloadEndpoint.from_json(value)
-        except ValueError as exc:
-            log.warning("felix.endpoint_skipped", key=key, error=str(exc))
-            self.endpoints.pop(key, None)
-            return
-        self.endpoints[key] = wep
+        self._apply(self.feed.put(key, value), key)
+
+    def _delete(self, key: str) -> None:
+        self._apply(self.feed.delete(key), key)
 
     async def _list(self) -> None:
-        listing = await self.kv.list(PREFIX)
-        self.endpoints.clear()
+        listing = await self.kv.list(keys.RESOURCES)
+        present = {item.key for item in listing.items}
+        for key in [k for k in self._known if k not in present]:
+            self._delete(key)
         for item in listing.items:
             self._put(item.key, item.value)
+        self._known = present
         self.revision = listing.revision
+        self.routes_dirty = self.policy_dirty = True
 
     async def _watch(self) -> None:
         backoff = 0.5
         while not self._stop.is_set():
             try:
-                async for event in self.kv.watch(PREFIX, self.revision + 1):
+                async for event in self.kv.watch(keys.RESOURCES, self.revision + 1):
                     if event.type is EventType.PUT:
+                        self._known.add(event.key)
                         self._put(event.key, event.value)
                     else:
-                        self.endpoints.pop(event.key, None)
+                        self._known.discard(event.key)
+                        self._delete(event.key)
                     self.revision = event.mod_revision
-                    self._dirty.set()
+                    rk = keys.parse_resource_key(event.key)
+                    if rk is not None and rk.kind in WATCHED_KINDS:
+                        # Even when nothing changed: the pass logs the revision it reached.
+                        self._dirty.set()
                     backoff = 0.5
             except Compacted:
                 log.info("felix.watch_compacted", revision=self.revision)
@@ -126,6 +184,74 @@ class Felix:
             with contextlib.suppress(DatastoreError):
                 await self._list()
                 self._dirty.set()
+
+    # --- policy -------------------------------------------------------------------------
+
+    def table_changed(self, what: str) -> None:
+        """`nft monitor` saw another process change table inet felix."""
+        log.warning("felix.table_changed_behind_our_back", change=what)
+        self.policy.invalidate()
+        self.policy_dirty = True
+        self._dirty.set()
+
+    async def program_policy(self) -> None:
+        revision = self.revision
+        self.policy_dirty = False
+        try:
+            applied = await self.policy.sync(self.index)
+        except NftError as exc:
+            self.policy_dirty = True
+            log.error("felix.policy_failed", error=str(exc)[:2000])
+            return
+        self.applied_revision = revision
+        if applied:
+            log.info(
+                "felix.policy_applied",
+                revision=revision,
+                endpoints=len(self.index.local_endpoints()),
+                policies=len(self.index.policies),
+                full_syncs=self.policy.full_syncs,
+                compile_ms=round(self.policy.compile_seconds * 1000, 1),
+                apply_ms=round(self.policy.apply_seconds * 1000, 1),
+            )
+
+    async def _monitor(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.policy.nft.monitor(self.table_changed)
+            except (NftError, OSError) as exc:
+                log.warning("felix.nft_monitor_failed", error=str(exc))
+                self.table_changed("nft monitor restarted")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), 1.0)
+
+    # --- endpoint status ----------------------------------------------------------------
+
+    async def report_endpoints(self) -> None:
+        """Write each local endpoint's status where it changed; delete stale ones."""
+        states = await self.kernel.link_states()
+        programmed = self.policy.applied is not None or not self.policy_enabled
+        want: dict[str, str] = {}
+        for ep in self.index.local_endpoints():
+            key = endpoint_status_key(self.node, ep.orchestrator, ep.workload_id, ep.endpoint_id)
+            up = states.get(ep.interface, False) and programmed
+            want[key] = "up" if up else "down"
+        for key in [k for k in self.statuses if k not in want]:
+            await self.kv.delete(key)
+            del self.statuses[key]
+        for key, status in want.items():
+            if self.statuses.get(key) != status:
+                await self.kv.put(key, endpoint_status_value(status))
+                self.statuses[key] = status
+
+    async def _first_statuses(self) -> None:
+        """What an earlier run wrote (so stale endpoints' statuses get deleted)."""
+        listing = await self.kv.list(endpoint_status_prefix(self.node))
+        for item in listing.items:
+            try:
+                self.statuses[item.key] = str(json.loads(item.value).get("status"))
+            except (ValueError, AttributeError):
+                self.statuses[item.key] = ""
 
     # --- routes -------------------------------------------------------------------------
 
@@ -195,6 +321,7 @@ class Felix:
         """Keep `snapshot` current (the source resyncs and backs off by itself)."""
         async for snapshot in source.updates():
             self.snapshot = snapshot
+            self.cluster_dirty = True
             self._dirty.set()
 
     async def program_cluster(self) -> ClusterOutcome | None:
@@ -260,21 +387,42 @@ class Felix:
             backoff = min(backoff * 2, 10.0)
         return False
 
-    async def _pass(self, *, tunnel: bool) -> None:
-        """One reconcile; failures are logged and the next pass tries again."""
+    async def _pass(self, *, tunnel: bool, full: bool = False) -> None:
+        """One reconcile; failures are logged and the next pass tries again. Policy goes
+        first: a label change should not wait behind a route dump. The cluster's routes
+        and devices come last, after the tunnel addresses they carry."""
+        revision = self.revision
+        if self.policy_enabled and (self.policy_dirty or full):
+            await self.program_policy()
+        if self.routes_dirty or full:
+            self.routes_dirty = False
+            try:
+                await self.program()
+            except OSError as exc:
+                self.routes_dirty = True
+                log.warning("felix.program_failed", error=str(exc))
         try:
-            await self.program()
-        except OSError as exc:
-            log.warning("felix.program_failed", error=str(exc))
+            await self.report_endpoints()
+        except (DatastoreError, OSError) as exc:
+            log.warning("felix.endpoint_status_failed", error=str(exc))
+        if not self.policy_dirty and not self.routes_dirty:
+            # Everything the datastore held at `revision` is in the kernel (tests wait on this).
+            log.debug("felix.synced", revision=revision)
         if tunnel:
             try:
                 await self.tunnel()
             except (IpamError, DatastoreError) as exc:
                 log.warning("felix.tunnel_failed", error=str(exc))
-        try:
-            await self.program_cluster()
-        except OSError as exc:
-            log.warning("felix.cluster_failed", error=str(exc))
+        if self.cluster_dirty or full:
+            self.cluster_dirty = False
+            try:
+                out = await self.program_cluster()
+            except OSError as exc:
+                self.cluster_dirty = True
+                log.warning("felix.cluster_failed", error=str(exc))
+            else:
+                # What the kernel refused or had to wait for is tried again next pass.
+                self.cluster_dirty = out is not None and bool(out.errors or out.waiting)
 
     async def run(self) -> None:
         await self.kernel.open()
@@ -286,8 +434,17 @@ class Felix:
     async def _run(self) -> None:
         if not await self._first_list():
             return
+        if not self.policy_enabled:
+            log.error(
+                "felix.nft_missing",
+                detail="nft not found: policy and natOutgoing are NOT enforced on this node",
+            )
+        with contextlib.suppress(DatastoreError):
+            await self._first_statuses()
+        # Follow nft's changes before the first sync, so nothing in between is missed.
+        monitor = asyncio.create_task(self._monitor()) if self.policy_enabled else None
         # The first pass cleans up after endpoints deleted while felix was down.
-        await self._pass(tunnel=True)
+        await self._pass(tunnel=True, full=True)
         log.info("felix.started", node=self.node, endpoints=len(self.endpoints))
         notifier = Notifier()
         notifier.notify("READY=1", f"STATUS={len(self.endpoints)} workload endpoints")
@@ -297,6 +454,8 @@ class Felix:
             asyncio.create_task(self._status_loop()),
             asyncio.create_task(keep_alive(notifier)),
         ]
+        if monitor is not None:
+            tasks.append(monitor)
         next_tunnel = time.monotonic() + self.resync
         try:
             while not self._stop.is_set():
@@ -309,7 +468,7 @@ class Felix:
                 tunnel = time.monotonic() >= next_tunnel
                 if tunnel:
                     next_tunnel = time.monotonic() + self.resync
-                await self._pass(tunnel=tunnel)
+                await self._pass(tunnel=tunnel, full=tunnel)
         finally:
             for task in tasks:
                 task.cancel()

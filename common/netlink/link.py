@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from common.netlink.route import AF_BRIDGE, AF_INET, AF_INET6
 
 IFF_UP = 0x1
+IFF_RUNNING = 0x40  # operationally up: the kernel's IF_OPER_UP or IF_OPER_UNKNOWN
 NUD_PERMANENT = 0x80
 NTF_SELF = 0x02
 RT_SCOPE_UNIVERSE = 0
@@ -38,7 +39,9 @@ class Vxlan:
 @dataclass(frozen=True, slots=True)
 class Link:
     """One interface: `kind` is its driver ("veth", "ipip", "vxlan"; "" for a physical or
-    loopback device), `mac` its hardware address (empty if it has none)."""
+    loopback device), `mac` its hardware address (empty if it has none). `up` is the
+    administrative state (IFF_UP), `running` the operational one (IFF_RUNNING: a veth is
+    running only while its peer is up)."""
 
     index: int
     name: str
@@ -47,6 +50,7 @@ class Link:
     mtu: int = 0
     mac: bytes = b""
     vxlan: Vxlan | None = None
+    running: bool = False
 
 
 @dataclass(frozen=True, slots=True)

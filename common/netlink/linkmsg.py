@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 
-from common.netlink.link import IFF_UP, Address, Link, Neighbour, Vxlan
+from common.netlink.link import IFF_RUNNING, IFF_UP, Address, Link, Neighbour, Vxlan
 from common.netlink.route import ADDR_LEN
 from common.netlink.rtmsg import (
     NLM_F_ACK,
@@ -170,7 +170,8 @@ def decode_newlink(body: bytes) -> Link:
                     data = ipayload
             if kind == "vxlan" and data:
                 vxlan = _decode_vxlan(data)
-    return Link(index, name, kind, bool(flags & IFF_UP), mtu, mac, vxlan)
+    up, running = bool(flags & IFF_UP), bool(flags & IFF_RUNNING)
+    return Link(index, name, kind, up, mtu, mac, vxlan, running)
 
 
 # -- addresses ------------------------------------------------------------------------------

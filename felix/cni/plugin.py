@@ -16,9 +16,10 @@ import functools
 import ipaddress
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from calico import keys
+from calico.codec import dumps
 from calico.errors import (
     AccessDenied,
     Conflict,
@@ -26,7 +27,7 @@ from calico.errors import (
     DatastoreError,
     Unavailable,
 )
-from calico.store.kv import KeyValue, KVStore
+from calico.store.kv import Compare, KeyValue, KVStore, Put
 from common.log import get_logger
 from common.netlink.route import AF_INET, AF_INET6, KernelRoute, Nexthop
 from felix.cni.request import (
@@ -314,6 +315,8 @@ async def add(
             raise CniError(UNKNOWN_CONTAINER, "no such network namespace", req.netns) from exc
         except OSError as exc:
             raise CniError(IO_FAILURE, "cannot set up the interfaces", str(exc)) from exc
+        labels = dict(conf.labels)
+        await _datastore("creating profiles", lambda: ensure_profiles(kv, req, labels))
         wep = new_endpoint(
             node=node,
             container_id=req.container_id,
@@ -326,6 +329,7 @@ async def add(
             k8s_pod=req.k8s_pod,
             uid=uid,
             now=now,
+            labels=labels,
         )
         await _datastore("writing the WorkloadEndpoint", lambda: kv.put(wep.key, wep.to_json()))
     except BaseException:
@@ -374,6 +378,48 @@ async def _delete_endpoint(kv: KVStore, key: str, container_id: str) -> bool | N
         except DatastoreError as exc:
             raise CniError(IO_FAILURE, "deleting the WorkloadEndpoint failed", str(exc)) from exc
     raise CniError(TRY_AGAIN_LATER, "the WorkloadEndpoint kept changing during DEL", key)
+
+
+def profile_docs(req: CniRequest, labels: dict[str, str]) -> list[dict[str, Any]]:
+    """The profiles a new endpoint names, as whoever owns them in Calico writes them when
+    they are missing: for a pod, `kns.<namespace>` (allow all; the namespace's name as a
+    `pcns.` label, as kube-controllers writes it for a namespace) and
+    `ksa.<namespace>.default`; otherwise the network's profile (Calico's CNI plugin:
+    ingress only from endpoints of the same network, egress allowed)."""
+    assert req.conf is not None
+    allow = [{"action": "Allow"}]
+    if req.k8s_namespace and req.k8s_pod:
+        ns = req.k8s_namespace
+        specs = {
+            f"kns.{ns}": {
+                "ingress": allow,
+                "egress": allow,
+                "labelsToApply": {"pcns.projectcalico.org/name": ns},
+            },
+            f"ksa.{ns}.default": {"labelsToApply": {"pcsa.projectcalico.org/name": "default"}},
+        }
+    else:
+        net = req.conf.name
+        specs = {
+            net: {
+                "ingress": [{"action": "Allow", "source": {"selector": f"has({net})"}}],
+                "egress": allow,
+                "labelsToApply": {net: ""},
+            }
+        }
+    return [
+        {"kind": "Profile", "apiVersion": "projectcalico.org/v3",
+         "metadata": {"name": name}, "spec": spec}
+        for name, spec in specs.items()
+    ]
+
+
+async def ensure_profiles(kv: KVStore, req: CniRequest, labels: dict[str, str]) -> None:
+    """Create the endpoint's profiles where missing (never change or delete one: they are
+    shared, and a user or controller may have written them with more labels)."""
+    for doc in profile_docs(req, labels):
+        key = keys.resource_key("Profile", doc["metadata"]["name"])
+        await kv.txn([Compare(key, 0)], [Put(key, dumps(doc))])
 
 
 async def delete(req: CniRequest, node: str, kv: KVStore, dataplane: Dataplane) -> None:

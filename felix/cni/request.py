@@ -8,7 +8,8 @@ The network configuration this plugin reads (Calico's names where Calico has the
      "datastore": "sqlite:///var/lib/calico/calico.db",
      "nodename": "node1", "mtu": 1500,
      "ipam": {"type": "calico-ipam", "assign_ipv4": "true", "assign_ipv6": "false",
-              "ipv4_pools": ["10.0.0.0/16"], "ipv6_pools": []}}
+              "ipv4_pools": ["10.0.0.0/16"], "ipv6_pools": []},
+     "args": {"cni": {"labels": [{"key": "app", "value": "web"}]}}}
 
 or, for etcd, Calico's keys in place of "datastore":
 
@@ -19,6 +20,10 @@ or, for etcd, Calico's keys in place of "datastore":
 As in Calico's plugin, a TLS file not named here comes from calico-node's variable
 (ETCD_CA_CERT_FILE, ...), and the etcd user name and password come from ETCD_USERNAME and
 ETCD_PASSWORD. https:// endpoints are spoken to over TLS, never plaintext.
+
+The workload's labels (which policy selectors match) come from `args.cni.labels` (the CNI
+conventions' labels) or, as Calico's plugin reads them, from
+`args["org.apache.mesos"].network_info.labels.labels`; there is no Kubernetes API to ask.
 """
 
 from __future__ import annotations
@@ -95,6 +100,7 @@ class NetConf:
     prev_result: Mapping[str, Any] | None = None
     # What a teardown (DEL) found wrong and did without (see parse_conf).
     ignored: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +162,33 @@ def _pools(value: Any, where: str, version: int) -> tuple[str, ...]:
 
 def _bad(detail: str) -> CniError:
     return CniError(INVALID_CONFIG, "invalid network configuration", detail)
+
+
+def _labels(doc: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    args = doc.get("args")
+    if args is None:
+        return ()
+    if not isinstance(args, dict):
+        raise _bad("args must be an object")
+    found: list[Any] = []
+    cni = args.get("cni")
+    if isinstance(cni, dict) and cni.get("labels") is not None:
+        found = cni["labels"]
+    mesos = args.get("org.apache.mesos")
+    if not found and isinstance(mesos, dict):
+        info = mesos.get("network_info") or {}
+        found = ((info.get("labels") or {}).get("labels") or []) if isinstance(info, dict) else []
+    if not isinstance(found, list):
+        raise _bad("args.cni.labels must be a list of {key, value}")
+    out: list[tuple[str, str]] = []
+    for i, item in enumerate(found):
+        if not isinstance(item, dict) or not isinstance(item.get("key"), str) or not item["key"]:
+            raise _bad(f"args labels[{i}] must be {{\"key\": ..., \"value\": ...}}")
+        value = item.get("value", "")
+        if not isinstance(value, str):
+            raise _bad(f"args labels[{i}].value must be a string")
+        out.append((item["key"], value))
+    return tuple(out)
 
 
 # Calico's older or DNS-based ways of naming etcd, which this plugin does not read.
@@ -238,9 +271,9 @@ def parse_conf(
     stdin: bytes, env: Mapping[str, str] | None = None, *, teardown: bool = False
 ) -> NetConf:
     """The network configuration. With `teardown` (DEL), the parts only ADD uses (the ipam
-    section, mtu) may be wrong or changed since the ADD: the problems go into `ignored`
-    and the defaults are used, so a configuration change never wedges teardown; DEL
-    releases by handle, which needs none of them."""
+    section, mtu, the workload's labels in args) may be wrong or changed since the ADD:
+    the problems go into `ignored` and the defaults are used, so a configuration change
+    never wedges teardown; DEL releases by handle, which needs none of them."""
     try:
         doc = json.loads(stdin or b"{}")
     except ValueError as exc:
@@ -286,6 +319,13 @@ def parse_conf(
             raise _bad("prevResult must be an object")
         ignored.append("prevResult is not an object")
         prev = None
+    try:
+        labels = _labels(doc)
+    except CniError as exc:  # only ADD sets the workload's labels
+        if not teardown:
+            raise
+        labels = ()
+        ignored.append(str(exc))
     return NetConf(
         cni_version=version,
         name=name,
@@ -296,6 +336,7 @@ def parse_conf(
         ipam=ipam,
         prev_result=prev,
         ignored=tuple(ignored),
+        labels=labels,
     )
 
 

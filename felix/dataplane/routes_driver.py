@@ -66,6 +66,11 @@ class Kernel:
         routes = observed_routes(((e.protocol, e.route) for e in entries), names)
         return routes, {name: index for index, name in links}
 
+    async def link_states(self) -> dict[str, bool]:
+        """Each interface's name and whether it is operationally up (oper state up or
+        unknown, as `ip link` shows it), for the endpoints' status."""
+        return {link.name: link.running for link in await self.routes.link_list()}
+
     async def apply(self, changes: Sequence[RouteChange], links: Mapping[str, int]) -> list[str]:
         """Apply the changes in one batch; the errors (one line each, per route), which the
         next pass retries."""

@@ -455,6 +455,7 @@ def test_an_unmarked_host_end_goes_only_when_the_endpoint_is_ours(tmp_path: Path
         {"ipam": {"assign_ipv4": "false"}},
         {"mtu": 9},
         {"prevResult": "junk"},
+        {"args": {"cni": {"labels": {"app": "web"}}}},
     ],
 )
 def test_del_after_a_config_change_still_releases(tmp_path: Path, changed: dict[str, Any]) -> None:
@@ -517,3 +518,81 @@ def test_del_keeps_an_endpoint_replaced_meanwhile(tmp_path: Path) -> None:
         assert wep is not None and wep.container_id == SANDBOX_B
 
     with_store(tmp_path, body, ReplacedMeanwhileKV)
+
+
+# --- labels and profiles (what policy selects on) ------------------------------------------
+
+
+def test_pod_labels_and_profiles_reach_the_datastore(tmp_path: Path) -> None:
+    labels = [{"key": "app", "value": "web"}, {"key": "pcns.env", "value": "sneaky"}]
+    k8s = {"CNI_ARGS": "K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-1"}
+
+    async def body(kv: SqliteKV) -> None:
+        req = request(k8s, args={"cni": {"labels": labels}})
+        await plugin.add(req, "node1", kv, FakeDataplane(), now=1.0, uid="u")
+        stored = await kv.get(f"{PREFIX}shop/node1-k8s-web--1-eth0")
+        assert stored is not None
+        wep = WorkloadEndpoint.from_json(stored.value)
+        assert dict(wep.labels) == {
+            "app": "web",
+            "pcns.env": "sneaky",  # kept as given; felix ignores pcns. labels of a WEP
+            "projectcalico.org/namespace": "shop",
+            "projectcalico.org/orchestrator": "k8s",
+            "projectcalico.org/serviceaccount": "default",
+        }
+        assert wep.profiles == ("kns.shop", "ksa.shop.default")
+        kns = await kv.get("/calico/resources/v3/projectcalico.org/profiles/kns.shop")
+        assert kns is not None
+        spec = json.loads(kns.value)["spec"]
+        assert spec["labelsToApply"] == {"pcns.projectcalico.org/name": "shop"}
+        assert spec["ingress"] == [{"action": "Allow"}] == spec["egress"]
+        # A profile someone wrote (with the namespace's labels) is never overwritten.
+        mine = {**json.loads(kns.value), "spec": {"labelsToApply": {"pcns.env": "prod"}}}
+        await kv.put(kns.key, json.dumps(mine).encode())
+        other = request(
+            {"CNI_CONTAINERID": "abc123", "CNI_ARGS": "K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-2"}
+        )
+        await plugin.add(other, "node1", kv, FakeDataplane(), now=2.0, uid="u2")
+        again = await kv.get(kns.key)
+        assert again is not None and json.loads(again.value)["spec"] == mine["spec"]
+
+    with_store(tmp_path, body)
+
+
+def test_non_kubernetes_workload_gets_calicos_network_profile(tmp_path: Path) -> None:
+    mesos = {"network_info": {"labels": {"labels": [
+        {"key": "projectcalico.org/namespace", "value": "team"}, {"key": "tier", "value": "db"}]}}}
+
+    async def body(kv: SqliteKV) -> None:
+        await plugin.add(request(args={"org.apache.mesos": mesos}), "node1", kv, FakeDataplane(),
+                         now=1.0, uid="u")
+        stored = await kv.get(f"{PREFIX}team/node1-cni-4f3c2b1a9e8d7c6b-eth0")
+        assert stored is not None
+        wep = WorkloadEndpoint.from_json(stored.value)
+        assert wep.labels["tier"] == "db" and wep.profiles == ("k8s-pod-network",)
+        prof = await kv.get("/calico/resources/v3/projectcalico.org/profiles/k8s-pod-network")
+        assert prof is not None
+        assert json.loads(prof.value)["spec"] == {
+            "ingress": [{"action": "Allow", "source": {"selector": "has(k8s-pod-network)"}}],
+            "egress": [{"action": "Allow"}],
+            "labelsToApply": {"k8s-pod-network": ""},
+        }
+
+    with_store(tmp_path, body)
+
+
+@pytest.mark.parametrize(
+    ("args", "detail"),
+    [
+        ([], "args must be an object"),
+        ({"cni": {"labels": {"a": "b"}}}, "args.cni.labels must be a list of {key, value}"),
+        (
+            {"cni": {"labels": [{"value": "x"}]}},
+            'args labels[0] must be {"key": ..., "value": ...}',
+        ),
+        ({"cni": {"labels": [{"key": "a", "value": 1}]}}, "args labels[0].value must be a string"),
+    ],
+)
+def test_bad_labels_are_config_errors(args: Any, detail: str) -> None:
+    e = error_of(ENV, json.dumps({**CONF, "args": args}).encode())
+    assert (e.code, e.details) == (INVALID_CONFIG, detail)

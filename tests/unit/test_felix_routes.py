@@ -113,12 +113,18 @@ def test_workload_endpoint_round_trip() -> None:
         "containerID": "4f3c",
         "pod": "nginx-7d9f",
         "endpoint": "eth0",
+        "serviceAccountName": "default",
         "ipNetworks": ["192.168.221.65/32"],
         "profiles": ["kns.default", "ksa.default.default"],
         "interfaceName": "cali3a1b2c3d4e5",
         "mac": "2a:1b:3c:4d:5e:6f",
     }
     assert doc["metadata"]["creationTimestamp"] == "2024-05-01T10:00:05Z"
+    assert doc["metadata"]["labels"] == {  # as reference/calico.md 2.9 shows a pod's WEP
+        "projectcalico.org/namespace": "default",
+        "projectcalico.org/orchestrator": "k8s",
+        "projectcalico.org/serviceaccount": "default",
+    }
     assert WorkloadEndpoint.from_json(k8s.to_json()) == k8s
 
 

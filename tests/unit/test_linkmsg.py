@@ -137,7 +137,7 @@ def test_decode_link_reads_kind_state_mac_and_vxlan_settings() -> None:
     ])[16:]  # fmt: skip
     assert decode_newlink(body) == Link(
         12, "vxlan.calico", "vxlan", True, 1450, parse_mac(MAC),
-        Vxlan(4096, 4789, ip("10.0.0.1"), 2, False),
+        Vxlan(4096, 4789, ip("10.0.0.1"), 2, False), running=True,
     )  # fmt: skip
     plain = ref(ifinfmsg, RTM_NEWLINK, 0, 1, {"index": 1, "flags": 0}, [("IFLA_IFNAME", "lo")])
     assert decode_newlink(plain[16:]) == Link(1, "lo")
