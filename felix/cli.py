@@ -25,7 +25,9 @@ import sys
 from collections.abc import Sequence
 
 from calico import keys
-from calico.errors import DatastoreError, Unavailable
+from calico.datastore_args import add_datastore_arguments, datastore_from_args
+from calico.errors import DatastoreConfigError, DatastoreError, Unavailable
+from calico.store.etcdconfig import DatastoreConfig
 from calico.store.kv import open_kv
 from felix.dataplane.nft_compile import compile_ruleset
 from felix.dataplane.nft_driver import Nft, NftError, counters, nft_available
@@ -42,7 +44,7 @@ from felix.report import (
 from felix.status import endpoint_status_key, endpoint_status_prefix
 
 
-async def _load(url: str, node: str) -> tuple[PolicyIndex, dict[str, str], list[str]]:
+async def _load(url: DatastoreConfig, node: str) -> tuple[PolicyIndex, dict[str, str], list[str]]:
     async with open_kv(url) as kv:
         listing = await kv.list(keys.RESOURCES)
         statuses = await kv.list(endpoint_status_prefix(node))
@@ -138,10 +140,10 @@ def _explain(args: argparse.Namespace) -> int:
 
 def policy_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="felix policy", description="felix's policy model")
-    parser.add_argument(
-        "--datastore",
-        default=os.environ.get("FELIX_DATASTORE"),
-        help="sqlite:///PATH or etcd://HOST:PORT (env FELIX_DATASTORE)",
+    add_datastore_arguments(
+        parser,
+        help="sqlite:///PATH, https://HOST:PORT[,...] (etcd over TLS) or etcd://HOST:PORT[,...]; "
+        "env ETCD_ENDPOINTS",
     )
     parser.add_argument("--node", default=os.environ.get("NODENAME") or socket.gethostname())
     sub = parser.add_subparsers(dest="command", required=True)
@@ -154,8 +156,14 @@ def policy_main(argv: Sequence[str]) -> int:
     ex.add_argument("packet", nargs="?", metavar="PROTO/PORT")
     ex.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    if not args.datastore:
-        parser.error("--datastore (or FELIX_DATASTORE) is required")
+    try:
+        datastore = datastore_from_args(args, os.environ)
+    except DatastoreConfigError as exc:
+        print(f"felix: {exc}", file=sys.stderr)
+        return 2
+    if datastore is None:
+        parser.error("--datastore (or ETCD_ENDPOINTS) is required")
+    args.datastore = datastore
     try:
         return _show(args) if args.command == "show" else _explain(args)
     except Unavailable as exc:

@@ -29,9 +29,8 @@ import yaml
 
 from felix.policy.evaluate import explain, parse_packet
 from felix.policy.feed import index_from_items
-
-from .lab import Lab
-from .policy_lab import PLAIN_POOL, PolicyCluster, Probe, build, doc
+from labs.harness.lab import Lab
+from labs.harness.policy_lab import PLAIN_POOL, PolicyCluster, Probe, build, doc
 
 NP, GNP = "NetworkPolicy", "GlobalNetworkPolicy"
 CASE_KINDS = (NP, GNP, "Tier", "FelixConfiguration", "GlobalNetworkSet", "NetworkSet")

@@ -20,8 +20,7 @@ from felix.dataplane.nft_driver import Nft, NftError, PolicyDataplane
 from felix.policy.feed import Feed
 from felix.policy.index import PolicyIndex
 from felix.workload import new_endpoint
-
-from .lab import Lab, Node
+from labs.harness.lab import Lab, Node
 
 pytestmark = pytest.mark.skipif(
     shutil.which("nft") is None,

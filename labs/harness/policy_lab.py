@@ -24,10 +24,9 @@ from typing import Any
 
 from calico import keys, resources
 from calico.store.kv import open_kv
-
-from .felix_node import Felix, Pod, container_id, run_cni
-from .lab import Lab, Node
-from .wait import wait_for
+from labs.harness.felix_node import Felix, Pod, container_id, run_cni
+from labs.harness.lab import Lab, Node
+from labs.harness.wait import wait_for
 
 AGENT = Path(__file__).with_name("probe_agent.py")
 TCP_PORTS = (80, 443, 5432, 6379, 8080)
