@@ -13,8 +13,8 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 # systemd: systemd-analyze and systemd-sysusers for the unit tests (not to run it as PID 1);
 # strace: the sandbox tests record the daemons' system calls.
-PACKAGES=(bird2 frr gobgpd etcd-server etcd-client openssl iproute2 iputils-ping nftables procps psmisc
-          tcpdump python3-pip systemd strace)
+PACKAGES=(bird2 frr gobgpd etcd-server etcd-client openssl iproute2 iputils-ping nftables procps
+          psmisc tcpdump python3-pip systemd strace)
 # Daemons the packages would start as system services; the tests start their own instances.
 SERVICES=(bird frr etcd)
 
