@@ -102,6 +102,9 @@ class Nft:
         self.binary = binary
         self.own_pids: collections.deque[int] = collections.deque(maxlen=256)
         self.own_pids.append(os.getpid())  # transactions made in-process
+        # The kernel names the thread that commits a transaction (its TID), not the process:
+        # in-process transactions run in worker threads, so their TIDs are felix's too.
+        self.own_threads: set[int] = set()
         self._lib = _load_library() if library else None
 
     async def _run(self, *args: str, stdin: str | None = None) -> str:
@@ -124,9 +127,13 @@ class Nft:
     async def apply(self, transaction: str) -> None:
         """Apply `transaction` atomically (nft -f: all of it or nothing)."""
         if self._lib is not None:
-            await asyncio.to_thread(self._lib.run, transaction)
+            await asyncio.to_thread(self._apply_in_thread, self._lib, transaction)
         else:
             await self._run("-f", "-", stdin=transaction)
+
+    def _apply_in_thread(self, lib: _LibNftables, transaction: str) -> None:
+        self.own_threads.add(threading.get_native_id())  # before the commit is reported
+        lib.run(transaction)
 
     async def list_table(self) -> dict[str, Any] | None:
         """`nft -j list table inet felix`; None when the table does not exist."""
@@ -166,7 +173,8 @@ class Nft:
                     if _OURS.search(line) and len(touched) < 5:
                         touched.append(line[:200])
                     continue
-                if touched and int(m.group(1)) not in self.own_pids:
+                pid = int(m.group(1))
+                if touched and pid not in self.own_pids and pid not in self.own_threads:
                     on_foreign_change("; ".join(touched))
                 touched = []
         finally:

@@ -1,7 +1,8 @@
 """The compiler's transactions against the kernel's nftables, without felix: after a run of
 model changes applied incrementally (diff after diff), the kernel's table is exactly what
 applying the final ruleset whole gives, in a second namespace; a bad transaction changes
-nothing (nft -f is atomic); and another table is never touched."""
+nothing (nft -f is atomic); another table is never touched; and `nft monitor` tells felix's
+own transactions from other processes' changes."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import json
 import random
 import re
 import shutil
+import sys
 from typing import Any
 
 import pytest
@@ -176,3 +178,58 @@ def test_dataplane_replaces_a_damaged_table(lab: Lab) -> None:
         assert not await dp.sync(index)  # nothing left to do
 
     asyncio.run(main())
+
+
+# Run inside a lab node: felix's Nft with libnftables in-process (transactions in worker
+# threads) beside `nft monitor`, and changes by another process, marked "foreign-N".
+_MONITOR_SCRIPT = r"""
+import asyncio, json, subprocess, time
+from felix.dataplane.nft_driver import Nft
+
+async def wait_for(seen, what, deadline):
+    while not any(what in s for s in seen):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"nft monitor never reported {what}: {seen}")
+        await asyncio.sleep(0.02)
+
+async def main():
+    nft = Nft()
+    if nft._lib is None:
+        print(json.dumps({"library": False}))
+        return
+    seen = []
+    monitor = asyncio.create_task(nft.monitor(seen.append))
+    deadline = time.monotonic() + 20
+    subprocess.run(["nft", "add table inet felix"], check=True)
+    n = 0
+    while not seen:  # until nft monitor is listening: a foreign change is reported
+        n += 1
+        subprocess.run(["nft", f"add chain inet felix foreign-{n}"], check=True)
+        await asyncio.sleep(0.05)
+        if time.monotonic() > deadline:
+            raise SystemExit("nft monitor reported nothing")
+    seen.clear()
+    for i in range(5):
+        await nft.apply(f"add chain inet felix own-{i}\nadd rule inet felix own-{i} counter\n")
+    await nft.apply("delete chain inet felix own-0\n")
+    subprocess.run(["nft", "add chain inet felix foreign-last"], check=True)
+    await wait_for(seen, "foreign-last", deadline)
+    monitor.cancel()
+    print(json.dumps({"library": True, "seen": seen}))
+
+asyncio.run(main())
+"""
+
+
+def test_monitor_tells_felixs_own_transactions_from_others(lab: Lab) -> None:
+    """Only another process's change to table inet felix is foreign. felix's in-process
+    transactions commit from worker threads, which the kernel names by thread ID: were
+    they taken for someone else's, each would cause a whole-table replacement, which
+    would again be taken for someone else's, without end."""
+    node = lab.add_node("n")
+    out = node.run([sys.executable, "-c", _MONITOR_SCRIPT], timeout=60).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    if not result["library"]:
+        pytest.skip("libnftables.so.1 cannot be loaded: felix runs nft -f, its own pids")
+    (foreign,) = result["seen"]  # in generation order: the own ones came before it
+    assert "foreign-last" in foreign and "own-" not in foreign, result
