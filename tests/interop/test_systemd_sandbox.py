@@ -394,6 +394,13 @@ def test_felix_in_its_sandbox(lab: Lab, tmp_path: Path, backend: str) -> None:
         lambda: node_kv(host, url, "get", status_key("node1")), 30, message="status written"
     )
     assert status["lease"] != 0
+    if shutil.which("nft"):
+        # The policy table too, from inside the sandbox: libnftables in-process (ctypes,
+        # under MemoryDenyWriteExecute=) and `nft monitor` as a child process.
+        log = lambda: felix.log_path.read_text(errors="replace")  # noqa: E731
+        wait_for(lambda: "felix.policy_applied" in log(), 30, message="policy table applied")
+        assert "table inet felix" in host.run(["nft", "list", "tables"]).stdout
+        assert "felix.policy_failed" not in log() and "felix.nft_monitor_failed" not in log()
     assert felix.stop() == 0
     assert node_kv(host, url, "get", status_key("node1")) is None  # lease revoked at stop
     check_trace(felix.trace, felix.settings)
