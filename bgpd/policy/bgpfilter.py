@@ -382,11 +382,14 @@ def _constant(index: int) -> PrefixDecision:
 def _compile_prefixes(rules: Sequence[_Rule], version: int) -> PrefixDecision:
     """The first of `rules` whose prefix condition holds, on NLRI bytes.
 
-    Rules up to the first without a prefix condition (it always decides) are indexed: the
-    positive ones (In, Equal) by (network length, leading bits), so a prefix finds the ones it
-    is inside with one lookup per distinct network length; the negative ones (NotIn, NotEqual)
-    are tried in order until one holds. Answers are remembered as in policy/calico.py: for a
-    prefix longer than every network, by (length, leading `deepest` bits), shared by many."""
+    Rules up to the first without a prefix condition (it always decides) are indexed. Exact
+    ones (Equal, NotEqual: a single prefix) by the NLRI bytes of their network: a dict lookup,
+    and NotEqual rules tried in order (the first holds unless it is the prefix itself). Range
+    ones (In, NotIn): the positive by (network length, leading bits), so a prefix finds those
+    it is inside with one lookup per distinct length; the negative tried in order until one
+    holds. The range answer is remembered as in policy/calico.py: for a prefix longer than
+    every range network, by (length, leading `deepest` bits), one entry for many prefixes
+    (exact rules stay out of the key, so /32 Equal rules do not make every /32 its own)."""
     width = _BITS[version]
     alen = width // 8
     fallback = -1
@@ -398,19 +401,29 @@ def _compile_prefixes(rules: Sequence[_Rule], version: int) -> PrefixDecision:
         conditional.append(r)
     if not conditional:
         return _never if fallback < 0 else _constant(fallback)
+    nothing = fallback if fallback >= 0 else _NONE
+    equal: dict[bytes, int] = {}
+    not_equal: list[tuple[int, bytes]] = []
     positive: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
     negative: list[tuple[int, int, int, int, int, int]] = []
     for r in conditional:
         p = r.prefix
         assert p is not None
+        if p.lo == p.hi == p.plen:  # one prefix: Equal (or In with {len,len}), NotEqual
+            nlri = bytes([p.plen]) + p.addr.to_bytes(alen, "big")[: (p.plen + 7) // 8]
+            if p.negate:
+                not_equal.append((r.index, nlri))
+            else:
+                equal.setdefault(nlri, r.index)
+            continue
         shift = width - p.plen
         if p.negate:
             negative.append((r.index, p.plen, shift, p.addr >> shift, p.lo, p.hi))
         else:
             positive.setdefault((p.plen, p.addr >> shift), []).append((r.index, p.lo, p.hi))
     lengths = tuple(sorted({plen for plen, _ in positive}))
-    deepest = max(r.prefix.plen for r in conditional if r.prefix is not None)
-    nothing = fallback if fallback >= 0 else 1 << 30
+    ranged = [n for n, _ in positive] + [t[1] for t in negative]
+    deepest = max(ranged, default=0)
     low = tuple((1 << 8 * n) - 1 for n in range(alen + 1))
     up = tuple(width - 8 * n for n in range(alen + 1))
     drop = tuple(8 * n - deepest for n in range(alen + 1))
@@ -437,27 +450,72 @@ def _compile_prefixes(rules: Sequence[_Rule], version: int) -> PrefixDecision:
             if not (lo <= plen <= hi and plen >= nlen and addr >> shift == lead):
                 best = index
                 break
-        return best if best != 1 << 30 else -1
+        return best
 
-    def decide(prefix: bytes) -> int:
+    def by_range(prefix: bytes, none: int) -> int:
+        """The range rules' answer, remembered (`none` stored for no rule)."""
         n = len(prefix) - 1
         if n > alen:  # not a well-formed prefix: walk it as given
-            return walk(from_bytes(prefix[1:alen + 1], "big"), prefix[0])
+            walked = walk(from_bytes(prefix[1 : alen + 1], "big"), prefix[0])
+            return none if walked == _NONE else walked
         plen = prefix[0]
         cut = drop[n]
         key: int | bytes = prefix
         if plen > deepest and cut >= 0:
             key = from_bytes(prefix, "big") >> cut
-        answer = get(key)
-        if answer is not None:
-            return answer
+        found = get(key)
+        if found is not None:
+            return found
         answer = walk((from_bytes(prefix, "big") & low[n]) << up[n], plen)
+        if answer == _NONE:
+            answer = none
         if len(memo) >= MEMO_LIMIT:
             memo.clear()
         memo[key] = answer
         return answer
 
+    if not (equal or not_equal):
+        # The common case, one closure deep (the memo holds -1 for no rule).
+        def ranged_only(prefix: bytes) -> int:
+            n = len(prefix) - 1
+            if n <= alen:
+                plen = prefix[0]
+                cut = drop[n]
+                answer = get(from_bytes(prefix, "big") >> cut if plen > deepest and cut >= 0
+                             else prefix)
+                if answer is not None:
+                    return answer
+            return by_range(prefix, -1)
+
+        return ranged_only
+    equal_get = equal.get
+
+    def decide(prefix: bytes) -> int:
+        n = len(prefix) - 1
+        best = None
+        if n <= alen:
+            plen = prefix[0]
+            cut = drop[n]
+            best = get(from_bytes(prefix, "big") >> cut if plen > deepest and cut >= 0
+                       else prefix)
+        if best is None:
+            best = by_range(prefix, _NONE)
+        hit = equal_get(prefix)
+        if hit is not None and hit < best:
+            best = hit
+        for index, nlri in not_equal:
+            if index >= best:
+                break
+            if nlri != prefix:
+                best = index
+                break
+        return best if best != _NONE else -1
+
     return decide
+
+
+_NONE = 1 << 30
+"""No rule: larger than any rule index."""
 
 
 # --- what the planner reports ---------------------------------------------------------------

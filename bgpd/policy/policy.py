@@ -32,7 +32,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bgpd.policy.bgpfilter import (
     BIRD_DEFAULT_LOCAL_PREF,
@@ -201,45 +201,47 @@ def _allows(
     chains = group.chains
     priority = group.priority
     token = group.token
-    if calico is not None:
-        checks = {f: calico.nlri_check(f) for f in Family}
-        iface_allows = calico.iface_allows
-    # A route from BGP is raised above normal priority by its LOCAL_PREF (2147483647 - lp
-    # below normal), a kernel route by its metric.
-    raised = {f: PRIORITY_BASE - priority.of(f) for f in Family}
-    # Without interface or attribute conditions a chain needs one decision per route kind.
-    plain: dict[tuple[Family, bool], Callable[[bytes], int]] = {
-        (f, bgp): c.decision(bgp)
-        for f, c in chains.items()
-        if not (c.needs_iface or c.needs_attrs)
-        for bgp in (True, False)
-    }
+    v4 = Family.IPV4_UNICAST
+    iface_allows = calico.iface_allows if calico is not None else None
 
-    def calico_allows(route: Route, ifname: str | None, elevated: bool) -> bool:
-        if calico is None:
-            return True
-        if ifname is not None and not iface_allows(ifname, ibgp):
-            return False
-        if not elevated:
-            return checks[route.family](route.prefix)
+    def always(prefix: bytes) -> bool:
+        return True
+
+    def state(f: Family) -> tuple[Any, ...]:
+        """What a route of family `f` is decided with, looked up once (a Family's hash is
+        Python code): the LOCAL_PREF above which a route from BGP has raised priority, the
+        normal priority, Calico's prefix check, the chain and its per-kind decisions (None
+        when it has interface or attribute conditions)."""
+        chain = chains.get(f)
+        plain = None
+        if chain is not None and not (chain.needs_iface or chain.needs_attrs):
+            plain = (chain.decision(True), chain.decision(False))
+        check = calico.nlri_check(f) if calico is not None else always
+        normal = priority.of(f)
+        return (PRIORITY_BASE - normal, normal, check, chain, plain)
+
+    st4, st6 = state(v4), state(Family.IPV6_UNICAST)
+
+    def calico_allows(route: Route, ifname: str | None) -> bool:
+        """calico_export_to_bgp_peers for a route of raised priority (uncompiled: rare)."""
+        assert calico is not None
         family = route.family
         addr, plen = nlri_network(family, route.prefix)
-        rule = calico.rule(family.spec.version, addr, plen, ibgp, ifname, True)
-        return accepting(rule)
+        return accepting(calico.rule(family.spec.version, addr, plen, ibgp, ifname, True))
 
-    def view(route: Route, krt: int | None, local: bool) -> PathAttributes:
+    def view(route: Route, krt: int | None, local: bool, normal: int) -> PathAttributes:
         """The attributes the filter's conditions see (see bgpfilter.py)."""
         attrs = route.attrs
         if local:
-            lp = PRIORITY_BASE - (krt if krt is not None else priority.of(route.family))
+            lp = PRIORITY_BASE - (krt if krt is not None else normal)
         else:
             lp = attrs.local_pref if attrs.local_pref is not None else BIRD_DEFAULT_LOCAL_PREF
         path = attrs if ibgp else attrs.prepend(key.local_as)
         return attrs.replace(local_pref=lp, as_path=path.as_path)
 
     def allows(route: Route) -> ExportToken | bool:
+        raised, normal, check, chain, plain = st4 if route.family is v4 else st6
         local = isinstance(route.source, LocalSource)
-        family = route.family
         ifname = None
         krt = None
         if local:
@@ -247,37 +249,78 @@ def _allows(
                 ifname = ifname_of(route)
             if metric_of is not None:
                 krt = metric_of(route)
-            elevated = krt is not None and krt < priority.of(family)
+            elevated = krt is not None and krt < normal
         else:
             lp = route.attrs.local_pref
-            elevated = lp is not None and lp > raised[family]
+            elevated = lp is not None and lp > raised
             if next_hop_ifname is not None:
                 # BIRD's ifname of a route from BGP: the interface towards its next hop.
                 nh = route.attrs.next_hop
-                ifname = next_hop_ifname(family, nh) if nh is not None else None
-        if chains:
-            chain = chains.get(family)
-            if chain is not None:
-                decide = plain.get((family, not local))
-                if decide is None:
-                    decide = chain.decision(
-                        not local,
-                        chain.iface_truths(ifname) if chain.needs_iface else (),
-                        chain.attr_truths(view(route, krt, local)) if chain.needs_attrs else (),
-                    )
-                index = decide(route.prefix)
-                if index >= 0:
-                    rule = chain.rules[index]
-                    if rule.error or not rule.accept:
-                        return False
-                    return token(rule.ops, krt)
-        if not calico_allows(route, ifname, elevated):
-            return False
+                ifname = next_hop_ifname(route.family, nh) if nh is not None else None
+        if chain is not None:
+            if plain is not None:
+                decide = plain[local]
+            else:
+                decide = chain.decision(
+                    not local,
+                    chain.iface_truths(ifname) if chain.needs_iface else (),
+                    chain.attr_truths(view(route, krt, local, normal))
+                    if chain.needs_attrs
+                    else (),
+                )
+            index = decide(route.prefix)
+            if index >= 0:
+                rule = chain.rules[index]
+                if rule.error or not rule.accept:
+                    return False
+                return token(rule.ops, krt)
+        if calico is not None:
+            # The interface rules reject whatever the prefix; past them the prefix decides.
+            assert iface_allows is not None
+            if ifname is not None and not iface_allows(ifname, ibgp):
+                return False
+            if not (calico_allows(route, ifname) if elevated else check(route.prefix)):
+                return False
         return PLAIN if krt is None else token(None, krt)
 
+    if chains and metric_of is None and next_hop_ifname is None and calico is not None and all(
+        st[3] is None or st[4] is not None for st in (st4, st6)
+    ):
+        # Filters of prefix rules only, no hooks for routes from BGP: such a route, not of
+        # raised priority, is decided by its prefix alone: the rule's outcome, computed once
+        # per rule, or Calico's compiled check.
+        outcomes = {
+            id(st[3]): [
+                False if (r.error or not r.accept) else token(r.ops, None) for r in st[3].rules
+            ]
+            for st in (st4, st6)
+            if st[3] is not None
+        }
+        fast4 = _fast_state(st4, outcomes)
+        fast6 = _fast_state(st6, outcomes)
+
+        def prefix_rules(route: Route) -> ExportToken | bool:
+            if isinstance(route.source, LocalSource):
+                return allows(route)
+            raised, decide, out, check = fast4 if route.family is v4 else fast6
+            lp = route.attrs.local_pref
+            if lp is not None and lp > raised:
+                return allows(route)
+            if decide is not None:
+                index = decide(route.prefix)
+                if index >= 0:
+                    return out[index]  # type: ignore[no-any-return]
+            return PLAIN if check(route.prefix) else False
+
+        return prefix_rules
     if not chains and metric_of is None and next_hop_ifname is None and calico is not None:
         # No filter, no metric: Calico's rules alone, as before BGPFilters.
+        assert iface_allows is not None
+        check4, check6 = st4[2], st6[2]
+        raised4, raised6 = st4[0], st6[0]
+
         def calico_only(route: Route) -> ExportToken | bool:
+            four = route.family is v4
             if isinstance(route.source, LocalSource):
                 if ifname_of is not None:
                     ifname = ifname_of(route)
@@ -285,12 +328,21 @@ def _allows(
                         return False
             else:
                 lp = route.attrs.local_pref
-                if lp is not None and lp > raised[route.family]:
+                if lp is not None and lp > (raised4 if four else raised6):
                     return allows(route)
-            return PLAIN if checks[route.family](route.prefix) else False
+            return PLAIN if (check4 if four else check6)(route.prefix) else False
 
         return calico_only
     return allows
+
+
+def _fast_state(st: tuple[Any, ...], outcomes: Mapping[int, list[Any]]) -> tuple[Any, ...]:
+    """(raised LOCAL_PREF, the chain's decision for routes from BGP, outcome per rule,
+    Calico's check) of one family's `state`."""
+    raised, _normal, check, chain, plain = st
+    if chain is None:
+        return (raised, None, None, check)
+    return (raised, plain[0], outcomes[id(chain)], check)
 
 
 class Policy:

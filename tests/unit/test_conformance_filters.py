@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import os
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -187,3 +188,34 @@ def test_policy_evaluate_is_what_the_update_groups_do() -> None:
                 via_group = bgpd.exported(target, r, stored)
                 verdict, _ = bgpd.evaluate_export(target, stored)
                 assert (verdict is Verdict.ACCEPT) == (via_group is not None), (r, target)
+
+
+@pytest.mark.parametrize(
+    "name", ["bgpfilter/multi_filter/explicit_peer", "bgpfilter/match_operators",
+             "bgpfilter/filter_deletion"],
+)
+def test_the_fast_paths_decide_as_the_general_one(name: str) -> None:
+    """Without hooks (as the daemon runs today) the groups take shortcuts for routes from BGP
+    (prefix rules only) and for no filters at all (Calico's rules only); with hooks that know
+    nothing (None) they take the general path. Both must give the same answers."""
+    planned = plan_for(name, 0)
+    for case in cases(planned):
+        bgpd = Bgpd(planned.plan, case.layout)
+        plain = policy_module.Policy.of_plan(planned.plan, planned.plan.calico_export())
+        general = policy_module.Policy.of_plan(
+            planned.plan, planned.plan.calico_export(), ifname_of=lambda r: None,
+            metric_of=lambda r: None, next_hop_ifname=lambda f, nh: None,
+        )
+        for target in Golden(case.config, case.layout).protocols():
+            key = bgpd.key(target)
+            for k in (key, replace(key, policies=())):
+                fast = plain.for_group(k, 1)
+                slow = general.for_group(k, 1)
+                for r in case.routes:
+                    if r.kind != BGP:
+                        continue
+                    route = bgpd.received(r)
+                    a, b = fast.allows(route), slow.allows(route)
+                    assert bool(a) == bool(b), (r, target, k.policies)
+                    if a:
+                        assert fast.export(route, None, a) == slow.export(route, None, b)
