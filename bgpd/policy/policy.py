@@ -32,7 +32,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from bgpd.policy.bgpfilter import (
     BIRD_DEFAULT_LOCAL_PREF,
@@ -52,8 +52,30 @@ from bgpd.wire.attributes import PathAttributes
 from bgpd.wire.family import Family, nlri_network
 from calico.model import BGPFilter
 
-if TYPE_CHECKING:  # the planner imports the policy room, not the other way round
-    from bgpd.plan.peering import PeeringPlan
+
+class _Session(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def filters(self) -> tuple[str, ...]: ...
+
+
+class PlanLike(Protocol):
+    """What `Policy.of_plan` reads of a plan (bgpd.plan's PeeringPlan; the planner imports
+    this room, not the other way round)."""
+
+    @property
+    def filters(self) -> tuple[BGPFilter, ...]: ...
+
+    @property
+    def sessions(self) -> tuple[_Session, ...]: ...
+
+    @property
+    def normal_priority_v4(self) -> int: ...
+
+    @property
+    def normal_priority_v6(self) -> int: ...
 
 IfnameOf = Callable[[Route], "str | None"]
 """The outgoing interface of a kernel-learned route (None when unknown or not one)."""
@@ -393,7 +415,7 @@ class Policy:
     @classmethod
     def of_plan(
         cls,
-        plan: PeeringPlan,
+        plan: PlanLike,
         calico: ExportPolicy | None,
         *,
         ifname_of: IfnameOf | None = None,

@@ -103,7 +103,7 @@ def announce(*prefixes: str, communities: tuple[int, ...] = ()) -> UpdateReceive
 def test_a_changed_import_filter_is_applied_to_what_the_peer_sent(base: PeeringPlan) -> None:
     s = speaker_for(filtered(base, reject_import("10.0.1.0/24")))
     up(s)
-    s.receive(announce("10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/24"))
+    s.receive(announce("10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/24"), 1.0)
     drain(s, 1.0)
     assert routes_in(s) == {"10.0.0.0/24", "10.0.2.0/24"}
     assert s.rib.counts(PEER).received == 3
@@ -129,7 +129,7 @@ def test_import_operations_keep_what_the_peer_sent(base: PeeringPlan) -> None:
     s = speaker_for(filtered(base, first))
     s.begin(0.0)
     up(s)
-    s.receive(announce("10.0.0.0/24", "10.1.0.0/24"))
+    s.receive(announce("10.0.0.0/24", "10.1.0.0/24"), 1.0)
     drain(s, 1.0)
     held = {
         nlri_to_prefix(V4, r.prefix): r.attrs.communities
