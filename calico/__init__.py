@@ -13,6 +13,7 @@ from calico.errors import DatastoreError, ResourceError
 from calico.file import load_file, load_text
 from calico.model import (
     BGPConfiguration,
+    BGPFilter,
     BGPPeer,
     BlockAffinity,
     IPAMBlock,
@@ -25,6 +26,7 @@ from calico.snapshot import Snapshot
 
 __all__ = [
     "BGPConfiguration",
+    "BGPFilter",
     "BGPPeer",
     "BlockAffinity",
     "DatastoreError",

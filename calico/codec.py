@@ -29,9 +29,12 @@ from calico.model import (
     NO_BFD,
     BfdSettings,
     BGPConfiguration,
+    BGPFilter,
     BGPPeer,
     BlockAffinity,
     FelixConfiguration,
+    FilterOperation,
+    FilterRule,
     IPAMBlock,
     IPPool,
     Node,
@@ -266,6 +269,56 @@ def _bgp_peer(p: Any) -> dict[str, Any]:
     return spec
 
 
+def _filter_operation(op: FilterOperation) -> dict[str, Any]:
+    if op.add_community is not None:
+        return {"addCommunity": {"value": op.add_community}}
+    if op.prepend_as_path:
+        return {"prependASPath": {"prefix": list(op.prepend_as_path)}}
+    return {"setPriority": {"value": op.set_priority}}
+
+
+def _filter_rule(rule: FilterRule) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if rule.cidr is not None:
+        out["cidr"] = rule.cidr
+        out["matchOperator"] = rule.match_operator
+    if rule.prefix_length is not None:
+        low, high = rule.prefix_length
+        out["prefixLength"] = {
+            k: v for k, v in (("min", low), ("max", high)) if v is not None
+        }
+    for field, value in (
+        ("source", rule.source),
+        ("interface", rule.interface),
+        ("peerType", rule.peer_type),
+        ("priority", rule.priority),
+    ):
+        if value is not None:
+            out[field] = value
+    if rule.community is not None:
+        out["communities"] = {"values": [rule.community]}
+    if rule.as_path_prefix:
+        out["asPathPrefix"] = list(rule.as_path_prefix)
+    out["action"] = rule.action
+    if rule.operations:
+        out["operations"] = [_filter_operation(op) for op in rule.operations]
+    return out
+
+
+def _bgp_filter(f: Any) -> dict[str, Any]:
+    assert isinstance(f, BGPFilter)
+    spec: dict[str, Any] = {}
+    for field, rules in (
+        ("exportV4", f.export_v4),
+        ("importV4", f.import_v4),
+        ("exportV6", f.export_v6),
+        ("importV6", f.import_v6),
+    ):
+        if rules:
+            spec[field] = [_filter_rule(r) for r in rules]
+    return spec
+
+
 def _ip_pool(p: Any) -> dict[str, Any]:
     assert isinstance(p, IPPool)
     spec: dict[str, Any] = {
@@ -431,4 +484,5 @@ _SPECS: Mapping[type, Any] = {
     IPPool: _ip_pool,
     BlockAffinity: _block_affinity,
     IPAMBlock: _ipam_block,
+    BGPFilter: _bgp_filter,
 }

@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from calico.model import (
     BGPConfiguration,
+    BGPFilter,
     BGPPeer,
     BlockAffinity,
     FelixConfiguration,
@@ -81,6 +82,10 @@ class Snapshot:
     @property
     def bgp_peers(self) -> Mapping[str, BGPPeer]:
         return self._table(BGPPeer)
+
+    @property
+    def bgp_filters(self) -> Mapping[str, BGPFilter]:
+        return self._table(BGPFilter)
 
     @property
     def ip_pools(self) -> Mapping[str, IPPool]:

@@ -37,7 +37,7 @@ __all__ = ["CalicoSource", "SnapshotState", "open_calico_source", "watched_prefi
 
 log = get_logger("calico.datastore")
 
-_PLANNER_KINDS = ("BGPConfiguration", "Node", "BGPPeer", "IPPool")
+_PLANNER_KINDS = ("BGPConfiguration", "Node", "BGPPeer", "IPPool", "BGPFilter")
 _REPEAT_OUTAGE_LOG = 60.0
 
 
@@ -48,7 +48,7 @@ def watched_prefixes(
     kinds: tuple[str, ...] = _PLANNER_KINDS,
     affinities: bool = True,
 ) -> tuple[str, ...]:
-    """What the planner needs: four resource kinds and `node`'s block affinities (every
+    """What the planner needs: five resource kinds and `node`'s block affinities (every
     node's when node is None); IPAM blocks only when asked (they change with every pod).
     felix asks for other kinds, the blocks and no affinities."""
     prefixes = [keys.kind_prefix(k) for k in kinds]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what pybgpd and its tests need on Debian 12, as root: the real BGP daemons the
-# interop tests run against (BIRD 2, FRR, GoBGP), etcd, network tools, and the Python package
-# with its test extras (for the `python3` on PATH). Safe to run again.
+# interop tests run against (BIRD 2, FRR, GoBGP; BIRD 1.6 unpacked in /opt/bird1.6), etcd,
+# network tools, and the Python package with its test extras (for the `python3` on PATH).
+# Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,18 +44,27 @@ if [ "${#missing[@]}" -gt 0 ]; then
     fi
 fi
 
-# BIRD 1.6 (calico-node's BIRD version) for the BIRD-socket tests: its birdc and bird,
-# unpacked under a private prefix and never installed (Debian's `bird` conflicts with bird2).
+# BIRD 1.6 (calico-node's BIRD version): the BIRD-socket tests use its birdc and bird, the
+# BGPFilter conformance tests (tests/interop/test_bird16_filters.py) its bird and bird6 as the
+# oracle. Debian's `bird` package (1.6.8) conflicts with bird2, so it is never installed: its
+# files are unpacked under a private prefix instead.
 BIRD16_PREFIX=/opt/bird1.6
-if [ ! -x "$BIRD16_PREFIX/usr/sbin/birdc" ]; then
-    bird16_tmp=$(mktemp -d)
-    if ! (cd "$bird16_tmp" && apt-get download bird >/dev/null 2>&1); then
-        apt-get update
-        (cd "$bird16_tmp" && apt-get download bird)
-    fi
-    mkdir -p "$BIRD16_PREFIX"
-    dpkg-deb -x "$bird16_tmp"/bird_*.deb "$BIRD16_PREFIX"
-    rm -rf "$bird16_tmp"
+if [ ! -x "$BIRD16_PREFIX/usr/sbin/bird" ] || [ ! -x "$BIRD16_PREFIX/usr/sbin/bird6" ] \
+    || [ ! -x "$BIRD16_PREFIX/usr/sbin/birdc" ]; then
+    work=$(mktemp -d)
+    (
+        cd "$work"
+        chown _apt "$work" 2>/dev/null || true  # apt-get download drops to _apt
+        if ! apt-get download bird >/dev/null 2>&1; then
+            apt-get update
+            apt-get download bird
+        fi
+        rm -rf "$BIRD16_PREFIX.new"
+        dpkg-deb -x bird_*.deb "$BIRD16_PREFIX.new"
+    )
+    rm -rf "$work" "$BIRD16_PREFIX"
+    mv "$BIRD16_PREFIX.new" "$BIRD16_PREFIX"
+    "$BIRD16_PREFIX/usr/sbin/bird" --version
 fi
 
 # Whatever started them (an earlier install, a boot), no packaged daemon may keep running: it

@@ -1,8 +1,9 @@
 """From one plan to the next: which sessions to start, stop or restart.
 
 Sessions are matched by name (Calico's names carry the peer type, address and port). A
-session whose spec changed is restarted, since most of a spec (AS numbers, addresses, TTL,
-password, route-reflector role) is fixed for the life of a BGP session; a new router ID
+session whose spec changed (but for its BGPFilters, see `same_session`) is restarted, since
+most of a spec (AS numbers, addresses, TTL, password, route-reflector role) is fixed for the
+life of a BGP session; a new router ID
 restarts every session, because the OPEN carries it.
 """
 
@@ -43,10 +44,12 @@ PeerChange = PeerAdded | PeerRemoved | PeerChanged
 
 def same_session(a: PeerSpec, b: PeerSpec) -> bool:
     """Whether two specs run the same session: which BGPPeer resource or node a session came
-    from is bookkeeping (renaming a BGPPeer must not reset its session), and BFD timers are
-    renegotiated with a Poll Sequence (RFC 5880 6.8.3), never by restarting BGP."""
-    return replace(a, bgp_peer=None, peer_node=None, bfd=None) == replace(
-        b, bgp_peer=None, peer_node=None, bfd=None
+    from is bookkeeping (renaming a BGPPeer must not reset its session), BFD timers are
+    renegotiated with a Poll Sequence (RFC 5880 6.8.3), never by restarting BGP, and its
+    BGPFilters are policy, applied to the running session (BIRD reconfigures filters without
+    a reset)."""
+    return replace(a, bgp_peer=None, peer_node=None, bfd=None, filters=()) == replace(
+        b, bgp_peer=None, peer_node=None, bfd=None, filters=()
     )
 
 

@@ -28,6 +28,14 @@ DEFAULT_PROGRAM_CLUSTER_ROUTES = ENABLED_NO_ENCAP_ONLY
 
 TUNNEL_DEVICE = "tunl0"
 
+
+def felix_programs_ipip(program_cluster_routes: str | None) -> bool:
+    """Whether Felix, not the BGP daemon, programs IPIP pools' routes (via tunl0)."""
+    return (program_cluster_routes or DEFAULT_PROGRAM_CLUSTER_ROUTES) not in (
+        ENABLED,
+        ENABLED_IPIP_ONLY,
+    )
+
 # Actions, as `bgpd plan` prints them.
 PROGRAM = "program"
 LEAVE_TO_FELIX = "felix"

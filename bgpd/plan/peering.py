@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bgpd.plan.errors import PlanError
-from bgpd.plan.kernel_rules import KernelRule, kernel_rules
+from bgpd.plan.kernel_rules import KernelRule, felix_programs_ipip, kernel_rules
 from bgpd.plan.originate import (
     CommunityRule,
     Origination,
@@ -37,7 +37,16 @@ from bgpd.plan.originate import (
     originations,
     pool_specs,
 )
-from bgpd.policy.calico import IPV4, IPV6, AffineBlock, PoolSpec, family_of
+from bgpd.policy import bgpfilter
+from bgpd.policy.calico import (
+    IPV4,
+    IPV6,
+    AffineBlock,
+    ExportPolicy,
+    PoolSpec,
+    family_of,
+    tunnel_ifaces,
+)
 from calico import selector
 from calico.model import (
     BFD_DEFAULT_INTERVAL,
@@ -46,6 +55,7 @@ from calico.model import (
     NO_BFD,
     SOURCE_ADDRESS_NODE_IP,
     BfdSettings,
+    BGPFilter,
     BGPPeer,
     SecretKeyRef,
 )
@@ -154,6 +164,16 @@ class PeeringPlan:
     communities: tuple[CommunityRule, ...] = ()
     # Kernel programming of learned routes, per pool (calico_kernel_programming).
     kernel: tuple[KernelRule, ...] = ()
+    # The BGPFilters the sessions name and that exist, by name (a session's `filters` keeps
+    # every name it was given; confd leaves out calls to missing ones, and so does the policy).
+    filters: tuple[BGPFilter, ...] = ()
+    # BGPConfiguration default's ipv4/ipv6NormalRoutePriority: the priority of a route that
+    # has none of its own, which goes out as LOCAL_PREF 2147483647 - priority.
+    normal_priority_v4: int = 1024
+    normal_priority_v6: int = 1024
+    # Felix programs the IPIP pools' routes (programClusterRoutes neither Enabled nor
+    # EnabledIPIPOnly): then routes through tunl0 are Felix's, not sent to internal peers.
+    felix_ipip: bool = True
     # Things the planner skipped or could not use, one line each, for the log.
     notes: tuple[str, ...] = field(default=(), compare=False)
 
@@ -162,6 +182,10 @@ class PeeringPlan:
             if s.name == name:
                 return s
         return None
+
+    def calico_export(self) -> ExportPolicy:
+        """Calico's export rules for this node (calico_export_to_bgp_peers)."""
+        return ExportPolicy(self.blocks, self.pools, tunnel_ifaces(self.felix_ipip))
 
 
 def hash_router_id(node: str) -> str:
@@ -537,6 +561,7 @@ def compute(snapshot: Snapshot, node: str, env: Mapping[str, str] = _NO_ENV) -> 
         for s in sessions
         if s.reachable_by
     )
+    filters = _filters(snapshot, sessions, planner)
     return PeeringPlan(
         node=node,
         router_id=router_id,
@@ -557,5 +582,32 @@ def compute(snapshot: Snapshot, node: str, env: Mapping[str, str] = _NO_ENV) -> 
         static_routes=static_routes,
         communities=community_rules(snapshot, node),
         kernel=kernel_rules(pools, default.program_cluster_routes, me.ipv4_network),
+        filters=filters,
+        normal_priority_v4=default.ipv4_normal_route_priority,
+        normal_priority_v6=default.ipv6_normal_route_priority,
+        felix_ipip=felix_programs_ipip(default.program_cluster_routes),
         notes=tuple(planner.notes),
     )
+
+
+def _filters(
+    snapshot: Snapshot, sessions: tuple[PeerSpec, ...], planner: _Planner
+) -> tuple[BGPFilter, ...]:
+    """The BGPFilters the sessions name, in name order; a missing one is a note (confd then
+    calls only the filters that exist, so the session runs without its rules)."""
+    found: dict[str, BGPFilter] = {}
+    for s in sessions:
+        for name in s.filters:
+            flt = snapshot.bgp_filters.get(name)
+            if flt is None:
+                who = f"BGPPeer {s.bgp_peer!r}" if s.bgp_peer else s.name
+                planner.note(
+                    f"{who}: BGPFilter {name!r} does not exist; as with confd, none of its "
+                    "rules apply until it does"
+                )
+                continue
+            found[name] = flt
+    for flt in found.values():
+        for text in bgpfilter.notes(flt):
+            planner.note(text)
+    return tuple(found[n] for n in sorted(found))

@@ -10,8 +10,9 @@ bird_ipam.cfg, reference/calico.md 4.2, 4.3) as one pure policy.
   rules), as confd does.
 * Anything else outside every pool is not: the peer's export filter ends with `reject`,
   so routes learned from peers (or the kernel) outside the pools are never passed on.
-* Tunnel-device routes (`*.cali`, `*.calico`) are not sent to iBGP peers; BPF-mode local
-  routes (`bpf*.cali`) are sent to nobody.
+* Tunnel-device routes (`*.cali`, `*.calico`, and `tunl0` unless BIRD programs the IPIP
+  routes itself) are not sent to iBGP peers; BPF-mode local routes (`bpf*.cali`) are sent to
+  nobody.
 
 `ExportPolicy.decide()` names the rule that decided (`ExportRule`), for `bgpctl explain`.
 The Adj-RIB-Out asks per prefix, on the NLRI bytes: `nlri_check(family)` is the policy
@@ -97,9 +98,17 @@ class AffineBlock:
 
 
 # Interfaces whose routes never leave the node: BPF-mode local routes always, and Felix's
-# tunnel devices (VXLAN, WireGuard) towards internal peers.
+# tunnel devices (VXLAN, WireGuard; the IPIP device when Felix programs IPIP routes) towards
+# internal peers.
 _LOCAL_IFACES = ("bpf*.cali",)
 _TUNNEL_IFACES = ("*.cali", "*.calico")
+IPIP_DEVICE = "tunl0"
+
+
+def tunnel_ifaces(felix_programs_ipip: bool) -> tuple[str, ...]:
+    """The tunnel globs of calico_export_to_bgp_peers: confd adds "tunl0" unless BIRD itself
+    programs the IPIP routes (programClusterRoutes Enabled or EnabledIPIPOnly)."""
+    return (*_TUNNEL_IFACES, IPIP_DEVICE) if felix_programs_ipip else _TUNNEL_IFACES
 
 # A network as (IP version, address as int, prefix length): containment is two shifts.
 _Net = tuple[int, int, int]
@@ -137,6 +146,11 @@ _ACCEPTING = frozenset(
 )
 
 
+def accepting(rule: ExportRule) -> bool:
+    """Whether the rule that decided lets the route out."""
+    return rule in _ACCEPTING
+
+
 @dataclass(frozen=True, slots=True)
 class ExportDecision:
     allowed: bool
@@ -156,10 +170,10 @@ for many prefixes (see `ExportPolicy._compile`), so a cluster needs far fewer.""
 
 
 @functools.lru_cache(maxsize=1024)
-def _iface_kinds(ifname: str) -> tuple[bool, bool]:
+def _iface_kinds(ifname: str, tunnels: tuple[str, ...]) -> tuple[bool, bool]:
     """(a tunnel device, a local-only device): ifnames are few, the routes through them many."""
     return (
-        any(fnmatch.fnmatchcase(ifname, g) for g in _TUNNEL_IFACES),
+        any(fnmatch.fnmatchcase(ifname, g) for g in tunnels),
         any(fnmatch.fnmatchcase(ifname, g) for g in _LOCAL_IFACES),
     )
 
@@ -167,11 +181,19 @@ def _iface_kinds(ifname: str) -> tuple[bool, bool]:
 class ExportPolicy:
     """calico_export_to_bgp_peers(internal_peer) for one node, as a pure decision."""
 
-    __slots__ = ("_aggregates", "_blocked", "_checks", "_exportable", "blocks", "pools")
+    __slots__ = (
+        "_aggregates", "_blocked", "_checks", "_exportable", "blocks", "pools", "tunnels"
+    )
 
-    def __init__(self, blocks: tuple[AffineBlock, ...], pools: tuple[PoolSpec, ...]) -> None:
+    def __init__(
+        self,
+        blocks: tuple[AffineBlock, ...],
+        pools: tuple[PoolSpec, ...],
+        tunnels: tuple[str, ...] = tunnel_ifaces(True),
+    ) -> None:
         self.blocks = blocks
         self.pools = pools
+        self.tunnels = tunnels
         self._blocked = tuple(_key(net_of(p.cidr)) for p in pools if p.disable_bgp_export)
         self._exportable = tuple(_key(net_of(p.cidr)) for p in pools if not p.disable_bgp_export)
         # Only confirmed blocks aggregate; a pendingDeletion block is just another route.
@@ -226,12 +248,11 @@ class ExportPolicy:
         kind of peer never matters)."""
         return self._checks[family]
 
-    @staticmethod
-    def iface_allows(ifname: str, internal_peer: bool) -> bool:
+    def iface_allows(self, ifname: str, internal_peer: bool) -> bool:
         """False when the interface rules reject a route through `ifname` (a tunnel device
         towards an internal peer, a local-only device towards anyone). Otherwise the route
         is decided by its prefix alone: every other rule rejects or accepts regardless."""
-        tunnel, local = _iface_kinds(ifname)
+        tunnel, local = _iface_kinds(ifname, self.tunnels)
         return not (local or (tunnel and internal_peer))
 
     def _compile(self, version: int) -> NlriCheck:
@@ -320,7 +341,7 @@ class ExportPolicy:
             if _inside(version, addr, plen, net):
                 return ExportRule.DISABLED_POOL
         if ifname is not None:
-            tunnel, local = _iface_kinds(ifname)
+            tunnel, local = _iface_kinds(ifname, self.tunnels)
             if internal_peer and tunnel:
                 return ExportRule.TUNNEL_TO_IBGP
             if local:

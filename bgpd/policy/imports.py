@@ -13,7 +13,7 @@ stays in the Adj-RIB-In as received but not accepted; the RIB does that, this on
 
 from __future__ import annotations
 
-from bgpd.rib.route import Identity, PeerInfo, PrefixCheck
+from bgpd.rib.route import Identity, ImportCheck, PeerInfo
 from bgpd.wire.attributes import PathAttributes
 from bgpd.wire.family import Family
 
@@ -52,6 +52,8 @@ class ImportRules:
         attrs = normalise(peer, attrs)
         return attrs, loop_reason(ident, peer, attrs)
 
-    def prefix_filter(self, peer: PeerInfo, family: Family) -> PrefixCheck | None:
+    def prefix_filter(
+        self, peer: PeerInfo, family: Family, attrs: PathAttributes
+    ) -> ImportCheck | None:
         """No per-prefix import rules: every prefix that is not a loop is accepted."""
         return None

@@ -24,11 +24,14 @@ member has been sent exactly the group's Adj-RIB-Out minus the entries it is the
 
 Export policy lives in bgpd/policy: each group holds an `OutboundPolicy` made for its key by
 the `OutboundPolicies` given to the `AdjRibOut`. Per prefix, `allows(route)` says whether the
-route may go to the group at all (Calico's export rules, prefix filters); per distinct
-(attributes, source), `export(route, cache)` applies the protocol's rules (split horizon,
-reflection) and returns the attributes to send, or None. What is rejected is never
+route may go to the group at all (Calico's export rules, BGPFilter rules), as a token naming
+how (the filter rule that accepted it); per distinct (attributes, source, token) in a family,
+`export(route, cache, token)` applies the protocol's rules (split horizon, reflection) and
+the rule's operations and returns the attributes to send, or None. What is rejected is never
 advertised, and withdrawn if it was. When the policies change, `AdjRibOut.set_policies()`
-restages every best route so the next flush sends exactly the difference.
+restages every best route of the groups whose policy changed, so the next flush sends exactly
+the difference; `regroup()` moves a live member to another group (a new list of filters)
+with the withdrawals it needs.
 
 A peer joining a group catches up from bytes the group has already encoded, shared with
 every peer joining around the same time (FRR's update subgroups catch up, then merge into
@@ -77,6 +80,9 @@ _END_OF_RIB: Mapping[Family, Chunk] = {f: (encode_end_of_rib(f), 1) for f in Fam
 
 _Entry = tuple[PathAttributes, str]
 """An advertised prefix: exported attributes and the name of the route's source."""
+
+_Memo = dict[tuple[int, int, int], tuple[object, object, object, PathAttributes | None]]
+"""Exports of one family by (attributes, source, token) ids, holding the three alive."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,14 +142,16 @@ class GroupKey:
 class OutboundPolicy(Protocol):
     """One group's export policy (bgpd/policy makes them)."""
 
-    def allows(self, route: Route) -> bool:
-        """Whether the route may go to the group at all: asked per prefix."""
+    def allows(self, route: Route) -> object:
+        """Whether the route may go to the group at all, asked per prefix: falsy when not,
+        else a token (`True`, or a long-lived object compared by identity) that stands for how
+        it goes out, e.g. the filter rule that accepted it."""
         ...
 
-    def export(self, route: Route, cache: AttrCache) -> PathAttributes | None:
+    def export(self, route: Route, cache: AttrCache, token: object) -> PathAttributes | None:
         """The attributes to advertise the route with (interned in `cache`), or None when it
-        may not go out. Depends on the route's attributes and source only: the group asks
-        once per distinct pair."""
+        may not go out. Depends on the route's family, attributes and source and the token
+        `allows` gave only: the group asks once per distinct combination."""
         ...
 
 
@@ -293,13 +301,15 @@ class UpdateGroup:
     def load(self, routes: Iterable[Route]) -> None:
         """Fill the Adj-RIB-Out from best routes without producing bytes: for a new group,
         before its first member's initial dump."""
-        memo: dict[tuple[int, int], tuple[object, object, PathAttributes | None]] = {}
+        memo: _Memo = {}
+        allows = self.policy.allows
         for route in routes:
             family = route.family
             out = self._out.get(family)
             if out is None:
                 continue
-            desired = self._export(route, memo) if self.policy.allows(route) else None
+            token = allows(route)
+            desired = self._export(route, memo, token) if token else None
             cur = out.get(route.prefix)
             counts = self._by_source[family]
             if desired is None:
@@ -327,7 +337,6 @@ class UpdateGroup:
         export = self._export
         take = self._take
         forget = self._forget
-        memo: dict[tuple[int, int], tuple[object, object, PathAttributes | None]] = {}
         parts: list[bytes] = []
         corrections: dict[str, dict[Family, list[bytes]]] = {}
         items_out = 0
@@ -335,6 +344,8 @@ class UpdateGroup:
             pending = self._pending.get(family)
             if not pending:
                 continue
+            # Per family: one route's attributes can go out with either family's next hop.
+            memo: _Memo = {}
             items_out += len(pending)
             self._pending[family] = {}
             out = self._out[family]
@@ -347,6 +358,7 @@ class UpdateGroup:
             # so the same export and the same bucket as the previous one.
             last_attrs: PathAttributes | None = None
             last_source: object = None
+            last_token: object = None
             last_desired: PathAttributes | None = None
             last_bucket: PathAttributes | None = None
             last_items: list[bytes] = []
@@ -359,14 +371,17 @@ class UpdateGroup:
             for prefix, route in pending.items():
                 item = ADD_PATH_ID + prefix if add_path else prefix
                 desired = None
-                if route is not None and allows(route):
+                token = allows(route) if route is not None else None
+                if token:
+                    assert route is not None
                     attrs = route.attrs
                     source = route.source
-                    if attrs is last_attrs and source is last_source:
+                    if attrs is last_attrs and source is last_source and token is last_token:
                         desired = last_desired
                     else:
-                        desired = export(route, memo)
-                        last_attrs, last_source, last_desired = attrs, source, desired
+                        desired = export(route, memo, token)
+                        last_attrs, last_source, last_token = attrs, source, token
+                        last_desired = desired
                 cur = out.get(prefix)
                 if desired is None or route is None:
                     if cur is not None:
@@ -549,20 +564,16 @@ class UpdateGroup:
 
     # --- internals --------------------------------------------------------------------
 
-    def _export(
-        self,
-        route: Route,
-        memo: dict[tuple[int, int], tuple[object, object, PathAttributes | None]],
-    ) -> PathAttributes | None:
-        # Many routes share attributes and source; the memo holds both keys alive, so their
-        # ids stay theirs for its lifetime.
+    def _export(self, route: Route, memo: _Memo, token: object) -> PathAttributes | None:
+        # Many routes share attributes, source and token; the memo holds the three keys
+        # alive, so their ids stay theirs for its lifetime. One memo serves one family.
         attrs, source = route.attrs, route.source
-        mk = (id(attrs), id(source))
+        mk = (id(attrs), id(source), id(token))
         hit = memo.get(mk)
         if hit is not None:
-            return hit[2]
-        result = self.policy.export(route, self.cache)
-        memo[mk] = (attrs, source, result)
+            return hit[3]
+        result = self.policy.export(route, self.cache, token)
+        memo[mk] = (attrs, source, token, result)
         return result
 
     def _remember(
@@ -632,6 +643,38 @@ class AdjRibOut:
         self._by_member[peer.name] = group
         return group
 
+    def regroup(
+        self, peer: PeerInfo, key: GroupKey, best: Callable[[Family], Iterable[Route]]
+    ) -> tuple[UpdateGroup, Iterator[Chunk]]:
+        """Move member `peer` to the group for `key` (its export policies changed) on the
+        same session: returns the new group and what to send it, lazily, in order: withdrawals
+        of what it was sent that the new group does not hold for it, then the new group's
+        catch-up (whose announcements replace the rest)."""
+        old = self._by_member.get(peer.name)
+        sent: dict[Family, list[bytes]] = {}
+        if old is not None:
+            sent = {f: [p for p, _, _ in old.entries(f, peer.name)] for f in old.key.families}
+        group = self.join(peer, key, best)
+        return group, self._regrouped(group, peer.name, sent)
+
+    def _regrouped(
+        self, group: UpdateGroup, name: str, sent: Mapping[Family, list[bytes]]
+    ) -> Iterator[Chunk]:
+        # Decided when the catch-up starts, against the table it starts from: nothing can be
+        # written out to the group in between.
+        opts = group.key.options
+        messages: list[bytes] = []
+        for family, prefixes in sent.items():
+            held = group._out.get(family, {})
+            gone = [p for p in prefixes if p not in held or held[p][1] == name]
+            if gone:
+                add_path = family in opts.add_path_send
+                items = [ADD_PATH_ID + p if add_path else p for p in gone]
+                messages.extend(pack_withdrawals(family, items, opts))
+        if messages:
+            yield b"".join(messages), len(messages)
+        yield from group.catch_up(name)
+
     def leave(self, name: str) -> None:
         group = self._by_member.pop(name, None)
         if group is None:
@@ -644,14 +687,24 @@ class AdjRibOut:
         return self._by_member.get(name)
 
     def set_policies(
-        self, policies: OutboundPolicies, best: Callable[[Family], Iterable[Route]]
-    ) -> None:
-        """New export policies: every group re-examines every prefix on the next flush."""
+        self,
+        policies: OutboundPolicies,
+        best: Callable[[Family], Iterable[Route]],
+        changed: Callable[[GroupKey], bool] | None = None,
+    ) -> list[UpdateGroup]:
+        """New export policies: the groups whose policy `changed` (every group when not
+        told) re-examine every prefix on the next flush, so it sends exactly the difference;
+        the others keep the policy they have. Returns the groups restaged."""
         self.policies = policies
+        restaged: list[UpdateGroup] = []
         for group in self.groups.values():
+            if changed is not None and not changed(group.key):
+                continue
             group.policy = policies.for_group(group.key, self.cluster_id)
             for family in group.key.families:
                 group.restage(family, best(family))
+            restaged.append(group)
+        return restaged
 
     def set_cluster_id(self, cluster_id: int) -> None:
         """A new cluster ID: routes exported from now on carry it (what was sent stays)."""

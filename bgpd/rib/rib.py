@@ -3,11 +3,13 @@
 Everything is pure: each call takes decoded messages or routes and returns the list of
 `BestChange`s it caused, for the speaker to hand to the Adj-RIB-Out groups and the kernel.
 
-Import goes through the `ImportPolicy` hook (bgpd/policy/imports.py holds the protocol's
-rules): once per UPDATE it normalises the attributes and names a loop, and per family it may
-give a prefix check. A rejected route (a loop, or a prefix the check refuses) replaces what
-the peer sent before for that NLRI (an implicit withdraw) and stays in the Adj-RIB-In as
-received but not accepted.
+Import goes through the `ImportPolicy` hook (bgpd/policy holds the rules): once per UPDATE it
+normalises the attributes and names a loop, and per family and attributes it may give a
+prefix check (a peer's BGPFilter import rules). A rejected route (a loop, or a prefix the
+check refuses) replaces what the peer sent before for that NLRI (an implicit withdraw) and
+stays in the Adj-RIB-In as received but not accepted. A route the check accepts with other
+attributes (an import rule's operations) enters the Loc-RIB with those, and the Adj-RIB-In
+keeps both. `reimport` runs a changed import policy over a peer's Adj-RIB-In again.
 
 Peer lifecycle: `add_peer` when a session is established (it may replace the info of a peer
 whose stale routes are being kept; routes already stored keep the info they came with until
@@ -28,9 +30,9 @@ from bgpd.rib.route import (
     LOCAL,
     LOCAL_SOURCE_NAMES,
     Identity,
+    ImportCheck,
     LocalSource,
     PeerInfo,
-    PrefixCheck,
     Route,
 )
 from bgpd.rib.table import BestChange, Destination, LocRib
@@ -59,8 +61,11 @@ class ImportPolicy(Protocol):
         are a loop (None: they are not)."""
         ...
 
-    def prefix_filter(self, peer: PeerInfo, family: Family) -> PrefixCheck | None:
-        """A per-prefix check for routes from `peer` in `family`; None accepts every one."""
+    def prefix_filter(
+        self, peer: PeerInfo, family: Family, attrs: PathAttributes
+    ) -> ImportCheck | None:
+        """A per-prefix check for routes from `peer` in `family` with `attrs` (interned, as
+        stored); None accepts every one."""
         ...
 
 
@@ -131,6 +136,8 @@ class Rib:
         adj = self._adj_in.pop(name)
         changes: list[BestChange] = []
         for family in Family:
+            for attrs in adj.changed(family).values():
+                self.attr_cache.release(attrs)
             for route, accepted in adj.clear(family):
                 self.attr_cache.release(route.attrs)
                 if accepted:
@@ -171,7 +178,7 @@ class Rib:
             looped = loop is not None
             if update.nlri:
                 canon = self.attr_cache.intern(attrs)
-                check = None if looped else self.imports.prefix_filter(info, v4)
+                check = None if looped else self.imports.prefix_filter(info, v4, canon)
                 self._announce(
                     adj, v4, update.nlri, canon, v4 in add_path, looped, check, changes
                 )
@@ -179,7 +186,7 @@ class Rib:
             if mp is not None and mp.nlri:
                 canon = self.attr_cache.intern(attrs.replace(next_hop=mp.next_hop))
                 fam = mp.family
-                check = None if looped else self.imports.prefix_filter(info, fam)
+                check = None if looped else self.imports.prefix_filter(info, fam, canon)
                 self._announce(
                     adj, fam, mp.nlri, canon, fam in add_path, looped, check, changes
                 )
@@ -194,7 +201,7 @@ class Rib:
         canon: PathAttributes,
         add_path: bool,
         looped: bool,
-        check: PrefixCheck | None,
+        check: ImportCheck | None,
         changes: list[BestChange],
     ) -> None:
         info = adj.peer
@@ -202,6 +209,7 @@ class Rib:
         loc = self.loc
         cache = self.attr_cache
         routes, rejected = adj.tables(family)
+        changed = adj.changed(family)
         dests = loc.table(family)
         # Take every reference up front so releasing an old route's equal attributes can
         # never drop the entry in between; hand back the ones not used at the end.
@@ -222,16 +230,26 @@ class Rib:
             if old is not None:
                 old_accepted = item not in rejected
                 cache.release(old.attrs)
-            if looped or (check is not None and not check(prefix)):
+            verdict = False if looped else (True if check is None else check(prefix))
+            before = changed.pop(item, None) if changed else None
+            if verdict is False:
                 rejected.add(item)
                 ch = loc.withdraw(family, prefix, name, path_id) if old_accepted else None
             else:
                 if rejected:
                     rejected.discard(item)
+                if verdict is not True:
+                    attrs = cache.intern(verdict)
+                    if attrs is not canon:
+                        cache.ref(attrs)
+                        changed[item] = attrs
+                        route = Route(prefix, family, attrs, info, path_id)
                 dest = dests.get(prefix)
                 if dest is None:
                     dest = dests[prefix] = Destination(family, prefix)
                 ch = dest.update(route)
+            if before is not None:
+                cache.release(before)
             if ch is not None:
                 changes.append(ch)
         if unused:
@@ -246,15 +264,84 @@ class Rib:
     ) -> None:
         # Items are Adj-RIB-In keys as they stand, path id included under ADD-PATH.
         name = adj.peer.name
+        changed = adj.changed(family)
         for item in items:
             old, accepted = adj.pop(family, item)
             if old is None:
                 continue
             self.attr_cache.release(old.attrs)
+            if changed:
+                before = changed.pop(item, None)
+                if before is not None:
+                    self.attr_cache.release(before)
             if accepted:
                 ch = self.loc.withdraw(family, old.prefix, name, old.path_id)
                 if ch is not None:
                     changes.append(ch)
+
+    def reimport(self, peer: str) -> list[BestChange]:
+        """Run the import policy (`imports`, as it is now) again over every route `peer` sent,
+        kept in its Adj-RIB-In: what it now rejects leaves the Loc-RIB, what it now accepts,
+        or accepts with other attributes, enters it. Nothing is asked of the peer (no
+        ROUTE-REFRESH, no reset); returns the best-path changes."""
+        adj = self._adj_in[peer]
+        info = adj.peer
+        loc = self.loc
+        cache = self.attr_cache
+        changes: list[BestChange] = []
+        for family in Family:
+            routes, rejected = adj.tables(family)
+            if not routes:
+                continue
+            changed = adj.changed(family)
+            dests = loc.table(family)
+            # One decision per distinct attributes, as per UPDATE on import.
+            checks: dict[int, tuple[bool, ImportCheck | None]] = {}
+            for item, route in routes.items():
+                attrs = route.attrs
+                hit = checks.get(id(attrs))
+                if hit is None:
+                    _, loop = self.imports.import_attrs(self.identity, info, attrs)
+                    looped = loop is not None
+                    check = None if looped else self.imports.prefix_filter(info, family, attrs)
+                    hit = checks[id(attrs)] = (looped, check)
+                looped, check = hit
+                verdict = False if looped else (True if check is None else check(route.prefix))
+                was_accepted = item not in rejected
+                before = changed.get(item)
+                ch: BestChange | None = None
+                if verdict is False:
+                    if not was_accepted:
+                        continue
+                    rejected.add(item)
+                    if before is not None:
+                        del changed[item]
+                        cache.release(before)
+                    ch = loc.withdraw(family, route.prefix, info.name, route.path_id)
+                else:
+                    new = attrs if verdict is True else cache.intern(verdict)
+                    if was_accepted and (attrs if before is None else before) is new:
+                        continue
+                    rejected.discard(item)
+                    loc_route = route
+                    if new is not attrs:
+                        cache.ref(new)
+                        changed[item] = new
+                        loc_route = Route(
+                            route.prefix, family, new, info, route.path_id, route.stale
+                        )
+                    elif before is not None:
+                        del changed[item]
+                    if before is not None:
+                        cache.release(before)
+                    dest = dests.get(route.prefix)
+                    if dest is None:
+                        dest = dests[route.prefix] = Destination(family, route.prefix)
+                    ch = dest.update(loc_route)
+                if ch is not None:
+                    changes.append(ch)
+        cache.collect()
+        return changes
 
     # --- local routes -----------------------------------------------------------------
 
@@ -302,8 +389,14 @@ class Rib:
         adj = self._adj_in[peer]
         marked = 0
         for family in Family if families is None else families:
-            for route, accepted in adj.mark_stale(family):
+            changed = adj.changed(family)
+            for key, route, accepted in adj.mark_stale(family):
                 if accepted:
+                    attrs = changed.get(key) if changed else None
+                    if attrs is not None:  # the Loc-RIB holds it with the policy's attributes
+                        route = Route(
+                            route.prefix, family, attrs, route.source, route.path_id, True
+                        )
                     self.loc.swap(route)
                 marked += 1
         return marked
@@ -313,8 +406,13 @@ class Rib:
         adj = self._adj_in[peer]
         changes: list[BestChange] = []
         for fam in Family if family is None else (family,):
-            for route, accepted in adj.pop_stale(fam):
+            changed = adj.changed(fam)
+            for key, route, accepted in adj.pop_stale(fam):
                 self.attr_cache.release(route.attrs)
+                if changed:
+                    before = changed.pop(key, None)
+                    if before is not None:
+                        self.attr_cache.release(before)
                 if accepted:
                     ch = self.loc.withdraw(fam, route.prefix, peer, route.path_id)
                     if ch is not None:

@@ -26,6 +26,11 @@ class Identity:
 PrefixCheck = Callable[[bytes], bool]
 """Whether a prefix (NLRI prefix form) passes a policy's prefix rules."""
 
+ImportCheck = Callable[[bytes], "bool | PathAttributes"]
+"""The import decision on a prefix (NLRI prefix form) of one UPDATE: True to accept the route
+with the UPDATE's attributes, False to reject it, or the attributes to accept it with instead
+(an import rule's operations)."""
+
 
 @dataclass(frozen=True, slots=True)
 class PeerInfo:

@@ -98,8 +98,8 @@ class Speaker:
         self.router_id = router_id_int(plan.router_id)
         cluster = router_id_int(plan.rr_cluster_id) if plan.rr_cluster_id else None
         self._ifname_of = ifname_of
-        self.export_policy = ExportPolicy(plan.blocks, plan.pools)
-        self.policy = Policy(self.export_policy, ifname_of)
+        self.export_policy = plan.calico_export()
+        self.policy = self._policy_for(plan)
         self.rib = Rib(plan.local_as, self.router_id, cluster, imports=self.policy)
         self.adj_out = AdjRibOut(self.rib.cluster_id, self.policy)
         self.peers: dict[str, PeerState] = {}
@@ -282,6 +282,7 @@ class Speaker:
             local_ipv4=local.get(Family.IPV4_UNICAST),
             local_ipv6=local.get(Family.IPV6_UNICAST),
             next_hop_self=spec.next_hop_self,
+            policies=spec.filters,
         )
         if self.restarting is not None and self.restarting.established(
             spec.name, neg.families
@@ -401,18 +402,33 @@ class Speaker:
         self.adj_out.set_cluster_id(self.rib.cluster_id)
 
     def apply_routing(self, plan: PeeringPlan, now: float) -> None:
-        """The routing half of a new plan: export policy and originated blocks. (Blackholes,
-        pools learned from the kernel and the per-pool FIB programming are the kernel's,
-        applied by the shell.)"""
+        """The routing half of a new plan: export policy, BGPFilters and originated blocks.
+        (Blackholes, pools learned from the kernel and the per-pool FIB programming are the
+        kernel's, applied by the shell.) A filter change reaches only the peers it touches,
+        on their running sessions: imports are decided again from their Adj-RIB-In, exports
+        sent again as the difference."""
         old = self.plan
         self.plan = plan
-        if (plan.blocks, plan.pools) != (old.blocks, old.pools):
-            self.export_policy = ExportPolicy(plan.blocks, plan.pools)
-            self.policy = Policy(self.export_policy, self._ifname_of)
-            self.rib.imports = self.policy
+        for note in plan.notes:
+            if note not in old.notes:
+                self._log("warning", "plan note", note=note)
+        if (plan.blocks, plan.pools, plan.felix_ipip) != (old.blocks, old.pools, old.felix_ipip):
+            self.export_policy = plan.calico_export()
+        policy = self._policy_for(plan)
+        before = self.policy
+        if _policy_inputs(plan, self.export_policy) != _policy_inputs(old, before.calico):
+            self.policy = policy
+            self.rib.imports = policy
             # What was staged under the old policy goes out under it.
             self.write_out(now)
-            self.adj_out.set_policies(self.policy, self.rib.iter_best)
+            for info in self.rib.peers():
+                if before.import_rules(info.name) != policy.import_rules(info.name):
+                    self._changed(self.rib.reimport(info.name))
+            self.adj_out.set_policies(
+                policy,
+                self.rib.iter_best,
+                lambda key: before.export_rules(key) != policy.export_rules(key),
+            )
             self._dirty = True
         if plan.originate != old.originate:
             changes: list[BestChange] = []
@@ -426,7 +442,20 @@ class Speaker:
         for spec in plan.sessions:
             peer = self.peers.get(spec.name)
             if peer is not None and peer.spec is not spec:
-                peer.spec = spec  # same session (plan.diff.same_session), new bookkeeping
+                # Same session (plan.diff.same_session), new bookkeeping or new filters.
+                refilter = peer.spec.filters != spec.filters
+                peer.spec = spec
+                group = self.adj_out.group_of(spec.name)
+                if refilter and group is not None:
+                    info = group.members[spec.name]
+                    key = replace(group.key, policies=spec.filters)
+                    _, chunks = self.adj_out.regroup(info, key, self.rib.iter_best)
+                    self._actions.append(Dump(spec.name, chunks))
+                    self._log("info", "export filters changed", peer=spec.name,
+                              filters=list(spec.filters))
+
+    def _policy_for(self, plan: PeeringPlan) -> Policy:
+        return Policy.of_plan(plan, self.export_policy, ifname_of=self._ifname_of)
 
     def settings_for(self, settings: PeerSettings) -> PeerSettings:
         """A session's settings as this speaker runs them: while restarting, sessions with
@@ -476,6 +505,16 @@ class Speaker:
                 Log("error", f"error handling {_what(handler)}", {"peer": name,
                     "error": str(exc)}, traceback.format_exc())
             )
+
+
+def _policy_inputs(plan: PeeringPlan, calico: ExportPolicy | None) -> tuple[object, ...]:
+    """What the routing policy is made of, to tell whether a new plan changes it."""
+    return (
+        None if calico is None else (calico.blocks, calico.pools, calico.tunnels),
+        plan.filters,
+        tuple((s.name, s.filters) for s in plan.sessions if s.filters),
+        (plan.normal_priority_v4, plan.normal_priority_v6),
+    )
 
 
 def _what(handler: Any) -> str:

@@ -25,7 +25,9 @@ from calico.file import read_documents
 from calico.snapshot import Snapshot
 from calico.store.kv import KVStore, open_kv
 from calico.watch import CalicoSource, open_calico_source
+from labs.conformance.scenarios import CORPUS
 from labs.harness.etcd_server import ETCD, MISSING, EtcdMember, free_port
+from labs.harness.needs import require
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
@@ -296,19 +298,16 @@ def test_three_member_cluster_survives_losing_its_member(tmp_path: Path) -> None
 
 
 def _conformance_inputs() -> list[Path]:
-    here = Path(__file__).resolve()
-    for base in (here.parents[3] / "shared", here.parents[2]):
-        root = base / "conformance" / "calico-confd" / "mock_data" / "calicoctl"
-        if root.is_dir():
-            return sorted(root.rglob("input.yaml"))
-    return []
+    if CORPUS is None:
+        return []
+    return sorted((CORPUS / "mock_data" / "calicoctl").rglob("input.yaml"))
 
 
 INPUTS = _conformance_inputs()
 
 
-@pytest.mark.skipif(not INPUTS, reason="calico-confd conformance corpus not found")
 def test_conformance_inputs_apply_in_calicos_layout(url: str) -> None:
+    require(INPUTS, "calico-confd conformance corpus not found")
     async def go() -> None:
         async with open_kv(url) as kv:
             checked = 0

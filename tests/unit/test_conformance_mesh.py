@@ -13,8 +13,6 @@ also evaluated on probe prefixes and must agree with ExportPolicy.
 from __future__ import annotations
 
 import ipaddress
-import json
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,33 +20,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from bgpd.plan import PeeringPlan, PeerSpec, compute
+from bgpd.plan import PeeringPlan, PeerSpec
 from bgpd.plan.peering import DEFAULT_MULTIHOP_TTL, DEFAULT_RESTART_TIME
 from bgpd.policy.calico import ExportPolicy
-from calico import BlockAffinity, Snapshot, load_file, load_text
-from calico.file import read_documents
+from calico import Snapshot, load_file
 from calico.model import SecretKeyRef
+from labs.conformance.scenarios import CORPUS, MISSING, plan_for, scenarios, steps
+from labs.harness.needs import require
 
 
-def _corpus() -> Path | None:
-    here = Path(__file__).resolve()
-    candidates: list[str | Path] = [
-        os.environ.get("PYBGPD_CONFORMANCE", ""),
-        here.parents[1] / "conformance" / "calico-confd",
-        here.parents[2] / "conformance" / "calico-confd",
-        # CI and developers have shared/ beside the checkout.
-        here.parents[3] / "shared" / "conformance" / "calico-confd",
-    ]
-    for c in candidates:
-        if c and (Path(c) / "scenarios.json").is_file():
-            return Path(c)
-    return None
+@pytest.fixture(autouse=True)
+def _corpus_present() -> None:
+    require(CORPUS is not None, MISSING)
 
-
-CORPUS = _corpus()
-pytestmark = pytest.mark.skipif(CORPUS is None, reason="calico-confd corpus not found")
 
 # Scenarios the planner does not cover yet, and why. Every scenario in scenarios.json must be
 # either run or listed here (test_every_scenario_is_accounted_for).
@@ -273,20 +258,11 @@ def golden_allows(
 
 
 def _scenarios() -> list[dict[str, Any]]:
-    if CORPUS is None:
-        return []
-    data: list[dict[str, Any]] = json.loads((CORPUS / "scenarios.json").read_text())["scenarios"]
-    return data
-
-
-def _meta() -> dict[str, Any]:
-    assert CORPUS is not None
-    meta: dict[str, Any] = json.loads((CORPUS / "scenarios.json").read_text())
-    return meta
+    return scenarios()
 
 
 def _steps(s: dict[str, Any]) -> list[dict[str, Any]]:
-    return s.get("steps") or [{"golden": s["golden"]}]
+    return steps(s)
 
 
 def _cases() -> list[Any]:
@@ -299,57 +275,9 @@ def _cases() -> list[Any]:
     return out
 
 
-def _apply_change(docs: list[dict[str, Any]], change: str, last: list[Any]) -> list[dict[str, Any]]:
-    """Apply a step's described change to the raw documents (so it goes through the model)."""
-    if change.startswith("none"):
-        return docs
-    if m := re.match(r"apply (\S+) on top", change):
-        assert CORPUS is not None
-        delta = [d for d in read_documents((CORPUS / m.group(1)).read_text()) if d]
-        keys = {(d["kind"], d["metadata"]["name"]) for d in delta}
-        return [d for d in docs if (d["kind"], d["metadata"]["name"]) not in keys] + delta
-    if m := re.match(r"delete (\w+) (\S+)$", change):
-        return [d for d in docs if (d["kind"], d["metadata"]["name"]) != (m.group(1), m.group(2))]
-    m = re.match(r"(?:(\w+) (\S+): )?(?:additionally )?spec\.(\w+) = (.+)$", change)
-    assert m, f"step change not understood: {change!r}"
-    kind, name = (m.group(1), m.group(2)) if m.group(1) else last[0]
-    last[0] = (kind, name)
-    for d in docs:
-        if (d["kind"], d["metadata"]["name"]) == (kind, name):
-            d.setdefault("spec", {})[m.group(3)] = yaml.safe_load(m.group(4))
-            return docs
-    raise AssertionError(f"no {kind} {name!r} to change")
-
-
-def _standard_affinities(node: str) -> list[BlockAffinity]:
-    out = []
-    for a in _meta()["standard_block_affinities"]:
-        name = f"{a['node']}-{a['cidr'].replace('.', '-').replace('/', '-')}"
-        spec = {"node": a["node"], "cidr": a["cidr"], "state": a["state"]}
-        doc = {
-            "kind": "BlockAffinity",
-            "apiVersion": "projectcalico.org/v3",
-            "metadata": {"name": name},
-            "spec": spec,
-        }
-        out.append(load_text(yaml.safe_dump(doc)).block_affinities[name])
-    return out
-
-
 def _plan_for(name: str, step: int) -> tuple[PeeringPlan, dict[str, Any], dict[str, Any]]:
-    assert CORPUS is not None
-    scenario = next(s for s in _scenarios() if s["name"] == name)
-    docs = [d for d in read_documents((CORPUS / scenario["input"]).read_text()) if d]
-    last: list[Any] = [None]
-    for st in _steps(scenario)[: step + 1]:
-        docs = _apply_change(docs, st.get("change", "none"), last)
-    snapshot = load_text(yaml.safe_dump_all(docs), source=scenario["input"])
-    if scenario.get("block_affinities") == "standard":
-        snapshot = snapshot.with_resources(
-            _standard_affinities(scenario.get("node", "kube-master"))
-        )
-    plan = compute(snapshot, scenario.get("node", "kube-master"), scenario.get("env", {}))
-    return plan, scenario, _steps(scenario)[step]
+    planned = plan_for(name, step)
+    return planned.plan, planned.scenario, planned.step_meta
 
 
 def _resolve(ref: SecretKeyRef | None, secrets: Mapping[str, Mapping[str, str]]) -> str | None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from calico import ResourceError, Snapshot, load_file, load_text
+from calico import BGPFilter, ResourceError, Snapshot, load_file, load_text
 from calico.model import BGPPeer, BlockAffinity, IPPool
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,7 +82,8 @@ def test_load_file(tmp_path: Path) -> None:
     snap = load_file(path)
     assert isinstance(snap, Snapshot)
     assert snap.source == path
-    assert len(snap) == 4  # the BGPFilter is a known kind the model skips
+    assert len(snap) == 5
+    assert snap.bgp_filters["only-pods"] == BGPFilter("only-pods")
     assert snap.bgp_peers["rack1-tor"] == BGPPeer("rack1-tor", peer_ip="10.0.1.1", as_number=64513)
     assert snap.nodes["node1"].labels["route-reflector"] == "true"
     assert snap.block_affinities["node1-192-168-1-0-26"] == BlockAffinity(

@@ -604,9 +604,9 @@ def test_felix_configuration() -> None:
 
 
 def test_ignored_and_unknown_kinds() -> None:
-    assert read("BGPFilter", "f", {"exportV4": []}) is None
     assert read("ClusterInformation", "default", {}) is None
     assert read("StagedNetworkPolicy", "s", {}) is None
+    assert read("CalicoNodeStatus", "n", {}) is None
     with pytest.raises(ResourceError) as e:
         read("BGPPeers", "p", {})
     assert str(e.value) == "BGPPeers 'p': kind: unknown kind"

@@ -113,7 +113,9 @@ class DenyPrefix(ImportRules):
     def __init__(self, denied: bytes) -> None:
         self.denied = denied
 
-    def prefix_filter(self, peer: PeerInfo, family: Family) -> PrefixCheck | None:
+    def prefix_filter(
+        self, peer: PeerInfo, family: Family, attrs: PathAttributes
+    ) -> PrefixCheck | None:
         return lambda prefix: prefix != self.denied
 
 
@@ -149,10 +151,14 @@ def test_peers_with_different_outbound_policies_never_share_a_group() -> None:
     assert a is c and a is not b
 
 
-def test_an_undefined_outbound_policy_is_refused() -> None:
+def test_an_undefined_filter_is_left_out_as_confd_does() -> None:
+    """confd calls only the filter functions that exist (bgpfilter/filter_deletion step 2):
+    a group naming a missing filter exports what the group without it does."""
     k = GroupKey(**{**_fields(key(CLIENT)), "policies": ("nope",)})
-    with pytest.raises(ValueError, match="nope"):
-        Policy().for_group(k, RID)
+    route = Route(p4("192.168.7.9/32"), V4, ATTRS[0], NONCLIENT)
+    named = Policy(CALICO).evaluate(route, Direction.EXPORT, PeerContext(CLIENT, ME, k))
+    plain = Policy(CALICO).evaluate(route, Direction.EXPORT, PeerContext(CLIENT, ME, key(CLIENT)))
+    assert named == plain and named[0] is Verdict.ACCEPT
 
 
 def _fields(k: GroupKey) -> dict[str, object]:

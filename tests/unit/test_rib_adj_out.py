@@ -129,7 +129,9 @@ def test_flush_buckets_by_attributes_and_decodes() -> None:
     assert set(got) == {a1.prefix, a2.prefix, b.prefix}
     assert got[a1.prefix] is not got[b.prefix]
     local = got[a1.prefix]
-    assert (local.next_hop, local.local_pref, local.as_path) == (ME4, 100, ())
+    # A local route's priority (the normal one, 1024) goes out as LOCAL_PREF 2^31-1-1024,
+    # as confd's export filter sets bgp_local_pref = 2147483647 - krt_metric.
+    assert (local.next_hop, local.local_pref, local.as_path) == (ME4, 2147482623, ())
     learned = got[b.prefix]
     assert learned.next_hop == EBGP1.address and learned.as_path == ((AS_SEQUENCE, (65001,)),)
     assert g.advertised(V4) == {p: got[p] for p in got}

@@ -9,7 +9,6 @@ import struct
 from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wire_strategies import capabilities, families, updates
@@ -32,8 +31,9 @@ from bgpd.wire import (
     encode_update,
 )
 from bgpd.wire.family import bytes_to_address, nlri_to_prefix, strip_path_id
+from labs.harness.needs import require_module
 
-exabgp = pytest.importorskip("exabgp", reason="exabgp (test-only dependency) is not importable")
+exabgp = require_module("exabgp", "exabgp (test-only dependency) is not importable")
 
 from exabgp.bgp.message.direction import Direction  # noqa: E402
 from exabgp.bgp.message.open import Open as XOpen  # noqa: E402
