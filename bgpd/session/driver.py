@@ -37,6 +37,7 @@ from bgpd.session.events import (
 from bgpd.session.fsm import State
 from bgpd.session.limits import ConnectionRateLimiter
 from bgpd.session.peer import Peer
+from bgpd.session.sendlimit import MAX_BUFFERED
 from bgpd.session.session import Counters
 from bgpd.session.settings import GTSM_TTL, PeerSettings
 from bgpd.session.sockopts import (
@@ -64,8 +65,6 @@ between a pause and the resume."""
 LOW_WATER = 2 << 10
 WRITE_PIECE = 8 << 10
 """Largest slice of shared output handed to the transport at once (see `_write_pieces`)."""
-MAX_BUFFERED = 64 << 20
-"""Bytes queued for one connection beyond which its peer is taken as not reading: reset."""
 CLOSE_TIMEOUT = 5.0
 """How long a closing connection may take to flush before it is aborted."""
 
