@@ -421,7 +421,7 @@ class PeerDriver:
 
     def _process(self, *, flush: bool = True) -> None:
         """Perform actions, deliver events, re-arm the timer and (unless called from the
-        flush itself) schedule this tick's flush."""
+        flush itself) schedule this tick's flush if anything is queued to send."""
         if self._processing:
             return  # an on_event callback re-entered us; the outer loop picks it up
         self._processing = True
@@ -438,7 +438,9 @@ class PeerDriver:
                     break
         finally:
             self._processing = False
-        if flush:
+        # Only when there is something to write: a KEEPALIVE read from an idle peer then
+        # costs the read alone, not a second callback that finds nothing to send.
+        if flush and self._peer.has_output():
             self._schedule_flush()
         self._arm_timer()
 
@@ -526,7 +528,11 @@ class PeerDriver:
         self._timer = None
         self._timer_at = None
         self._peer.handle_timer(max(self._running_loop().time(), due))
-        self._process()
+        self._process(flush=False)
+        # A timer's output (a KEEPALIVE, mostly) is written now rather than by a callback of
+        # its own, unless this tick's flush is already due.
+        if self._flush_handle is None and self._peer.has_output():
+            self._flush()
 
     # --- connections ----------------------------------------------------------------------
 
