@@ -24,6 +24,7 @@ from typing import Protocol
 
 from bgpd.rib.adj_in import AdjRibIn
 from bgpd.rib.attrcache import AttrCache
+from bgpd.rib.decision import BestPathReason
 from bgpd.rib.route import (
     LOCAL,
     LOCAL_SOURCE_NAMES,
@@ -33,11 +34,13 @@ from bgpd.rib.route import (
     PrefixCheck,
     Route,
 )
-from bgpd.rib.table import BestChange, Destination, LocRib
+from bgpd.rib.table import BestChange, Destination, LocRib, put
 from bgpd.wire.attributes import PathAttributes
 from bgpd.wire.family import Family
 from bgpd.wire.messages import Update
 from bgpd.wire.options import CodecOptions
+
+ONLY_PATH = BestPathReason.ONLY_PATH
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,10 +231,16 @@ class Rib:
             else:
                 if rejected:
                     rejected.discard(item)
-                dest = dests.get(prefix)
-                if dest is None:
-                    dest = dests[prefix] = Destination(family, prefix)
-                ch = dest.update(route)
+                cur = dests.get(prefix)
+                if cur is None:  # a new prefix: its only path, decided at once
+                    dests[prefix] = route
+                    nh = canon.next_hop
+                    if nh is None:
+                        ch = BestChange(family, prefix, None, route, ONLY_PATH, False, ())
+                    else:
+                        ch = BestChange(family, prefix, None, route, ONLY_PATH, True, (nh,))
+                else:
+                    ch = put(dests, route, cur)
             if ch is not None:
                 changes.append(ch)
         if unused:
