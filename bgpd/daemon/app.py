@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 
 from bgpd import __version__
 from bgpd.control.birdsock.dialect import DIALECTS
-from bgpd.control.birdsock.driver import BirdSocketServer
 from bgpd.control.server import ControlServer
 from bgpd.daemon.bfd import BfdLink
 from bgpd.daemon.options import DaemonOptions
@@ -36,6 +35,7 @@ from calico.source import SnapshotSource, file_path, open_source
 from common.log import get_logger
 
 if TYPE_CHECKING:
+    from bgpd.control.birdsock.driver import BirdSocketServer
     from bgpd.kernel.driver import KernelSync
     from bgpd.kernel.learn import LearnChange
     from bgpd.metrics.driver import MetricsServer
@@ -119,6 +119,8 @@ class Daemon:
         self.control = ControlServer(self.options.control_socket, self.views)
         await self.control.start()
         for path, families in self.options.bird_sockets():
+            from bgpd.control.birdsock.driver import BirdSocketServer  # only when asked for
+
             bird = BirdSocketServer(
                 path, self.views, DIALECTS[self.options.bird_dialect], families
             )

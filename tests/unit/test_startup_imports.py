@@ -132,4 +132,5 @@ def test_a_file_datastore_daemon_loads_only_what_it_runs(tmp_path: Path) -> None
         mods, *NEVER, "ssl", "_ssl", "hashlib", "ctypes", "colorama", "bgpd.bfd.driver",
         "bgpd.metrics.collector", "bgpd.metrics.driver", "bgpd.kernel.driver",
         "bgpd.status.reporter", "calico.store.sqlite", "calico.watch",
+        "bgpd.control.birdsock.driver",
     )
