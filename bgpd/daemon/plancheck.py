@@ -14,7 +14,6 @@ from bgpd.daemon.secrets import SecretError, read_secret
 from bgpd.plan.peering import PeeringPlan, PeerSpec, compute
 from bgpd.session.settings import PeerSettings
 from bgpd.wire.family import Family
-from calico.file import load_file
 from calico.snapshot import Snapshot
 from calico.source import file_path
 from calico.store.etcdconfig import DatastoreConfig
@@ -30,6 +29,9 @@ def datastore_path(url: str | DatastoreConfig) -> str:
 
 def load_plan(options: DaemonOptions) -> PeeringPlan:
     """The plan from a file datastore, read synchronously (`bgpd --check`)."""
+    # The YAML reader only for a file (it compiles a large pattern as it loads: tens of ms).
+    from calico.file import load_file
+
     return plan_of(load_file(datastore_path(options.datastore)), options)
 
 

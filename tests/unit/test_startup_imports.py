@@ -3,7 +3,8 @@
 `bgpd --version` loads no event loop, codec or resource model; `bgpd --check` of a file
 datastore no etcd client, Prometheus client, TLS, drivers or speaker; a running daemon with a
 file datastore and no FIB no etcd client, Prometheus client, BFD stack, OpenSSL, netlink or
-status reporter. Each runs in a subprocess, which reports its `sys.modules`."""
+status reporter; one with a sqlite datastore no YAML parser. Each runs in a subprocess, which
+reports its `sys.modules`."""
 
 from __future__ import annotations
 
@@ -101,9 +102,10 @@ def test_plan_of_a_file_loads_no_event_loop_drivers(tmp_path: Path) -> None:
     assert not loaded(mods, *NEVER, "ssl", "bgpd.session.driver", "bgpd.daemon.app")
 
 
-def test_a_file_datastore_daemon_loads_only_what_it_runs(tmp_path: Path) -> None:
+def daemon_modules(tmp_path: Path, datastore: str) -> set[str]:
+    """The modules of a daemon (--no-fib) once it has started, and stopped."""
     argv = [
-        "--node", "node1", "--datastore", f"file://{config(tmp_path, _free_port())}",
+        "--node", "node1", "--datastore", datastore,
         "--control-socket", str(tmp_path / "bgpd.sock"), "--no-fib",
         "--listen-address", "127.0.0.1", "--log-level", "info",
     ]  # fmt: skip
@@ -128,9 +130,31 @@ def test_a_file_datastore_daemon_loads_only_what_it_runs(tmp_path: Path) -> None
     assert proc.returncode == 0
     mods = set(json.loads(out.strip().splitlines()[-1]))
     assert "bgpd.daemon.app" in mods and "asyncio" in mods  # it did run
+    return mods
+
+
+DAEMON_NEVER = (
+    *NEVER, "ssl", "_ssl", "hashlib", "ctypes", "colorama", "bgpd.bfd.driver",
+    "bgpd.metrics.collector", "bgpd.metrics.driver", "bgpd.kernel.driver",
+    "bgpd.control.birdsock.driver",
+)  # fmt: skip
+
+
+def test_a_file_datastore_daemon_loads_only_what_it_runs(tmp_path: Path) -> None:
+    mods = daemon_modules(tmp_path, f"file://{config(tmp_path, _free_port())}")
     assert not loaded(
-        mods, *NEVER, "ssl", "_ssl", "hashlib", "ctypes", "colorama", "bgpd.bfd.driver",
-        "bgpd.metrics.collector", "bgpd.metrics.driver", "bgpd.kernel.driver",
-        "bgpd.status.reporter", "calico.store.sqlite", "calico.watch",
-        "bgpd.control.birdsock.driver",
+        mods, *DAEMON_NEVER, "bgpd.status.reporter", "calico.store.sqlite", "calico.watch"
     )
+
+
+def test_a_sqlite_datastore_daemon_loads_no_yaml(tmp_path: Path) -> None:
+    db = tmp_path / "calico.db"
+    applied = subprocess.run(
+        [sys.executable, "-m", "bgpd.cli.bgpctl", "--datastore", f"sqlite://{db}", "apply",
+         "-f", str(config(tmp_path, _free_port()))],
+        capture_output=True, text=True, timeout=60, env=_env(), cwd=ROOT,
+    )  # fmt: skip
+    assert applied.returncode == 0, applied.stderr
+    mods = daemon_modules(tmp_path, f"sqlite://{db}")
+    assert "calico.store.sqlite" in mods and "bgpd.status.reporter" in mods
+    assert not loaded(mods, *DAEMON_NEVER, "yaml", "calico.file", "calico.filewatch")
