@@ -31,6 +31,11 @@ def _stamp(path: str) -> _Stamp:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+def _wake(waiter: asyncio.Future[_Stamp]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class FileSource:
     """file:///PATH.yaml."""
 
@@ -40,7 +45,8 @@ class FileSource:
         self.debounce = debounce
         self._stamp: _Stamp = None
         self._last: Snapshot | None = None
-        self._closed = asyncio.Event()
+        self._closed = False
+        self._waiter: asyncio.Future[_Stamp] | None = None
 
     async def load(self) -> Snapshot:
         stamp = _stamp(self.path)
@@ -51,12 +57,10 @@ class FileSource:
     async def updates(self) -> AsyncIterator[Snapshot]:
         if self._stamp is None:
             self._stamp = _stamp(self.path)
-        while not self._closed.is_set():
-            if await self._wait(self.interval):
+        while not self._closed:
+            stamp = await self._next_stamp()
+            if stamp is None:
                 return
-            stamp = _stamp(self.path)
-            if stamp is None or stamp == self._stamp:
-                continue
             # Debounce: read only once the file has stopped changing.
             while True:
                 if await self._wait(self.debounce):
@@ -76,13 +80,51 @@ class FileSource:
             self._last = snapshot
             yield snapshot
 
+    async def _next_stamp(self) -> _Stamp:
+        """The file's status once it differs from the last one read (None: closed). A timer
+        alone polls; the task waiting here wakes only for a change (the `wait_for` on an
+        Event it replaces made a task and four callbacks of every second)."""
+        if self._closed:
+            return None
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[_Stamp] = loop.create_future()
+        self._waiter = waiter
+        timer: asyncio.TimerHandle | None = None
+
+        def poll() -> None:
+            nonlocal timer
+            if waiter.done():
+                return
+            stamp = _stamp(self.path)
+            if stamp is not None and stamp != self._stamp:
+                waiter.set_result(stamp)
+            else:
+                timer = loop.call_later(self.interval, poll)
+
+        timer = loop.call_later(self.interval, poll)
+        try:
+            return await waiter
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._waiter = None
+
     async def _wait(self, seconds: float) -> bool:
         """Sleep; True when the source was closed meanwhile."""
+        if self._closed:
+            return True
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[_Stamp] = loop.create_future()
+        self._waiter = waiter
+        timer = loop.call_later(seconds, _wake, waiter)
         try:
-            await asyncio.wait_for(self._closed.wait(), seconds)
-        except TimeoutError:
-            return False
-        return True
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+        return self._closed
 
     async def close(self) -> None:
-        self._closed.set()
+        self._closed = True
+        if self._waiter is not None:
+            _wake(self._waiter)

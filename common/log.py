@@ -12,7 +12,12 @@ import logging
 import sys
 from typing import Any
 
-import structlog
+from common.hidden import hidden
+
+# structlog needs colorama for colours on Windows only (elsewhere it writes the same ANSI
+# codes itself); importing it anyway loads ctypes and libffi, half a megabyte per process.
+with hidden(*(() if sys.platform == "win32" else ("colorama",))):
+    import structlog
 from structlog.typing import FilteringBoundLogger, Processor
 
 LEVELS = {

@@ -3,27 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import gc
-import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from bgpd import __version__
 from bgpd.control.birdsock.dialect import DIALECTS
-from bgpd.daemon import ConfigError, DaemonOptions, plan_of, run_daemon
-from bgpd.metrics.driver import parse_listen
-from bgpd.plan.errors import PlanError
-from bgpd.plan.peering import compute
-from bgpd.plan.render import plan_dict, plan_text
-from bgpd.session.driver import MAX_BUFFERED
-from calico import checks
+from bgpd.session.sendlimit import MAX_BUFFERED
 from calico.datastore_args import add_datastore_arguments, datastore_from_args, without_secrets
-from calico.errors import DatastoreConfigError, DatastoreError
-from calico.snapshot import Snapshot
-from calico.source import open_source
-from calico.store.etcdconfig import DatastoreConfig
-from common.log import configure_logging
+from calico.errors import DatastoreConfigError
+from calico.store.etcdconfig import DatastoreConfig, is_etcd_url
+
+if TYPE_CHECKING:
+    from calico.checks import Finding
+    from calico.snapshot import Snapshot
+
+# What a command needs is imported when it runs: `bgpd --version` loads no event loop, codec or
+# resource model, `bgpd --check` and `bgpd plan` of a file datastore no event loop, and the
+# daemon no Prometheus client without --metrics-listen (the modules read here, with their
+# imports, were most of a start's CPU and a third of an idle daemon's memory).
 
 DEFAULT_CONTROL_SOCKET = "/run/pybgpd/bgpd.sock"
 DATASTORE_ENV = "BGPD_DATASTORE"
@@ -33,6 +31,21 @@ DATASTORE_HELP = (
     "else ETCD_ENDPOINTS"
 )
 GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def _import_asyncio_without_tls() -> None:
+    """Import asyncio with the `ssl` module hidden (common/hidden.py).
+
+    asyncio imports `ssl` (and with it OpenSSL's libssl and libcrypto: 4.4 MB resident) for
+    TLS transports, which bgpd never asks of it: BGP, BFD, the control socket, the metrics
+    endpoint and the sqlite store are plain, and the etcd client does TLS inside gRPC. asyncio
+    supports a Python without `ssl` (its TLS calls then fail with a clear error), so a daemon
+    whose datastore is not etcd loads it without. (The etcd store imports `ssl` itself, so
+    with etcd nothing would be saved and nothing is hidden.)"""
+    from common.hidden import hidden
+
+    with hidden("ssl"):
+        import asyncio  # noqa: F401
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,7 +169,24 @@ def _datastore(prog: str, args: argparse.Namespace) -> DatastoreConfig | int:
     return config
 
 
-async def _load_snapshot(datastore: DatastoreConfig | str, node: str) -> Snapshot:
+def _load_snapshot(datastore: DatastoreConfig | str, node: str) -> Snapshot:
+    """The datastore's current state, once: a file is read as it is, any other store through
+    its snapshot source on an event loop of its own."""
+    from calico.source import file_path
+
+    path = file_path(datastore)
+    if path is not None:
+        from calico.file import load_file
+
+        return load_file(path)
+    import asyncio
+
+    return asyncio.run(_load_source(datastore, node))
+
+
+async def _load_source(datastore: DatastoreConfig | str, node: str) -> Snapshot:
+    from calico.source import open_source
+
     source = open_source(datastore, node)
     try:
         return await source.load()
@@ -166,29 +196,42 @@ async def _load_snapshot(datastore: DatastoreConfig | str, node: str) -> Snapsho
 
 def plan_main(argv: list[str]) -> int:
     args = build_plan_parser().parse_args(argv)
-    configure_logging("warning")
     if not args.node:
         print("bgpd plan: --node is required (or set NODENAME)", file=sys.stderr)
         return 2
     datastore = _datastore("bgpd plan", args)
     if isinstance(datastore, int):
         return datastore
+    if not is_etcd_url(str(datastore)):
+        _import_asyncio_without_tls()
+    from bgpd.plan.errors import PlanError
+    from bgpd.plan.peering import compute
+    from bgpd.plan.render import plan_dict, plan_text
+    from calico import checks
+    from calico.errors import DatastoreError
+    from common.log import configure_logging
+
+    configure_logging("warning")
     try:
-        snapshot = asyncio.run(_load_snapshot(datastore, args.node))
+        snapshot = _load_snapshot(datastore, args.node)
         plan = compute(snapshot, args.node, dict(os.environ))
     except (DatastoreError, PlanError) as exc:
         print(f"bgpd plan: {exc}", file=sys.stderr)
         return 1
     if args.json:
+        import json
+
         print(json.dumps(plan_dict(plan), indent=2))
     else:
         sys.stdout.write(plan_text(plan))
     return 1 if report_findings("bgpd plan", checks.check(snapshot, args.node)) else 0
 
 
-def report_findings(prog: str, findings: list[checks.Finding]) -> bool:
+def report_findings(prog: str, findings: list[Finding]) -> bool:
     """Print cross-resource findings to stderr, one a line; True when one is an error (a
     configuration Calico refuses: the caller exits 1)."""
+    from calico import checks
+
     for finding in findings:
         print(f"{prog}: {finding}", file=sys.stderr)
     return bool(checks.errors(findings))
@@ -199,13 +242,17 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["plan"]:
         return plan_main(argv[1:])
     args = build_parser().parse_args(argv)
-    configure_logging(args.log_level)
     if not args.node:
         print("bgpd: --node is required (or set NODENAME)", file=sys.stderr)
         return 2
     datastore = _datastore("bgpd", args)
     if isinstance(datastore, int):
         return datastore
+    if not is_etcd_url(str(datastore)):
+        _import_asyncio_without_tls()  # before logging: structlog imports asyncio
+    from common.log import configure_logging
+
+    configure_logging(args.log_level)
     if args.max_prefixes is not None and args.max_prefixes < 1:
         print("bgpd: --max-prefixes must be at least 1", file=sys.stderr)
         return 2
@@ -214,11 +261,19 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     if args.metrics_listen:
+        from bgpd.metrics.driver import parse_listen
+
         try:
             parse_listen(args.metrics_listen)
         except ValueError as exc:
             print(f"bgpd: --metrics-listen: {exc}", file=sys.stderr)
             return 2
+    from bgpd.daemon.errors import ConfigError
+    from bgpd.daemon.options import DaemonOptions
+    from bgpd.daemon.plancheck import plan_of
+    from bgpd.plan.errors import PlanError
+    from calico.errors import DatastoreError
+
     options = DaemonOptions(
         node=args.node,
         datastore=datastore,
@@ -238,7 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         if args.check:
-            snapshot = asyncio.run(_load_snapshot(options.datastore, options.node))
+            from calico import checks
+
+            snapshot = _load_snapshot(options.datastore, options.node)
             plan = plan_of(snapshot, options)
             if report_findings("bgpd", checks.check(snapshot, options.node)):
                 return 1
@@ -250,6 +307,11 @@ def main(argv: list[str] | None = None) -> int:
         # A reflector makes a few long-lived objects per route (Route, BestChange, Adj-RIB-Out
         # entry); at the default thresholds the collector ran every 700 of them and cost as
         # much as the routing itself (100 peers x 1000 routes). Collect far less often.
+        import asyncio
+        import gc
+
+        from bgpd.daemon.app import run_daemon
+
         gc.set_threshold(GC_THRESHOLDS[0], GC_THRESHOLDS[1], GC_THRESHOLDS[2])
         asyncio.run(run_daemon(options))
     except (DatastoreError, ConfigError, PlanError) as exc:

@@ -13,21 +13,17 @@ import contextlib
 import ipaddress
 import signal
 import time
+from typing import TYPE_CHECKING
 
 from bgpd import __version__
 from bgpd.control.birdsock.dialect import DIALECTS
-from bgpd.control.birdsock.driver import BirdSocketServer
 from bgpd.control.server import ControlServer
 from bgpd.daemon.bfd import BfdLink
 from bgpd.daemon.options import DaemonOptions
-from bgpd.daemon.reconfig import Reconfig, plan_of
+from bgpd.daemon.plancheck import plan_of
+from bgpd.daemon.reconfig import Reconfig
 from bgpd.daemon.service import Service
 from bgpd.daemon.views import DaemonViews
-from bgpd.kernel.driver import KernelSync, route_key
-from bgpd.kernel.learn import LearnChange
-from bgpd.kernel.programming import Programming
-from bgpd.metrics.collector import DaemonCollector
-from bgpd.metrics.driver import MetricsServer, parse_listen
 from bgpd.metrics.histogram import Histogram
 from bgpd.plan.peering import PeeringPlan
 from bgpd.rib.route import KERNEL, Route
@@ -35,9 +31,15 @@ from bgpd.session.driver import Listener, PeerDriver
 from bgpd.session.errors import ADMIN_SHUTDOWN
 from bgpd.speaker.driver import SpeakerDriver
 from bgpd.speaker.speaker import Speaker
-from bgpd.status.reporter import StatusReporter, reporter_for
-from calico.source import SnapshotSource, open_source
+from calico.source import SnapshotSource, file_path, open_source
 from common.log import get_logger
+
+if TYPE_CHECKING:
+    from bgpd.control.birdsock.driver import BirdSocketServer
+    from bgpd.kernel.driver import KernelSync
+    from bgpd.kernel.learn import LearnChange
+    from bgpd.metrics.driver import MetricsServer
+    from bgpd.status.reporter import StatusReporter
 
 log = get_logger("bgpd.daemon")
 
@@ -80,6 +82,10 @@ class Daemon:
         self.service.start_probe()
         plan = self.plan
         if self.options.fib:
+            # The kernel side (netlink, ctypes) only when it programs the FIB.
+            from bgpd.kernel.driver import KernelSync
+            from bgpd.kernel.programming import Programming
+
             self.kernel = KernelSync(programming=Programming(plan.kernel))
             self.kernel.learner.set_pools(p.cidr for p in plan.pools)
             self.kernel.on_learned = self._on_learned
@@ -113,12 +119,18 @@ class Daemon:
         self.control = ControlServer(self.options.control_socket, self.views)
         await self.control.start()
         for path, families in self.options.bird_sockets():
+            from bgpd.control.birdsock.driver import BirdSocketServer  # only when asked for
+
             bird = BirdSocketServer(
                 path, self.views, DIALECTS[self.options.bird_dialect], families
             )
             await bird.start()
             self.bird_sockets.append(bird)
         if self.options.metrics_listen:
+            # The Prometheus client only when the endpoint is on (about 2 MB and 35 ms).
+            from bgpd.metrics.collector import DaemonCollector
+            from bgpd.metrics.driver import MetricsServer, parse_listen
+
             host, metrics_port = parse_listen(self.options.metrics_listen)
             self.metrics = MetricsServer(
                 host, metrics_port, DaemonCollector(self.views.metrics_snapshot)
@@ -134,7 +146,12 @@ class Daemon:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signal.SIGHUP, self.reconfig.request_reload)
             self.reconfig.follow(self.source)
-        self._status_reporter = reporter_for(self.options.datastore, plan.node, self.views.status)
+        if file_path(self.options.datastore) is None:  # a file datastore holds no status
+            from bgpd.status.reporter import reporter_for
+
+            self._status_reporter = reporter_for(
+                self.options.datastore, plan.node, self.views.status
+            )
         if self._status_reporter is not None:
             self._status_reporter.start()
         log.info(
@@ -202,6 +219,8 @@ class Daemon:
         """The outgoing interface of a route learned from the kernel."""
         if self.kernel is None or route.source is not KERNEL:
             return None
+        from bgpd.kernel.driver import route_key
+
         learned = self.kernel.learner.get(route_key(route.family, route.prefix))
         return learned.ifname if learned is not None else None
 
@@ -217,6 +236,8 @@ class Daemon:
             return
         self.kernel.set_blackholes(new.blackholes)
         if new.kernel != old.kernel:
+            from bgpd.kernel.programming import Programming
+
             self.kernel.set_programming(Programming(new.kernel))
         self.kernel.set_pools(p.cidr for p in new.pools)
         self.kernel.flush()

@@ -11,8 +11,8 @@ kept until the daemon stops.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
-from bgpd.bfd.driver import BfdManager
 from bgpd.bfd.errors import LocalBfdError
 from bgpd.bfd.events import BfdDown, BfdEvent, BfdUp
 from bgpd.bfd.status import BfdSessionStatus
@@ -21,6 +21,9 @@ from bgpd.plan.diff import BfdChange, bfd_changes
 from bgpd.plan.peering import PeeringPlan
 from bgpd.session.driver import PeerDriver
 from common.log import get_logger
+
+if TYPE_CHECKING:
+    from bgpd.bfd.driver import BfdManager
 
 log = get_logger("bgpd.bfd")
 
@@ -33,7 +36,7 @@ class BfdLink:
     def __init__(
         self,
         drivers: Mapping[str, PeerDriver],
-        make: Callable[[Callable[[BfdEvent], None]], BfdManager] = BfdManager,
+        make: Callable[[Callable[[BfdEvent], None]], BfdManager] | None = None,
     ) -> None:
         self.drivers = drivers
         self._make = make
@@ -53,6 +56,11 @@ class BfdLink:
                 del self._names[address]
             return
         if self.manager is None:
+            if self._make is None:
+                # The BFD stack (its sockets and timers) only for a plan with BFD sessions.
+                from bgpd.bfd.driver import BfdManager
+
+                self._make = BfdManager
             manager = self._make(self._on_event)
             await manager.start()
             self.manager = manager

@@ -12,6 +12,7 @@ from itertools import islice
 
 from bgpd.control.birdsock.view import MemoryUsage
 from bgpd.rib.rib import Rib
+from bgpd.rib.route import Route
 from bgpd.wire.family import Family
 
 SAMPLE = 64
@@ -40,9 +41,16 @@ def estimate(rib: Rib, buffered: Iterable[int]) -> MemoryUsage:
         if not sample:
             continue
         per = 0
-        for dest in sample:
-            per += sys.getsizeof(dest) + sys.getsizeof(dest.paths) + sys.getsizeof(dest.prefix)
-            for route in dest.paths:
+        for entry in sample:
+            # A prefix of one path holds its route; of more, a destination (rib/table.py).
+            if isinstance(entry, Route):
+                routes: list[Route] = [entry]
+                per += sys.getsizeof(entry.prefix)
+            else:
+                routes = entry.paths
+                per += sys.getsizeof(entry) + sys.getsizeof(routes) + sys.getsizeof(entry.prefix)
+                per += sys.getsizeof(entry.multipath)
+            for route in routes:
                 per += sys.getsizeof(route)
                 attr_sizes.setdefault(id(route.attrs), _attrs_size(route.attrs))
         tables += per * count // len(sample)

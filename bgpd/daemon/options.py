@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from bgpd.session.driver import MAX_BUFFERED
+from bgpd.session.sendlimit import MAX_BUFFERED
 from calico.store.etcdconfig import DatastoreConfig
 
 

@@ -8,7 +8,7 @@ import ipaddress
 import os
 import time
 from collections.abc import Awaitable, Iterable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bgpd import __version__
 from bgpd.bfd.status import BfdSessionStatus
@@ -27,9 +27,8 @@ from bgpd.daemon.bfd import BfdLink
 from bgpd.daemon.memory import estimate
 from bgpd.daemon.reconfig import Reconfig
 from bgpd.daemon.service import Service
-from bgpd.kernel.driver import KernelSync
-from bgpd.metrics.collector import MetricsSnapshot
 from bgpd.metrics.histogram import Histogram
+from bgpd.metrics.snapshot import MetricsSnapshot
 from bgpd.rib.route import Route
 from bgpd.session.driver import PeerDriver
 from bgpd.session.errors import CEASE_ADMIN_RESET, LocalSessionError
@@ -47,6 +46,9 @@ from bgpd.wire.errors import CEASE
 from bgpd.wire.family import FAMILIES, Family, bytes_to_address, nlri_to_prefix, prefix_to_nlri
 from bgpd.wire.messages import Notification
 from common.log import get_logger
+
+if TYPE_CHECKING:
+    from bgpd.kernel.driver import KernelSync
 
 log = get_logger("bgpd.daemon")
 

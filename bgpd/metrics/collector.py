@@ -7,8 +7,7 @@ Loc-RIB and FIB sizes, FIB programming latency per netlink batch and event-loop 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -19,24 +18,11 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from bgpd.metrics.histogram import Histogram
-from bgpd.status.records import BGP_STATES, ProtocolDetail
+from bgpd.metrics.snapshot import MetricsSnapshot
+from bgpd.status.records import BGP_STATES
 
 PREFIX = "pybgpd"
 PEER_LABELS = ("peer", "address", "type")
-
-
-@dataclass(frozen=True, slots=True)
-class MetricsSnapshot:
-    node: str
-    router_id: str
-    asn: int
-    version: str
-    started: float
-    protocols: Sequence[ProtocolDetail]
-    rib_routes: Mapping[str, int]  # Loc-RIB prefixes per family ("ipv4", "ipv6")
-    fib_routes: int | None  # None with --no-fib
-    fib_batches: Histogram | None
-    loop_lag: Histogram
 
 
 def _histogram(name: str, doc: str, hist: Histogram) -> HistogramMetricFamily:

@@ -19,7 +19,6 @@ Sessions come from three places:
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import types
 from collections.abc import Mapping
@@ -191,6 +190,9 @@ class PeeringPlan:
 def hash_router_id(node: str) -> str:
     """CALICO_ROUTER_ID=hash: the first four bytes of sha256(nodename), with 32 taken off a
     first octet above 223 so the ID is never a multicast or reserved address."""
+    # hashlib loads OpenSSL's libcrypto (3.6 MB resident) for this one setting.
+    import hashlib
+
     octets = list(hashlib.sha256(node.encode()).digest()[:4])
     if octets[0] > 223:
         octets[0] -= 32

@@ -26,6 +26,7 @@ from typing import Protocol
 
 from bgpd.rib.adj_in import AdjRibIn
 from bgpd.rib.attrcache import AttrCache
+from bgpd.rib.decision import BestPathReason
 from bgpd.rib.route import (
     LOCAL,
     LOCAL_SOURCE_NAMES,
@@ -35,11 +36,13 @@ from bgpd.rib.route import (
     PeerInfo,
     Route,
 )
-from bgpd.rib.table import BestChange, Destination, LocRib
+from bgpd.rib.table import BestChange, Destination, LocRib, put
 from bgpd.wire.attributes import PathAttributes
 from bgpd.wire.family import Family
 from bgpd.wire.messages import Update
 from bgpd.wire.options import CodecOptions
+
+ONLY_PATH = BestPathReason.ONLY_PATH
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,10 +247,16 @@ class Rib:
                         cache.ref(attrs)
                         changed[item] = attrs
                         route = Route(prefix, family, attrs, info, path_id)
-                dest = dests.get(prefix)
-                if dest is None:
-                    dest = dests[prefix] = Destination(family, prefix)
-                ch = dest.update(route)
+                cur = dests.get(prefix)
+                if cur is None:  # a new prefix: its only path, decided at once
+                    dests[prefix] = route
+                    nh = route.attrs.next_hop
+                    if nh is None:
+                        ch = BestChange(family, prefix, None, route, ONLY_PATH, False, ())
+                    else:
+                        ch = BestChange(family, prefix, None, route, ONLY_PATH, True, (nh,))
+                else:
+                    ch = put(dests, route, cur)
             if before is not None:
                 cache.release(before)
             if ch is not None:
@@ -294,7 +303,6 @@ class Rib:
             if not routes:
                 continue
             changed = adj.changed(family)
-            dests = loc.table(family)
             # One decision per distinct attributes, as per UPDATE on import.
             checks: dict[int, tuple[bool, ImportCheck | None]] = {}
             for item, route in routes.items():
@@ -334,10 +342,7 @@ class Rib:
                         del changed[item]
                     if before is not None:
                         cache.release(before)
-                    dest = dests.get(route.prefix)
-                    if dest is None:
-                        dest = dests[route.prefix] = Destination(family, route.prefix)
-                    ch = dest.update(loc_route)
+                    ch = loc.update(loc_route)
                 if ch is not None:
                     changes.append(ch)
         cache.collect()

@@ -76,6 +76,14 @@ class Destination:
         self.reason: BestPathReason | None = None
         self.multipath: tuple[bytes, ...] = ()
 
+    @classmethod
+    def of(cls, route: Route) -> Destination:
+        """The destination of a prefix whose only path is `route`, decided."""
+        dest = cls(route.family, route.prefix)
+        dest.paths.append(route)
+        dest.best, dest.reason, dest.multipath = route, _ONLY_PATH, _one_path(route)
+        return dest
+
     def _index(self, source_name: str, path_id: int) -> int:
         for i, r in enumerate(self.paths):
             if r.path_id == path_id and r.source.name == source_name:
@@ -154,57 +162,118 @@ class Destination:
         return f"Destination({self.family}, {self.prefix.hex()}, {len(self.paths)} paths)"
 
 
+Entry = Route | Destination
+"""What a Loc-RIB table holds per prefix: its only path, or its destination."""
+
+
+def _one_path(route: Route) -> tuple[bytes, ...]:
+    """The multipath set of a prefix whose only path is `route`."""
+    nh = route.attrs.next_hop
+    return () if nh is None else (nh,)
+
+
+def put(table: dict[bytes, Entry], route: Route, cur: Entry) -> BestChange | None:
+    """Store `route` in a family's table where `cur` stands for its prefix: a route (the
+    only path) or a destination. A second path makes the destination."""
+    if not isinstance(cur, Route):
+        return cur.update(route)
+    if cur.path_id != route.path_id or cur.source.name != route.source.name:
+        dest = table[route.prefix] = Destination.of(cur)
+        return dest.update(route)
+    table[route.prefix] = route
+    old_multipath, multipath = _one_path(cur), _one_path(route)
+    multipath_changed = multipath != old_multipath
+    if _same_path(cur, route) and not multipath_changed:
+        return None
+    return BestChange(
+        route.family, route.prefix, cur, route, _ONLY_PATH, multipath_changed, multipath
+    )
+
+
 class LocRib:
-    """All destinations, one dict per family keyed by prefix form."""
+    """All destinations, one dict per family keyed by prefix form.
+
+    A prefix with a single path holds that `Route` itself, not a `Destination` (a reflector's
+    common case, each client announcing its own prefixes: 216 bytes less per prefix, the
+    destination with its list and multipath tuple). A destination is made when a second path
+    arrives and replaced by its route when one is left; `get` and `destinations` show a
+    single route as a destination all the same (a fresh one: reading it changes nothing).
+    """
 
     __slots__ = ("_tables",)
 
     def __init__(self) -> None:
-        self._tables: dict[Family, dict[bytes, Destination]] = {f: {} for f in Family}
+        self._tables: dict[Family, dict[bytes, Entry]] = {f: {} for f in Family}
 
     def update(self, route: Route) -> BestChange | None:
         table = self._tables[route.family]
-        dest = table.get(route.prefix)
-        if dest is None:
-            dest = table[route.prefix] = Destination(route.family, route.prefix)
-        return dest.update(route)
+        cur = table.get(route.prefix)
+        if cur is None:
+            table[route.prefix] = route
+            multipath = _one_path(route)
+            return BestChange(
+                route.family, route.prefix, None, route, _ONLY_PATH, bool(multipath), multipath
+            )
+        return put(table, route, cur)
 
     def withdraw(
         self, family: Family, prefix: bytes, source_name: str, path_id: int = 0
     ) -> BestChange | None:
         table = self._tables[family]
-        dest = table.get(prefix)
-        if dest is None:
+        cur = table.get(prefix)
+        if cur is None:
             return None
-        change = dest.withdraw(source_name, path_id)
-        if not dest.paths:
+        if isinstance(cur, Route):
+            if cur.path_id != path_id or cur.source.name != source_name:
+                return None
+            del table[prefix]
+            return BestChange(family, prefix, cur, None, None, bool(_one_path(cur)), ())
+        change = cur.withdraw(source_name, path_id)
+        if len(cur.paths) == 1:
+            table[prefix] = cur.paths[0]
+        elif not cur.paths:
             del table[prefix]
         return change
 
     def swap(self, route: Route) -> bool:
-        dest = self._tables[route.family].get(route.prefix)
-        return dest is not None and dest.swap(route)
+        table = self._tables[route.family]
+        cur = table.get(route.prefix)
+        if cur is None:
+            return False
+        if isinstance(cur, Route):
+            if cur.path_id != route.path_id or cur.source.name != route.source.name:
+                return False
+            table[route.prefix] = route
+            return True
+        return cur.swap(route)
 
     def get(self, family: Family, prefix: bytes) -> Destination | None:
-        return self._tables[family].get(prefix)
+        cur = self._tables[family].get(prefix)
+        return Destination.of(cur) if isinstance(cur, Route) else cur
 
-    def table(self, family: Family) -> dict[bytes, Destination]:
-        """The family's prefix -> destination dict, for bulk work (empty destinations must
-        not be left in it)."""
+    def table(self, family: Family) -> dict[bytes, Entry]:
+        """The family's prefix -> route (its only path) or destination dict, for bulk work
+        with `put` (no empty destination, nor one of a single path, may be left in it)."""
         return self._tables[family]
 
     def best(self, family: Family, prefix: bytes) -> Route | None:
-        dest = self._tables[family].get(prefix)
-        return None if dest is None else dest.best
+        cur = self._tables[family].get(prefix)
+        return cur if cur is None or isinstance(cur, Route) else cur.best
 
     def iter_best(self, family: Family) -> Iterator[Route]:
         """Best routes of a family. Do not change the table while iterating."""
-        for dest in self._tables[family].values():
-            if dest.best is not None:
-                yield dest.best
+        for cur in self._tables[family].values():
+            if isinstance(cur, Route):
+                yield cur
+            elif cur.best is not None:
+                yield cur.best
 
     def destinations(self, family: Family) -> Iterator[Destination]:
-        return iter(self._tables[family].values())
+        for cur in self._tables[family].values():
+            yield Destination.of(cur) if isinstance(cur, Route) else cur
+
+    def prefixes(self, family: Family) -> Iterator[bytes]:
+        return iter(self._tables[family])
 
     def size(self, family: Family | None = None) -> int:
         if family is not None:

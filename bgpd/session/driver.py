@@ -37,6 +37,7 @@ from bgpd.session.events import (
 from bgpd.session.fsm import State
 from bgpd.session.limits import ConnectionRateLimiter
 from bgpd.session.peer import Peer
+from bgpd.session.sendlimit import MAX_BUFFERED
 from bgpd.session.session import Counters
 from bgpd.session.settings import GTSM_TTL, PeerSettings
 from bgpd.session.sockopts import (
@@ -64,8 +65,6 @@ between a pause and the resume."""
 LOW_WATER = 2 << 10
 WRITE_PIECE = 8 << 10
 """Largest slice of shared output handed to the transport at once (see `_write_pieces`)."""
-MAX_BUFFERED = 64 << 20
-"""Bytes queued for one connection beyond which its peer is taken as not reading: reset."""
 CLOSE_TIMEOUT = 5.0
 """How long a closing connection may take to flush before it is aborted."""
 
@@ -422,7 +421,7 @@ class PeerDriver:
 
     def _process(self, *, flush: bool = True) -> None:
         """Perform actions, deliver events, re-arm the timer and (unless called from the
-        flush itself) schedule this tick's flush."""
+        flush itself) schedule this tick's flush if anything is queued to send."""
         if self._processing:
             return  # an on_event callback re-entered us; the outer loop picks it up
         self._processing = True
@@ -439,7 +438,9 @@ class PeerDriver:
                     break
         finally:
             self._processing = False
-        if flush:
+        # Only when there is something to write: a KEEPALIVE read from an idle peer then
+        # costs the read alone, not a second callback that finds nothing to send.
+        if flush and self._peer.has_output():
             self._schedule_flush()
         self._arm_timer()
 
@@ -527,7 +528,11 @@ class PeerDriver:
         self._timer = None
         self._timer_at = None
         self._peer.handle_timer(max(self._running_loop().time(), due))
-        self._process()
+        self._process(flush=False)
+        # A timer's output (a KEEPALIVE, mostly) is written now rather than by a callback of
+        # its own, unless this tick's flush is already due.
+        if self._flush_handle is None and self._peer.has_output():
+            self._flush()
 
     # --- connections ----------------------------------------------------------------------
 

@@ -230,6 +230,10 @@ class Peer:
 
     # --- outputs --------------------------------------------------------------------------
 
+    def has_output(self) -> bool:
+        """Whether any connection has something queued to send."""
+        return bool(self._final) or any(s.has_output() for s in self._sessions.values())
+
     def data_to_send(self, conn_id: int) -> bytes:
         session = self._sessions.get(conn_id)
         if session is not None:

@@ -298,6 +298,10 @@ class Session:
 
     # --- outputs --------------------------------------------------------------------------
 
+    def has_output(self) -> bool:
+        """Whether anything is queued to send."""
+        return bool(self._out)
+
     def data_to_send(self) -> bytes:
         """Everything queued since the last call, as one bytes object."""
         if not self._out:

@@ -17,8 +17,8 @@ import contextlib
 import functools
 import time
 from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING
 
-from bgpd.kernel.driver import KernelSync
 from bgpd.session.driver import PeerDriver
 from bgpd.session.errors import LocalSessionError
 from bgpd.session.events import SessionDown, SessionEvent
@@ -37,6 +37,9 @@ from bgpd.speaker.actions import (
 from bgpd.speaker.logs import merge_follow_ups
 from bgpd.speaker.speaker import Speaker
 from common.log import get_logger
+
+if TYPE_CHECKING:
+    from bgpd.kernel.driver import KernelSync  # only with FIB programming (netlink, ctypes)
 
 log = get_logger("bgpd.speaker")
 

@@ -11,8 +11,11 @@ writes with no other writer in between: no update is lost. Expired leases are re
 keys deleted and logged as delete events) whenever any client writes, reads or polls a
 watch, so a watcher sees a dead node's keys go within a poll interval.
 
-Watches poll the log: a cheap read of `meta.revision` every `poll_interval` seconds, and the
-log rows only when it moved. The log is compacted automatically to the last
+Watches poll the log: one poller per `SqliteKV` reads `meta.revision` for all its watches
+(reaping expired leases as it goes), and each watch reads its log rows only when it moved.
+The poller reads every `poll_interval` seconds after a change and backs off, doubling, to
+`max_poll_interval` while nothing changes (`next_poll_interval`): an idle process does one
+read a second, not ten per watch. The log is compacted automatically to the last
 `KEEP_REVISIONS` revisions; a watcher that fell further behind gets `Compacted`.
 
 sqlite3 calls block (briefly, or for up to `busy_timeout` under write contention), so the
@@ -135,6 +138,12 @@ class SqliteStore:
 
     def revision(self) -> int:
         with self._lock, self._errors():
+            return self._meta(self._db, "revision")
+
+    def poll(self) -> int:
+        """Reap expired leases, then the current revision (what a watch poll reads)."""
+        with self._lock, self._errors():
+            self._reap(self._db)
             return self._meta(self._db, "revision")
 
     def get(self, key: str) -> KeyValue | None:
@@ -323,16 +332,36 @@ class SqliteStore:
             raise DatastoreError(f"sqlite://{self.path}: {exc}") from None
 
 
+MAX_POLL_INTERVAL = 1.0
+"""Seconds between revision reads once nothing has changed for a while."""
+
+
+def next_poll_interval(current: float, changed: bool, base: float, cap: float) -> float:
+    """The wait before the next revision read: `base` right after a change, else twice the
+    last one, up to `cap`."""
+    return base if changed else max(base, min(current * 2, cap))
+
+
 class SqliteKV(KVStore):
     """The async face of SqliteStore: each call in a worker thread."""
 
     def __init__(
-        self, path: str, *, poll_interval: float = 0.1, clock: Callable[[], float] = time.time
+        self,
+        path: str,
+        *,
+        poll_interval: float = 0.1,
+        max_poll_interval: float = MAX_POLL_INTERVAL,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.url = f"sqlite://{path}"
         self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
         self.store = SqliteStore(path, clock=clock)
         self._closed = False
+        # The shared poller: the last revision it read, the watches waiting for a later one.
+        self._revision = -1
+        self._waiters: list[asyncio.Future[None]] = []
+        self._poller: asyncio.Task[None] | None = None
 
     async def get(self, key: str) -> KeyValue | None:
         return await asyncio.to_thread(self.store.get, key)
@@ -352,7 +381,47 @@ class SqliteKV(KVStore):
             for event in events:
                 yield event
             if not events:
-                await asyncio.sleep(self.poll_interval)
+                await self._revision_after(next_revision - 1)
+
+    async def _revision_after(self, revision: int) -> None:
+        """Wait until the poller has read a revision above `revision` (or the store closes)."""
+        loop = asyncio.get_running_loop()
+        while not self._closed and self._revision <= revision:
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(waiter)
+            if self._poller is None:
+                self._poller = loop.create_task(self._poll())
+            try:
+                await waiter
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+
+    async def _poll(self) -> None:
+        interval = self.poll_interval
+        try:
+            while self._waiters and not self._closed:
+                await asyncio.sleep(interval)
+                try:
+                    revision = await asyncio.to_thread(self.store.poll)
+                except Exception as exc:  # the watches raise it (Unavailable, mostly)
+                    waiters, self._waiters = self._waiters, []
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_exception(exc)
+                    return
+                changed = revision != self._revision
+                self._revision = revision
+                interval = next_poll_interval(
+                    interval, changed, self.poll_interval, self.max_poll_interval
+                )
+                if changed:
+                    waiters, self._waiters = self._waiters, []
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_result(None)
+        finally:
+            self._poller = None
 
     async def txn(self, compares: Sequence[Compare], ops: Sequence[Op]) -> TxnResult:
         return await asyncio.to_thread(self.store.txn, compares, ops)
@@ -372,6 +441,12 @@ class SqliteKV(KVStore):
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:  # the watches see the store closed and end
+                if not waiter.done():
+                    waiter.set_result(None)
+            if self._poller is not None:
+                self._poller.cancel()
             await asyncio.to_thread(self.store.close)
 
 

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from bgpd.metrics.lag import LagMeter, LagSummary
+from bgpd.metrics.lag import (
+    BUSY_SHARE,
+    IDLE_INTERVAL,
+    INTERVAL,
+    LagMeter,
+    LagSummary,
+    probe_interval,
+)
 
 
 def test_a_summary_per_window() -> None:
@@ -25,3 +32,12 @@ def test_a_summary_per_window() -> None:
 def test_early_calls_count_as_on_time() -> None:
     meter = LagMeter(window=0.0)
     assert meter.record(-0.002, 1.0) == LagSummary(0.0, 0.0, 0.0, 1)
+
+
+def test_the_probe_runs_often_only_while_the_loop_works() -> None:
+    # 5 ms of CPU in 50 ms is work: probe again in 50 ms; 0.5 ms in a second is idle.
+    assert probe_interval(0.005, 0.05) == INTERVAL
+    assert probe_interval(0.0005, 1.0) == IDLE_INTERVAL
+    assert probe_interval(0.0, 0.05) == IDLE_INTERVAL
+    assert probe_interval(BUSY_SHARE * 1.0 + 1e-6, 1.0) == INTERVAL
+    assert INTERVAL < IDLE_INTERVAL

@@ -18,9 +18,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
 from bgpd.cli.bgpd_main import main as bgpd_main
-from bgpd.metrics.collector import DaemonCollector, MetricsSnapshot
+from bgpd.metrics.collector import DaemonCollector
 from bgpd.metrics.driver import parse_listen
 from bgpd.metrics.histogram import Histogram
+from bgpd.metrics.snapshot import MetricsSnapshot
 from bgpd.status.records import PeerStatus, ProtocolDetail
 from labs.harness.wait import wait_for
 

@@ -125,3 +125,69 @@ def test_locrib_tables_and_cleanup() -> None:
     assert ch is not None and ch.new is None
     assert loc.get(V4, P1) is None and len(loc) == 1
     assert loc.withdraw(V4, P1, "a") is None
+
+
+# --- a prefix of one path holds its route, not a destination --------------------------------
+
+
+def test_a_single_path_prefix_holds_its_route_and_a_second_path_makes_a_destination() -> None:
+    loc = LocRib()
+    a = route(A, NH_A)
+    loc.update(a)
+    assert loc.table(V4)[P1] is a  # no Destination, list or multipath tuple for it
+    view = loc.get(V4, P1)
+    assert view is not None and view.best is a and view.multipath == (NH_A,)
+    assert view.reason is BestPathReason.ONLY_PATH and view.paths == [a]
+    b = route(B, NH_B, (1, 2))
+    loc.update(b)
+    assert isinstance(loc.table(V4)[P1], Destination)
+    loc.withdraw(V4, P1, "a")
+    assert loc.table(V4)[P1] is b  # back to the route when one path is left
+    assert loc.swap(Route(P1, V4, b.attrs, B, stale=True)) and loc.best(V4, P1) == Route(
+        P1, V4, b.attrs, B, stale=True
+    )
+    assert loc.withdraw(V4, P1, "a") is None  # not its path
+    change = loc.withdraw(V4, P1, "b")
+    assert change is not None and change.new is None and change.multipath_changed
+    assert len(loc) == 0
+
+
+def test_the_loc_rib_answers_as_destinations_alone_would() -> None:
+    # Every operation on a few prefixes from three sources, against a reference that keeps
+    # a Destination per prefix always: the same BestChanges, best routes and paths.
+    import random
+
+    rng = random.Random(17)
+    sources = (A, B, C)
+    loc = LocRib()
+    reference: dict[bytes, Destination] = {}
+    for _ in range(3000):
+        prefix = rng.choice((P1, P2))
+        source = rng.choice(sources)
+        op = rng.random()
+        dest = reference.setdefault(prefix, Destination(V4, prefix))
+        if op < 0.5:
+            r = route(source, rng.choice((NH_A, NH_B, NH_C)), rng.choice(((1,), (1, 2))), prefix,
+                      local_pref=rng.choice((None, 100, 200)))  # fmt: skip
+            assert loc.update(r) == dest.update(r)
+        elif op < 0.9:
+            assert loc.withdraw(V4, prefix, source.name) == dest.withdraw(source.name)
+        else:
+            held = dest.get(source.name)
+            if held is not None:
+                stale = Route(prefix, V4, held.attrs, source, stale=not held.stale)
+                assert loc.swap(stale) == dest.swap(stale)
+        if not dest.paths:
+            del reference[prefix]
+        for p in (P1, P2):
+            want = reference.get(p)
+            got = loc.get(V4, p)
+            if want is None:
+                assert got is None and loc.best(V4, p) is None
+                continue
+            assert got is not None and loc.best(V4, p) is want.best
+            assert (got.best, got.reason, got.multipath) == (want.best, want.reason, want.multipath)
+            assert sorted(map(id, got.paths)) == sorted(map(id, want.paths))
+            entry = loc.table(V4)[p]
+            assert isinstance(entry, Route) == (len(want.paths) == 1)
+    assert sorted(map(id, loc.iter_best(V4))) == sorted(id(d.best) for d in reference.values())

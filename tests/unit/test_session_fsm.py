@@ -145,6 +145,20 @@ def test_hold_time_is_the_smaller_offer_and_keepalive_a_third() -> None:
     assert pair.a.next_timer() == 10.0
 
 
+def test_has_output_says_whether_anything_waits_to_be_sent() -> None:
+    # The driver schedules a write only when there is output (an idle peer's KEEPALIVE read
+    # costs the read alone).
+    pair = SessionPair(*settings_pair(a={"hold_time": 30}, b={"hold_time": 30}))
+    pair.establish()
+    assert not pair.a.has_output() and not pair.b.has_output()
+    pair.a.receive_data(encode_keepalive(), 1.0)  # reading a KEEPALIVE sends nothing
+    assert not pair.a.has_output()
+    pair.a.handle_timer(10.0)  # the keepalive timer: ours goes out
+    assert pair.a.has_output()
+    assert pair.a.data_to_send() == encode_keepalive()
+    assert not pair.a.has_output()
+
+
 def test_configured_keepalive_is_capped_by_the_hold_time() -> None:
     pair = SessionPair(*settings_pair(a={"keepalive_time": 60, "hold_time": 90}))
     pair.establish()

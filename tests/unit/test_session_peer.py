@@ -303,10 +303,13 @@ def test_close_requested_carries_the_final_notification() -> None:
     conn = peer.connection_made(0.0, outgoing=False)
     assert conn is not None
     peer.data_to_send(conn)
+    assert not peer.has_output()
     peer.stop(1.0)
     assert actions(peer) == [CloseRequested("Mesh_10_0_0_2", conn)]
+    assert peer.has_output()  # the final NOTIFICATION of a connection closing
     assert peer.data_to_send(conn).endswith(bytes([3, 6, 2]))  # NOTIFICATION Cease 2
     assert peer.data_to_send(conn) == b""
+    assert not peer.has_output()
 
 
 def test_collision_race_after_one_side_is_established_does_not_flap() -> None:

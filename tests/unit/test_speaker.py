@@ -12,7 +12,7 @@ import pytest
 import yaml
 from bgpd_pair import _docs
 
-from bgpd.daemon.reconfig import peer_settings
+from bgpd.daemon.plancheck import peer_settings
 from bgpd.plan.peering import PeeringPlan, compute
 from bgpd.session.events import (
     RouteRefreshReceived,

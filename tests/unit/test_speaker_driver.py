@@ -15,7 +15,7 @@ import pytest
 import yaml
 from bgpd_pair import _docs
 
-from bgpd.daemon.reconfig import peer_settings
+from bgpd.daemon.plancheck import peer_settings
 from bgpd.plan.peering import compute
 from bgpd.session.errors import LocalSessionError
 from bgpd.session.events import SessionDown, SessionEstablished, StateChanged, UpdateReceived
