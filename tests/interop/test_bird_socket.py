@@ -205,6 +205,9 @@ def world(lab: Lab) -> dict[str, Path]:
             headings = "bird2" if name == "bird2" else "bird1"
             wait_for(lambda n=name, h=headings: settled(peers_of(sockets[n], h)), 60,
                      message=lambda n=name, h=headings: f"{n}: {peers_of(sockets[n], h)}")
+            # Established is not the same as holding the peers' routes: the UPDATEs follow.
+            wait_for(lambda n=name: (count_of(sockets[n], MESH), count_of(sockets[n], GLOBAL))
+                     == ("1", "2"), 30, message=lambda n=name: f"{n}: the peers' routes")
     return sockets
 
 
