@@ -7,13 +7,16 @@ A `Policy` joins the rules that apply, in order:
   import rules;
 - export: Calico's export rules for this node (`calico.py`: pools, blocks, interfaces), then
   the protocol's rules and attribute changes (`reflection.py`: split horizon, route
-  reflection, next hop, AS path).
+  reflection, next hop, AS path), and the communities of BGPConfiguration's
+  prefixAdvertisements (`communities.py`).
 
 The Adj-RIB-Out does not call `evaluate` per route: it holds one `GroupExport` per update
 group, whose two halves are the same decision split by what they depend on — `allows`
 (the prefix, and a kernel route's interface: asked per prefix, compiled) and `export` (the
-attributes and source: asked once per distinct pair). `evaluate` composes them for one peer,
-so `bgpctl explain` and the tests see exactly what the groups do.
+attributes and source: asked once per distinct pair). The communities depend on the prefix:
+`variant` (per prefix, like `allows`) says which rules hold it, and `export` gets that too.
+`evaluate` composes them for one peer, so `bgpctl explain` and the tests see exactly what
+the groups do.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bgpd.policy.calico import ExportPolicy
+from bgpd.policy.communities import CommunityRule, CommunityRules
 from bgpd.policy.imports import ImportRules
 from bgpd.policy.reflection import export_attrs, may_export_to
 from bgpd.rib.adj_out import GroupKey
@@ -62,7 +66,7 @@ def _always(route: Route) -> bool:
 class GroupExport:
     """One update group's `OutboundPolicy` (see bgpd/rib/adj_out.py)."""
 
-    __slots__ = ("allows", "cluster_id", "key")
+    __slots__ = ("allows", "cluster_id", "communities", "key", "variant")
 
     def __init__(
         self,
@@ -70,26 +74,51 @@ class GroupExport:
         cluster_id: int,
         calico: ExportPolicy | None,
         ifname_of: IfnameOf | None,
+        communities: CommunityRules | None = None,
     ) -> None:
         self.key = key
         self.cluster_id = cluster_id
         self.allows: Callable[[Route], bool] = (
             _always if calico is None else calico_filter(calico, ifname_of, key.ibgp)
         )
+        self.communities = communities
+        self.variant: Callable[[Route], int] | None = (
+            community_variant(communities) if communities else None
+        )
 
-    def export(self, route: Route, cache: AttrCache | None) -> PathAttributes | None:
+    def export(
+        self, route: Route, cache: AttrCache | None, variant: int = 0
+    ) -> PathAttributes | None:
         key = self.key
         if not may_export_to(route.source, key, route):
             return None
-        return export_attrs(
+        attrs = export_attrs(
             route,
             key,
             local_as=key.local_as,
             cluster_id=self.cluster_id,
             next_hop_self=key.next_hop_self,
             local_address=key.local_address(route.family),
-            cache=cache,
+            cache=None if variant else cache,
+            next_hop_keep=key.next_hop_keep,
         )
+        if variant and self.communities is not None:
+            attrs = self.communities.apply(attrs, variant)
+            if cache is not None:
+                attrs = cache.intern(attrs)
+        return attrs
+
+
+def community_variant(rules: CommunityRules) -> Callable[[Route], int]:
+    """The prefixAdvertisement rules holding a route's prefix, as a bit per rule."""
+    v4 = rules.variant_of(Family.IPV4_UNICAST)
+    v6 = rules.variant_of(Family.IPV6_UNICAST)
+    ipv4 = Family.IPV4_UNICAST
+
+    def variant(route: Route) -> int:
+        return (v4 if route.family is ipv4 else v6)(route.prefix)
+
+    return variant
 
 
 def calico_filter(
@@ -117,15 +146,20 @@ class Policy:
     Adj-RIB-Out's `OutboundPolicies`.
 
     `calico` is Calico's export policy for this node (None: no Calico export rules, every
-    route the protocol allows goes out); `ifname_of` gives a kernel route's interface."""
+    route the protocol allows goes out); `ifname_of` gives a kernel route's interface;
+    `communities` are the prefixAdvertisements' rules."""
 
-    __slots__ = ("calico", "ifname_of", "imports")
+    __slots__ = ("calico", "communities", "ifname_of", "imports")
 
     def __init__(
-        self, calico: ExportPolicy | None = None, ifname_of: IfnameOf | None = None
+        self,
+        calico: ExportPolicy | None = None,
+        ifname_of: IfnameOf | None = None,
+        communities: tuple[CommunityRule, ...] = (),
     ) -> None:
         self.calico = calico
         self.ifname_of = ifname_of
+        self.communities = CommunityRules(communities)
         self.imports = ImportRules()
 
     # --- the RIB's ImportPolicy ---------------------------------------------------------
@@ -143,7 +177,7 @@ class Policy:
     def for_group(self, key: GroupKey, cluster_id: int) -> GroupExport:
         if key.policies:
             raise ValueError(f"export policies {', '.join(key.policies)} are not defined")
-        return GroupExport(key, cluster_id, self.calico, self.ifname_of)
+        return GroupExport(key, cluster_id, self.calico, self.ifname_of, self.communities)
 
     # --- one route, one peer ------------------------------------------------------------
 
@@ -165,7 +199,8 @@ class Policy:
         group = self.for_group(peer.key, peer.identity.cluster_id)
         if not group.allows(route):
             return Verdict.REJECT, route
-        exported = group.export(route, None)
+        variant = group.variant(route) if group.variant is not None else 0
+        exported = group.export(route, None, variant)
         if exported is None:
             return Verdict.REJECT, route
         return Verdict.ACCEPT, _with_attrs(route, exported)

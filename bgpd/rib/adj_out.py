@@ -30,6 +30,20 @@ reflection) and returns the attributes to send, or None. What is rejected is nev
 advertised, and withdrawn if it was. When the policies change, `AdjRibOut.set_policies()`
 restages every best route so the next flush sends exactly the difference.
 
+ADD-PATH (RFC 7911): for a family whose members negotiated ADD-PATH send, the group
+advertises every path of a prefix that its policy lets out, not only the best, each under a
+path identifier of its own (`PathIds`: one per path source, the peer and the path id it sent,
+as BIRD numbers route sources), and withdraws each path by its identifier. Staged changes
+then only mark the prefix; the flush reads the prefix's current paths from the Loc-RIB
+(`PathSource`), so a change to a path that is not the best (which the Loc-RIB reports as a
+`BestChange` with `paths_only`) reaches these groups too. The table is then keyed by item
+(path identifier + prefix) instead of prefix, and everything else — buckets, split horizon,
+catch-up — works on items unchanged.
+
+Some export attribute changes depend on the prefix as well (BGPConfiguration communities per
+prefixAdvertisement): such a policy has a `variant(route)` (asked per prefix, like `allows`)
+whose value is passed to `export` and is part of what `export`'s answer is remembered by.
+
 A peer joining a group catches up from bytes the group has already encoded, shared with
 every peer joining around the same time (FRR's update subgroups catch up, then merge into
 their group): the group keeps a catch-up log, a snapshot of its Adj-RIB-Out encoded once
@@ -46,7 +60,7 @@ an encode per member.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -59,8 +73,7 @@ from bgpd.wire.family import Family
 from bgpd.wire.options import CodecOptions
 
 ADD_PATH_ID = (1).to_bytes(4, "big")
-"""We advertise one path per prefix, always under this identifier when ADD-PATH send is on,
-so each announcement implicitly replaces the previous one."""
+"""The first path identifier `PathIds` hands out."""
 
 DUMP_SLICE = 2000
 """Prefixes per slice of an encoded snapshot (a joining member's catch-up)."""
@@ -78,6 +91,36 @@ _END_OF_RIB: Mapping[Family, Chunk] = {f: (encode_end_of_rib(f), 1) for f in Fam
 _Entry = tuple[PathAttributes, str]
 """An advertised prefix: exported attributes and the name of the route's source."""
 
+_Memo = dict[tuple[int, int, int], tuple[object, object, "PathAttributes | None"]]
+"""`export` answers of one pass by (attributes, source, variant), keeping the keys alive."""
+
+
+class PathSource(Protocol):
+    """Every path of the Loc-RIB, not only the best (bgpd/rib/table.py's LocRib)."""
+
+    def paths_of(self, family: Family, prefix: bytes) -> Sequence[Route]: ...
+
+
+class PathIds:
+    """The ADD-PATH identifiers we advertise: one per path source (the peer or local source
+    and the path id it sent us), handed out in order from 1 and never changed while the
+    daemon runs, so every group and every member sees a path under the same identifier."""
+
+    __slots__ = ("_ids",)
+
+    def __init__(self) -> None:
+        self._ids: dict[tuple[str, int], bytes] = {}
+
+    def of(self, route: Route) -> bytes:
+        key = (route.source.name, route.path_id)
+        pid = self._ids.get(key)
+        if pid is None:
+            pid = self._ids[key] = (len(self._ids) + 1).to_bytes(4, "big")
+        return pid
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
 
 @dataclass(frozen=True, slots=True)
 class GroupKey:
@@ -87,6 +130,8 @@ class GroupKey:
     hop of routes we originate and of next-hop-self; every family in `families` needs one.
     `policies` names the export policies applied on top of the protocol's rules (empty: the
     node's default export policy only), so peers with different policies never share bytes.
+    `next_hop_keep` passes learned routes' next hops on unchanged, eBGP included; routes we
+    originate always carry ours. The ADD-PATH send families are in `options`.
     """
 
     ibgp: bool
@@ -98,6 +143,9 @@ class GroupKey:
     options: CodecOptions
     families: frozenset[Family]
     policies: tuple[str, ...] = ()
+    # BIRD's `next hop keep`: a learned route's next hop is passed on even to eBGP peers
+    # (BGPPeer nextHopMode Keep / keepOriginalNextHop).
+    next_hop_keep: bool = False
 
     def __post_init__(self) -> None:
         for family in self.families:
@@ -115,18 +163,22 @@ class GroupKey:
         local_ipv6: bytes | None = None,
         next_hop_self: bool = False,
         policies: tuple[str, ...] = (),
+        next_hop_keep: bool = False,
     ) -> GroupKey:
-        # eBGP is always next-hop-self; folding the flag keeps such peers in one group.
+        # eBGP is next-hop-self unless told to keep; folding the flag keeps such peers in one
+        # group. Self wins over keep (the planner never sets both).
+        keep = next_hop_keep and not next_hop_self
         return cls(
             ibgp=peer.ibgp,
             rr_client=peer.rr_client,
             local_as=peer.local_as,
-            next_hop_self=next_hop_self or not peer.ibgp,
+            next_hop_self=next_hop_self or (not peer.ibgp and not keep),
             local_ipv4=local_ipv4,
             local_ipv6=local_ipv6,
             options=options,
             families=frozenset(families),
             policies=policies,
+            next_hop_keep=keep,
         )
 
     def local_address(self, family: Family) -> bytes | None:
@@ -134,7 +186,9 @@ class GroupKey:
 
 
 class OutboundPolicy(Protocol):
-    """One group's export policy (bgpd/policy makes them)."""
+    """One group's export policy (bgpd/policy makes them). It may also have a `variant`:
+    None, or a callable asked per prefix (like `allows`) whose int answer is handed to
+    `export` as a third argument."""
 
     def allows(self, route: Route) -> bool:
         """Whether the route may go to the group at all: asked per prefix."""
@@ -142,8 +196,8 @@ class OutboundPolicy(Protocol):
 
     def export(self, route: Route, cache: AttrCache) -> PathAttributes | None:
         """The attributes to advertise the route with (interned in `cache`), or None when it
-        may not go out. Depends on the route's attributes and source only: the group asks
-        once per distinct pair."""
+        may not go out. Depends on the route's attributes and source only (and the prefix's
+        variant, when the policy has one): the group asks once per distinct pair."""
         ...
 
 
@@ -218,19 +272,29 @@ class CatchUpLog:
 
 class UpdateGroup:
     __slots__ = (
+        "_by_prefix",
         "_by_source",
         "_log",
         "_out",
+        "_paths",
         "_pending",
         "_reading",
         "cache",
         "key",
         "live",
         "members",
+        "path_ids",
         "policy",
     )
 
-    def __init__(self, key: GroupKey, *, policy: OutboundPolicy) -> None:
+    def __init__(
+        self,
+        key: GroupKey,
+        *,
+        policy: OutboundPolicy,
+        paths: PathSource | None = None,
+        path_ids: PathIds | None = None,
+    ) -> None:
         self.key = key
         self.policy = policy
         # Every member, and those of them caught up (write-outs go to these directly).
@@ -241,9 +305,23 @@ class UpdateGroup:
         self._log: CatchUpLog | None = None
         self._reading: dict[str, tuple[CatchUpLog, object]] = {}
         self.cache = AttrCache()
+        # Per family: item -> entry, where an item is the prefix, or under ADD-PATH send the
+        # path identifier and the prefix.
         self._out: dict[Family, dict[bytes, _Entry]] = {f: {} for f in key.families}
         self._by_source: dict[Family, dict[str, int]] = {f: {} for f in key.families}
         self._pending: dict[Family, dict[bytes, Route | None]] = {f: {} for f in key.families}
+        # ADD-PATH send families: the items advertised per prefix; where every path comes
+        # from (without one, the best path alone is advertised); and the identifiers.
+        self._by_prefix: dict[Family, dict[bytes, list[bytes]]] = {
+            f: {} for f in key.families if f in key.options.add_path_send
+        }
+        self._paths = paths
+        self.path_ids = path_ids if path_ids is not None else PathIds()
+
+    @property
+    def all_paths(self) -> bool:
+        """True when some family advertises every path (ADD-PATH send)."""
+        return bool(self._by_prefix)
 
     # --- membership -------------------------------------------------------------------
 
@@ -282,7 +360,8 @@ class UpdateGroup:
         pending = self._pending.get(family)
         if pending is None:
             return
-        for prefix in self._out[family]:
+        by_prefix = self._by_prefix.get(family)
+        for prefix in self._out[family] if by_prefix is None else by_prefix:
             pending.setdefault(prefix, None)
         for route in routes:
             pending[route.prefix] = route
@@ -292,14 +371,24 @@ class UpdateGroup:
 
     def load(self, routes: Iterable[Route]) -> None:
         """Fill the Adj-RIB-Out from best routes without producing bytes: for a new group,
-        before its first member's initial dump."""
-        memo: dict[tuple[int, int], tuple[object, object, PathAttributes | None]] = {}
+        before its first member's initial dump. (ADD-PATH send families take every path
+        from the path source, when there is one, instead.)"""
+        memo: _Memo = {}
+        variant = getattr(self.policy, "variant", None)
         for route in routes:
             family = route.family
             out = self._out.get(family)
             if out is None:
                 continue
-            desired = self._export(route, memo) if self.policy.allows(route) else None
+            if family in self._by_prefix:
+                # Every path of the prefix, not only this best one.
+                paths = self._paths.paths_of(family, route.prefix) if self._paths else (route,)
+                self._load_paths(family, paths, memo, variant)
+                continue
+            desired = None
+            if self.policy.allows(route):
+                v = variant(route) if variant is not None else 0
+                desired = self._export(route, memo, v)
             cur = out.get(route.prefix)
             counts = self._by_source[family]
             if desired is None:
@@ -309,6 +398,27 @@ class UpdateGroup:
                 continue
             self._remember(out, counts, route.prefix, (desired, route.source.name), cur)
         self.cache.collect()
+
+    def _load_paths(
+        self,
+        family: Family,
+        routes: Iterable[Route],
+        memo: _Memo,
+        variant: Callable[[Route], int] | None,
+    ) -> None:
+        out, counts, by_prefix = self._out[family], self._by_source[family], self._by_prefix[family]
+        allows = self.policy.allows
+        for route in routes:
+            if not allows(route):
+                continue
+            desired = self._export(route, memo, variant(route) if variant is not None else 0)
+            if desired is None:
+                continue
+            item = self.path_ids.of(route) + route.prefix
+            self._remember(out, counts, item, (desired, route.source.name), out.get(item))
+            items = by_prefix.setdefault(route.prefix, [])
+            if item not in items:
+                items.append(item)
 
     # --- bytes out --------------------------------------------------------------------
 
@@ -324,10 +434,11 @@ class UpdateGroup:
             self._log = None
         opts = self.key.options
         allows = self.policy.allows
+        variant: Callable[[Route], int] | None = getattr(self.policy, "variant", None)
         export = self._export
         take = self._take
         forget = self._forget
-        memo: dict[tuple[int, int], tuple[object, object, PathAttributes | None]] = {}
+        memo: _Memo = {}
         parts: list[bytes] = []
         corrections: dict[str, dict[Family, list[bytes]]] = {}
         items_out = 0
@@ -337,86 +448,92 @@ class UpdateGroup:
                 continue
             items_out += len(pending)
             self._pending[family] = {}
-            out = self._out[family]
-            counts = self._by_source[family]
-            add_path = family in opts.add_path_send
             buckets: dict[int, tuple[PathAttributes, list[bytes]]] = {}
             withdrawn: list[bytes] = []
             fixes: dict[str, list[bytes]] = {}
-            # Consecutive prefixes mostly come from one UPDATE: same attributes, same source,
-            # so the same export and the same bucket as the previous one.
-            last_attrs: PathAttributes | None = None
-            last_source: object = None
-            last_desired: PathAttributes | None = None
-            last_bucket: PathAttributes | None = None
-            last_items: list[bytes] = []
-            # Runs of equal (attributes, source) share one entry tuple, and new entries take
-            # their attribute reference and source count once per run: settled before anything
-            # is released (a release must not see a count still owed: it could drop the cache
-            # entry) and at the end.
-            entry: _Entry = (_NO_ATTRS, "")
-            run = 0
-            for prefix, route in pending.items():
-                item = ADD_PATH_ID + prefix if add_path else prefix
-                desired = None
-                if route is not None and allows(route):
-                    attrs = route.attrs
-                    source = route.source
-                    if attrs is last_attrs and source is last_source:
-                        desired = last_desired
-                    else:
-                        desired = export(route, memo)
-                        last_attrs, last_source, last_desired = attrs, source, desired
-                cur = out.get(prefix)
-                if desired is None or route is None:
-                    if cur is not None:
+            if family in self._by_prefix:
+                self._flush_paths(
+                    family, pending, memo, variant, sole, buckets, withdrawn, fixes
+                )
+            else:
+                out = self._out[family]
+                counts = self._by_source[family]
+                # Consecutive prefixes mostly come from one UPDATE: same attributes, same
+                # source, so the same export and the same bucket as the previous one.
+                last_attrs: PathAttributes | None = None
+                last_source: object = None
+                last_variant = 0
+                last_desired: PathAttributes | None = None
+                last_bucket: PathAttributes | None = None
+                last_items: list[bytes] = []
+                # Runs of equal (attributes, source) share one entry tuple, and new entries
+                # take their attribute reference and source count once per run: settled
+                # before anything is released (a release must not see a count still owed: it
+                # could drop the cache entry) and at the end.
+                entry: _Entry = (_NO_ATTRS, "")
+                run = 0
+                for prefix, route in pending.items():
+                    desired = None
+                    if route is not None and allows(route):
+                        attrs = route.attrs
+                        source = route.source
+                        v = variant(route) if variant is not None else 0
+                        if attrs is last_attrs and source is last_source and v == last_variant:
+                            desired = last_desired
+                        else:
+                            desired = export(route, memo, v)
+                            last_attrs, last_source, last_variant = attrs, source, v
+                            last_desired = desired
+                    cur = out.get(prefix)
+                    if desired is None or route is None:
+                        if cur is not None:
+                            if run:
+                                take(counts, entry, run)
+                                run = 0
+                            del out[prefix]
+                            forget(counts, cur)
+                            withdrawn.append(prefix)
+                        continue
+                    src = route.source.name
+                    if cur is not None and cur[0] is desired and cur[1] == src:
+                        continue  # already advertised exactly so
+                    if desired is not entry[0] or src != entry[1]:
                         if run:
                             take(counts, entry, run)
                             run = 0
-                        del out[prefix]
-                        forget(counts, cur)
-                        withdrawn.append(item)
-                    continue
-                src = route.source.name
-                if cur is not None and cur[0] is desired and cur[1] == src:
-                    continue  # already advertised exactly so
-                if desired is not entry[0] or src != entry[1]:
-                    if run:
-                        take(counts, entry, run)
+                        entry = (desired, src)
+                    out[prefix] = entry
+                    if cur is None:
+                        run += 1
+                    else:
+                        take(counts, entry, run + 1)
                         run = 0
-                    entry = (desired, src)
-                out[prefix] = entry
-                if cur is None:
-                    run += 1
-                else:
-                    take(counts, entry, run + 1)
-                    run = 0
-                    forget(counts, cur)
-                if src == sole:
-                    # The only member is the source: send it nothing, and take back what it
-                    # had from us for this prefix.
-                    if cur is not None and cur[1] != src:
-                        withdrawn.append(item)
-                    continue
-                if desired is last_bucket:
-                    last_items.append(item)
-                else:
-                    bucket = buckets.get(id(desired))
-                    if bucket is None:
-                        last_items = [item]
-                        buckets[id(desired)] = (desired, last_items)
+                        forget(counts, cur)
+                    if src == sole:
+                        # The only member is the source: send it nothing, and take back what
+                        # it had from us for this prefix.
+                        if cur is not None and cur[1] != src:
+                            withdrawn.append(prefix)
+                        continue
+                    if desired is last_bucket:
+                        last_items.append(prefix)
                     else:
-                        last_items = bucket[1]
-                        last_items.append(item)
-                    last_bucket = desired
-                if src in members:
-                    fix = fixes.get(src)
-                    if fix is None:
-                        fixes[src] = [item]
-                    else:
-                        fix.append(item)
-            if run:
-                take(counts, entry, run)
+                        bucket = buckets.get(id(desired))
+                        if bucket is None:
+                            last_items = [prefix]
+                            buckets[id(desired)] = (desired, last_items)
+                        else:
+                            last_items = bucket[1]
+                            last_items.append(prefix)
+                        last_bucket = desired
+                    if src in members:
+                        fix = fixes.get(src)
+                        if fix is None:
+                            fixes[src] = [prefix]
+                        else:
+                            fix.append(prefix)
+                if run:
+                    take(counts, entry, run)
             for name, items in fixes.items():
                 corrections.setdefault(name, {})[family] = items
             if members:
@@ -441,6 +558,66 @@ class UpdateGroup:
             for log in logs.values():
                 log.append(result, items_out)
         return result
+
+    def _flush_paths(
+        self,
+        family: Family,
+        pending: dict[bytes, Route | None],
+        memo: _Memo,
+        variant: Callable[[Route], int] | None,
+        sole: str | None,
+        buckets: dict[int, tuple[PathAttributes, list[bytes]]],
+        withdrawn: list[bytes],
+        fixes: dict[str, list[bytes]],
+    ) -> None:
+        """An ADD-PATH send family's flush: per staged prefix, every path the policy lets
+        out is advertised under its own identifier, and each identifier advertised before
+        but no longer wanted is withdrawn."""
+        out = self._out[family]
+        counts = self._by_source[family]
+        by_prefix = self._by_prefix[family]
+        allows = self.policy.allows
+        ids = self.path_ids
+        members = self.members
+        source = self._paths
+        for prefix, best in pending.items():
+            if source is not None:
+                routes: Sequence[Route] = source.paths_of(family, prefix)
+            else:
+                routes = () if best is None else (best,)
+            wanted: dict[bytes, _Entry] = {}
+            for route in routes:
+                if not allows(route):
+                    continue
+                desired = self._export(
+                    route, memo, variant(route) if variant is not None else 0
+                )
+                if desired is not None:
+                    wanted[ids.of(route) + prefix] = (desired, route.source.name)
+            had = by_prefix.get(prefix, ())
+            for item in had:
+                if item not in wanted:
+                    self._forget(counts, out.pop(item))
+                    withdrawn.append(item)
+            for item, entry in wanted.items():
+                cur = out.get(item)
+                if cur is not None and cur[0] is entry[0] and cur[1] == entry[1]:
+                    continue  # already advertised exactly so
+                self._remember(out, counts, item, entry, cur)
+                src = entry[1]
+                if src == sole:
+                    continue  # the only member is the source: it gets nothing of its own
+                bucket = buckets.get(id(entry[0]))
+                if bucket is None:
+                    buckets[id(entry[0])] = (entry[0], [item])
+                else:
+                    bucket[1].append(item)
+                if src in members:
+                    fixes.setdefault(src, []).append(item)
+            if wanted:
+                by_prefix[prefix] = list(wanted)
+            elif had:
+                del by_prefix[prefix]
 
     def catch_up(self, member: str, slice_size: int = DUMP_SLICE) -> Iterator[Chunk]:
         """What member `member` (just added, or asking for the table again) must be sent,
@@ -487,14 +664,12 @@ class UpdateGroup:
             out = self._out.get(family)
             if not out:
                 continue
-            add_path = family in opts.add_path_send
             keys = list(out)
             items += len(keys)
             for start in range(0, len(keys), slice_size):
                 buckets: dict[int, tuple[PathAttributes, list[bytes]]] = {}
-                for prefix in keys[start : start + slice_size]:
-                    attrs = out[prefix][0]
-                    item = ADD_PATH_ID + prefix if add_path else prefix
+                for item in keys[start : start + slice_size]:
+                    attrs = out[item][0]
                     bucket = buckets.get(id(attrs))
                     if bucket is None:
                         buckets[id(attrs)] = (attrs, [item])
@@ -515,33 +690,47 @@ class UpdateGroup:
         for family, out in self._out.items():
             if not self._by_source[family].get(member):
                 continue
-            add_path = family in opts.add_path_send
-            items = [
-                ADD_PATH_ID + prefix if add_path else prefix
-                for prefix, entry in out.items()
-                if entry[1] == member
-            ]
+            items = [item for item, entry in out.items() if entry[1] == member]
             messages.extend(pack_withdrawals(family, items, opts))
         return (b"".join(messages), len(messages)) if messages else None
 
     # --- queries ----------------------------------------------------------------------
 
+    def _prefix(self, family: Family, item: bytes) -> bytes:
+        return item[4:] if family in self._by_prefix else item
+
     def advertised(self, family: Family, member: str | None = None) -> dict[bytes, PathAttributes]:
-        """What the group (or one member of it) has been sent: prefix -> attributes."""
+        """What the group (or one member of it) has been sent: prefix -> attributes (under
+        ADD-PATH send, one of the prefix's paths; `entries` gives them all)."""
         out = self._out.get(family, {})
-        return {p: e[0] for p, e in out.items() if e[1] != member}
+        return {self._prefix(family, p): e[0] for p, e in out.items() if e[1] != member}
 
     def entries(
         self, family: Family, member: str | None = None
     ) -> Iterator[tuple[bytes, PathAttributes, str]]:
-        """(prefix, exported attributes, source name) of what `member` has been sent."""
-        for prefix, (attrs, source) in self._out.get(family, {}).items():
+        """(prefix, exported attributes, source name) of what `member` has been sent; under
+        ADD-PATH send, once per path."""
+        for item, (attrs, source) in self._out.get(family, {}).items():
             if source != member:
-                yield prefix, attrs, source
+                yield self._prefix(family, item), attrs, source
 
     def advertised_entry(self, family: Family, prefix: bytes) -> tuple[PathAttributes, str] | None:
-        """What the group holds for `prefix`: (exported attributes, source name)."""
-        return self._out.get(family, {}).get(prefix)
+        """What the group holds for `prefix`: (exported attributes, source name); under
+        ADD-PATH send, the first of its paths."""
+        by_prefix = self._by_prefix.get(family)
+        if by_prefix is None:
+            return self._out.get(family, {}).get(prefix)
+        items = by_prefix.get(prefix)
+        return self._out[family][items[0]] if items else None
+
+    def advertised_paths(self, family: Family, prefix: bytes) -> list[tuple[int, _Entry]]:
+        """Under ADD-PATH send: (path identifier, entry) of each path of `prefix` sent."""
+        by_prefix = self._by_prefix.get(family)
+        if by_prefix is None:
+            entry = self._out.get(family, {}).get(prefix)
+            return [] if entry is None else [(0, entry)]
+        out = self._out[family]
+        return [(int.from_bytes(i[:4], "big"), out[i]) for i in by_prefix.get(prefix, ())]
 
     def advertised_count(self, member: str, family: Family | None = None) -> int:
         families = self.key.families if family is None else {family} & self.key.families
@@ -549,19 +738,18 @@ class UpdateGroup:
 
     # --- internals --------------------------------------------------------------------
 
-    def _export(
-        self,
-        route: Route,
-        memo: dict[tuple[int, int], tuple[object, object, PathAttributes | None]],
-    ) -> PathAttributes | None:
+    def _export(self, route: Route, memo: _Memo, variant: int = 0) -> PathAttributes | None:
         # Many routes share attributes and source; the memo holds both keys alive, so their
         # ids stay theirs for its lifetime.
         attrs, source = route.attrs, route.source
-        mk = (id(attrs), id(source))
+        mk = (id(attrs), id(source), variant)
         hit = memo.get(mk)
         if hit is not None:
             return hit[2]
-        result = self.policy.export(route, self.cache)
+        if variant:
+            result = self.policy.export(route, self.cache, variant)  # type: ignore[call-arg]
+        else:
+            result = self.policy.export(route, self.cache)
         memo[mk] = (attrs, source, result)
         return result
 
@@ -569,14 +757,14 @@ class UpdateGroup:
         self,
         out: dict[bytes, _Entry],
         counts: dict[str, int],
-        prefix: bytes,
+        item: bytes,
         entry: _Entry,
         cur: _Entry | None,
     ) -> None:
-        """Store `entry` for `prefix` in a family's table `out` (replacing `cur`); `counts`
+        """Store `entry` for `item` in a family's table `out` (replacing `cur`); `counts`
         is the same family's per-source tally."""
         self._take(counts, entry, 1)
-        out[prefix] = entry
+        out[item] = entry
         if cur is not None:
             self._forget(counts, cur)
 
@@ -604,13 +792,21 @@ class UpdateGroup:
 class AdjRibOut:
     """All update groups; peers join when their session is established and leave when it
     ends. A group is made on its first member's join (filled from the Loc-RIB) and dropped
-    with its last."""
+    with its last. `paths` gives every path of the Loc-RIB to the groups that advertise them
+    all (ADD-PATH send); without it they advertise the best path only."""
 
-    __slots__ = ("_by_member", "cluster_id", "groups", "policies")
+    __slots__ = ("_by_member", "cluster_id", "groups", "path_ids", "paths", "policies")
 
-    def __init__(self, cluster_id: int, policies: OutboundPolicies) -> None:
+    def __init__(
+        self,
+        cluster_id: int,
+        policies: OutboundPolicies,
+        paths: PathSource | None = None,
+    ) -> None:
         self.cluster_id = cluster_id
         self.policies = policies
+        self.paths = paths
+        self.path_ids = PathIds()
         self.groups: dict[GroupKey, UpdateGroup] = {}
         self._by_member: dict[str, UpdateGroup] = {}
 
@@ -623,7 +819,10 @@ class AdjRibOut:
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = UpdateGroup(
-                key, policy=self.policies.for_group(key, self.cluster_id)
+                key,
+                policy=self.policies.for_group(key, self.cluster_id),
+                paths=self.paths,
+                path_ids=self.path_ids,
             )
             for family in Family:
                 if family in key.families:
@@ -661,10 +860,17 @@ class AdjRibOut:
 
     def stage(self, changes: Iterable[BestChange]) -> None:
         # Group by group rather than change by change: each group's staging is independent
-        # and the last change per prefix still wins in each.
+        # and the last change per prefix still wins in each. A change to a path that is not
+        # the best matters only to the groups that advertise every path.
         batch = changes if isinstance(changes, (list, tuple)) else list(changes)
+        best_only: list[BestChange] | None = None
         for group in self.groups.values():
-            group.stage_all(batch)
+            if group.all_paths:
+                group.stage_all(batch)
+                continue
+            if best_only is None:
+                best_only = [c for c in batch if not c.paths_only]
+            group.stage_all(best_only)
 
     def flush(self) -> list[tuple[UpdateGroup, GroupFlush]]:
         """Each group's output for this tick (groups with nothing to send left out)."""

@@ -98,10 +98,13 @@ class Speaker:
         self.router_id = router_id_int(plan.router_id)
         cluster = router_id_int(plan.rr_cluster_id) if plan.rr_cluster_id else None
         self._ifname_of = ifname_of
-        self.export_policy = ExportPolicy(plan.blocks, plan.pools)
-        self.policy = Policy(self.export_policy, ifname_of)
+        self.export_policy = ExportPolicy(
+            plan.blocks, plan.pools, ignored_interfaces=plan.ignored_interfaces
+        )
+        self.policy = Policy(self.export_policy, ifname_of, communities=plan.communities)
         self.rib = Rib(plan.local_as, self.router_id, cluster, imports=self.policy)
-        self.adj_out = AdjRibOut(self.rib.cluster_id, self.policy)
+        # ADD-PATH send groups read every path of a prefix from the Loc-RIB.
+        self.adj_out = AdjRibOut(self.rib.cluster_id, self.policy, paths=self.rib.loc)
         self.peers: dict[str, PeerState] = {}
         self._by_address: dict[str, PeerState] = {}
         self.inbound: InboundQueue[PeerState] = InboundQueue()
@@ -267,6 +270,7 @@ class Speaker:
             router_id=neg.peer_id,
             local_as=spec.local_as,
             rr_client=spec.rr_client,
+            allow_local_as=spec.allow_local_as,
         )
         # A restarting peer is back: its stale routes wait for End-of-RIB.
         self.helper.back(spec.name)
@@ -282,6 +286,7 @@ class Speaker:
             local_ipv4=local.get(Family.IPV4_UNICAST),
             local_ipv6=local.get(Family.IPV6_UNICAST),
             next_hop_self=spec.next_hop_self,
+            next_hop_keep=spec.keep_original_next_hop,
         )
         if self.restarting is not None and self.restarting.established(
             spec.name, neg.families
@@ -406,9 +411,11 @@ class Speaker:
         applied by the shell.)"""
         old = self.plan
         self.plan = plan
-        if (plan.blocks, plan.pools) != (old.blocks, old.pools):
-            self.export_policy = ExportPolicy(plan.blocks, plan.pools)
-            self.policy = Policy(self.export_policy, self._ifname_of)
+        if _policy_inputs(plan) != _policy_inputs(old):
+            self.export_policy = ExportPolicy(
+                plan.blocks, plan.pools, ignored_interfaces=plan.ignored_interfaces
+            )
+            self.policy = Policy(self.export_policy, self._ifname_of, communities=plan.communities)
             self.rib.imports = self.policy
             # What was staged under the old policy goes out under it.
             self.write_out(now)
@@ -442,7 +449,8 @@ class Speaker:
         if not changes:
             return
         self.adj_out.stage(changes)
-        self._fib.extend(changes)
+        # A change of a path that is not the best is nothing to the FIB.
+        self._fib.extend(c for c in changes if not c.paths_only)
         self._dirty = True
 
     def write_out(self, now: float) -> int:
@@ -476,6 +484,11 @@ class Speaker:
                 Log("error", f"error handling {_what(handler)}", {"peer": name,
                     "error": str(exc)}, traceback.format_exc())
             )
+
+
+def _policy_inputs(plan: PeeringPlan) -> tuple[object, ...]:
+    """What the export policy is made of (a change rebuilds it and restages every route)."""
+    return (plan.blocks, plan.pools, plan.communities, plan.ignored_interfaces)
 
 
 def _what(handler: Any) -> str:
