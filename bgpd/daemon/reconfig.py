@@ -35,6 +35,7 @@ from bgpd.status.records import (
     ReloadResult,
 )
 from bgpd.wire.family import Family
+from bgpd.wire.messages import ADD_PATH_BOTH
 from calico import checks
 from calico.errors import DatastoreError
 from calico.file import load_file
@@ -96,6 +97,9 @@ def resolve_password(spec: PeerSpec, secrets_dir: str | None) -> str | None:
 
 
 def peer_settings(spec: PeerSpec, router_id: int, password: str | None) -> PeerSettings:
+    families = frozenset({Family.of_label(spec.family)})
+    # Calico's `add paths on`: receive and send every path, each under its own id.
+    add_path = tuple((f, ADD_PATH_BOTH) for f in Family if f in families) if spec.add_path else ()
     return PeerSettings(
         name=spec.name,
         peer_address=spec.peer_address,
@@ -110,9 +114,10 @@ def peer_settings(spec: PeerSpec, router_id: int, password: str | None) -> PeerS
         connect_retry_time=float(spec.connect_retry_time),
         ttl_security=spec.multihop if spec.ttl_security else None,
         multihop=None if spec.ttl_security else spec.multihop,
-        families=frozenset({Family.of_label(spec.family)}),
+        families=families,
         graceful_restart_time=spec.max_restart_time,
         password=password,
+        add_path=add_path,
     )
 
 
@@ -129,6 +134,8 @@ class Host(Protocol):
     bfd: BfdLink
 
     def apply_kernel_plan(self, old: PeeringPlan, new: PeeringPlan) -> None: ...
+
+    def follow_log_severity(self, plan: PeeringPlan) -> None: ...
 
 
 class Reconfig:
@@ -223,7 +230,11 @@ class Reconfig:
             log.error("reload refused; keeping the current plan", error=str(exc))
             return ReloadResult(RELOAD_REFUSED, error=str(exc))
         else:
-            return await self.apply_snapshot(snapshot)
+            result = await self.apply_snapshot(snapshot)
+            # What is not applied is said again at every reload (DESIGN: nothing silent).
+            for note in d.speaker.plan.notes:
+                log.warning("plan note", note=note)
+            return result
         finally:
             d.service.notify("READY=1")
 
@@ -273,6 +284,10 @@ class Reconfig:
                 changes = diff(old, new)
             if old == new:
                 return ReloadResult(RELOAD_UNCHANGED)
+            d.follow_log_severity(new)
+            for note in new.notes:
+                if note not in old.notes:
+                    log.warning("plan note", note=note)
             self.reconfigured = time.time()
             result = ReloadResult(
                 RELOAD_APPLIED,
