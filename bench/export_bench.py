@@ -14,7 +14,9 @@ Prints nanoseconds per prefix (best of `--repeat`, garbage collector off) for:
   policy each run (nothing remembered from a previous run);
 - `filter, seen before`: the same routes again on the same policy (a second group, churn);
 - `flush, no filter` / `flush, with filter`: `stage_all` + `flush` of one update group of
-  M members for all M x N changes; the difference is what the filter costs in the real loop.
+  M members for all M x N changes; the difference is what the filter costs in the real loop;
+- `flush, ADD-PATH send`: the same group with ADD-PATH send negotiated (every path of a
+  prefix read from the Loc-RIB and sent under its own id; here one path per prefix).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from bgpd.policy.calico import ExportPolicy as _ExportPolicy
 from bgpd.policy.policy import Policy, calico_filter
 from bgpd.rib.adj_out import GroupKey, UpdateGroup
 from bgpd.rib.route import PeerInfo, Route
-from bgpd.rib.table import BestChange
+from bgpd.rib.table import BestChange, LocRib
 from bgpd.wire.attributes import PathAttributes
 from bgpd.wire.family import Family
 from bgpd.wire.options import CodecOptions
@@ -106,14 +108,18 @@ def filter_first(routes: list[Route]) -> float:
 
 
 def flush_once(
-    peers: list[PeerInfo], changes: list[BestChange], flt: Callable[[], _ExportPolicy | None]
+    peers: list[PeerInfo],
+    changes: list[BestChange],
+    flt: Callable[[], _ExportPolicy | None],
+    loc: LocRib | None = None,
 ) -> Callable[[], object]:
+    options = CodecOptions(add_path_send=frozenset({V4})) if loc is not None else CodecOptions()
     key = GroupKey.for_peer(
-        peers[0], options=CodecOptions(), families=(V4,), local_ipv4=bytes((10, 0, 0, 1))
+        peers[0], options=options, families=(V4,), local_ipv4=bytes((10, 0, 0, 1))
     )
 
     def run() -> object:
-        group = UpdateGroup(key, policy=Policy(flt()).for_group(key, 0x0A000001))
+        group = UpdateGroup(key, policy=Policy(flt()).for_group(key, 0x0A000001), paths=loc)
         for p in peers:
             group.add_member(p)
         group.stage_all(changes)
@@ -139,6 +145,9 @@ def main() -> int:
         for r in routes:
             warm(r)
 
+    loc = LocRib()
+    for r in routes:
+        loc.update(r)
     rows = [
         ("filter, first sight", filter_first(routes)),
         ("filter, seen before", best_ns(seen, n, args.repeat)),
@@ -148,6 +157,10 @@ def main() -> int:
             best_ns(
                 flush_once(peers, changes, make_policy), n, args.repeat
             ),
+        ),
+        (
+            "flush, ADD-PATH send",
+            best_ns(flush_once(peers, changes, make_policy, loc), n, args.repeat),
         ),
     ]
     print(f"{args.clients} clients x {args.prefixes} prefixes ({n} routes), best of {args.repeat}")

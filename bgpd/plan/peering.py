@@ -542,6 +542,15 @@ class _Planner:
                         )
                         continue
                     out.append(self.local_session(bp, ip, family, peering[family]))
+                    address = peering[family]
+                    if address is not None:
+                        # Calico's felix puts the address on the workload's interface.
+                        self.note(
+                            f"localWorkloadPeeringIPV{version} {address}: pybgpd's felix "
+                            "does not put it on workloads' host-side interfaces yet; add it "
+                            f"to each selected workload's (ip addr add {address}/"
+                            f"{32 if version == 4 else 128} dev cali...)"
+                        )
         return out
 
     def local_session(

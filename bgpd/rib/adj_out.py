@@ -66,7 +66,7 @@ from typing import Protocol
 
 from bgpd.rib.attrcache import AttrCache
 from bgpd.rib.route import PeerInfo, Route
-from bgpd.rib.table import BestChange
+from bgpd.rib.table import BestChange, Destination
 from bgpd.wire import encode_end_of_rib, pack_announcements, pack_withdrawals
 from bgpd.wire.attributes import PathAttributes
 from bgpd.wire.family import Family
@@ -99,6 +99,10 @@ class PathSource(Protocol):
     """Every path of the Loc-RIB, not only the best (bgpd/rib/table.py's LocRib)."""
 
     def paths_of(self, family: Family, prefix: bytes) -> Sequence[Route]: ...
+
+    def table(self, family: Family) -> Mapping[bytes, Destination]:
+        """The family's prefix -> destination table (for a flush's many lookups)."""
+        ...
 
 
 class PathIds:
@@ -577,47 +581,151 @@ class UpdateGroup:
         counts = self._by_source[family]
         by_prefix = self._by_prefix[family]
         allows = self.policy.allows
+        export = self._export
+        take, forget = self._take, self._forget
         ids = self.path_ids
         members = self.members
         source = self._paths
+        dests = source.table(family) if source is not None else None
+        # Consecutive prefixes mostly come from one UPDATE: one source, the same attributes,
+        # the same export and path id as the previous one.
+        last_attrs: PathAttributes | None = None
+        last_source: object = None
+        last_variant = 0
+        last_desired: PathAttributes | None = None
+        id_source: object = None
+        id_number = -1
+        last_id = b""
+
+        def add(item: bytes, entry: _Entry) -> None:
+            bucket = buckets.get(id(entry[0]))
+            if bucket is None:
+                buckets[id(entry[0])] = (entry[0], [item])
+            else:
+                bucket[1].append(item)
+            if entry[1] in members:
+                fix = fixes.get(entry[1])
+                if fix is None:
+                    fixes[entry[1]] = [item]
+                else:
+                    fix.append(item)
+
+        # New entries take their attribute references and source counts once per run of
+        # equal entries, settled before anything is released (see flush).
+        entry: _Entry = (_NO_ATTRS, "")
+        run = 0
+        last_bucket: PathAttributes | None = None
+        last_items: list[bytes] = []
         for prefix, best in pending.items():
-            if source is not None:
-                routes: Sequence[Route] = source.paths_of(family, prefix)
+            routes: Sequence[Route]
+            if dests is not None:
+                dest = dests.get(prefix)
+                routes = () if dest is None else dest.paths
             else:
                 routes = () if best is None else (best,)
+            had = by_prefix.get(prefix)
+            if len(routes) == 1 and (had is None or len(had) == 1):
+                # One path now, at most one before: the common case, without the dicts.
+                route = routes[0]
+                desired = None
+                src = route.source
+                if allows(route):
+                    v = variant(route) if variant is not None else 0
+                    attrs = route.attrs
+                    if attrs is last_attrs and src is last_source and v == last_variant:
+                        desired = last_desired
+                    else:
+                        desired = export(route, memo, v)
+                        last_attrs, last_source, last_variant = attrs, src, v
+                        last_desired = desired
+                if desired is None:
+                    if had is not None:
+                        if run:
+                            take(counts, entry, run)
+                            run = 0
+                        forget(counts, out.pop(had[0]))
+                        withdrawn.append(had[0])
+                        del by_prefix[prefix]
+                    continue
+                if src is not id_source or route.path_id != id_number:
+                    id_source, id_number, last_id = src, route.path_id, ids.of(route)
+                item = last_id + prefix
+                name = src.name
+                cur = None
+                if had is not None:
+                    if had[0] == item:
+                        cur = out[item]
+                        if cur[0] is desired and cur[1] == name:
+                            continue  # already advertised exactly so
+                    else:
+                        if run:
+                            take(counts, entry, run)
+                            run = 0
+                        forget(counts, out.pop(had[0]))
+                        withdrawn.append(had[0])
+                        had[0] = item
+                else:
+                    by_prefix[prefix] = [item]
+                if desired is not entry[0] or name != entry[1]:
+                    if run:
+                        take(counts, entry, run)
+                        run = 0
+                    entry = (desired, name)
+                out[item] = entry
+                if cur is None:
+                    run += 1
+                else:
+                    take(counts, entry, run + 1)
+                    run = 0
+                    forget(counts, cur)
+                if name == sole:
+                    continue  # the only member is the source: it gets nothing of its own
+                if desired is last_bucket:
+                    last_items.append(item)
+                else:
+                    bucket = buckets.get(id(desired))
+                    if bucket is None:
+                        last_items = [item]
+                        buckets[id(desired)] = (desired, last_items)
+                    else:
+                        last_items = bucket[1]
+                        last_items.append(item)
+                    last_bucket = desired
+                if name in members:
+                    fix = fixes.get(name)
+                    if fix is None:
+                        fixes[name] = [item]
+                    else:
+                        fix.append(item)
+                continue
+            if run:
+                take(counts, entry, run)
+                run = 0
+            last_bucket = None
             wanted: dict[bytes, _Entry] = {}
             for route in routes:
                 if not allows(route):
                     continue
-                desired = self._export(
-                    route, memo, variant(route) if variant is not None else 0
-                )
-                if desired is not None:
-                    wanted[ids.of(route) + prefix] = (desired, route.source.name)
-            had = by_prefix.get(prefix, ())
-            for item in had:
+                exported = export(route, memo, variant(route) if variant is not None else 0)
+                if exported is not None:
+                    wanted[ids.of(route) + prefix] = (exported, route.source.name)
+            for item in had or ():
                 if item not in wanted:
-                    self._forget(counts, out.pop(item))
+                    forget(counts, out.pop(item))
                     withdrawn.append(item)
             for item, entry in wanted.items():
                 cur = out.get(item)
                 if cur is not None and cur[0] is entry[0] and cur[1] == entry[1]:
                     continue  # already advertised exactly so
                 self._remember(out, counts, item, entry, cur)
-                src = entry[1]
-                if src == sole:
-                    continue  # the only member is the source: it gets nothing of its own
-                bucket = buckets.get(id(entry[0]))
-                if bucket is None:
-                    buckets[id(entry[0])] = (entry[0], [item])
-                else:
-                    bucket[1].append(item)
-                if src in members:
-                    fixes.setdefault(src, []).append(item)
+                if entry[1] != sole:
+                    add(item, entry)
             if wanted:
                 by_prefix[prefix] = list(wanted)
-            elif had:
+            elif had is not None:
                 del by_prefix[prefix]
+        if run:
+            take(counts, entry, run)
 
     def catch_up(self, member: str, slice_size: int = DUMP_SLICE) -> Iterator[Chunk]:
         """What member `member` (just added, or asking for the table again) must be sent,
