@@ -45,9 +45,6 @@ NOT_SUPPORTED: Mapping[str, str] = types.MappingProxyType(
         "Node.addresses": (
             "spec.addresses not used: bgpd takes the node's addresses from spec.bgp"
         ),
-        "Node.vxlan_tunnel_mac_addr": (
-            "vxlanTunnelMACAddr not used: pybgpd programs no VXLAN tunnels"
-        ),
         "IPPool.nat_outgoing": "natOutgoing not applied: pybgpd's felix does no masquerading",
         "IPPool.namespace_selector": (
             "namespaceSelector not applied: felix-cni's IPAM picks pools by node only"

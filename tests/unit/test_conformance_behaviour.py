@@ -30,12 +30,13 @@ from test_conformance_mesh import (
     _resolve,
     parse_aggr,
     parse_bird,
+    parse_kernel_programming,
 )
 
 from bgpd.daemon.reconfig import peer_settings
-from bgpd.kernel.driver import KernelSync, prefix_key
 from bgpd.kernel.fib import RouteType
-from bgpd.kernel.netlink import KernelRoutes
+from bgpd.kernel.planner import FibPlanner, prefix_key
+from bgpd.kernel.programming import Programming
 from bgpd.plan import PeeringPlan, PeerSpec
 from bgpd.rib.attrcache import AttrCache
 from bgpd.rib.route import PeerInfo, Route
@@ -92,8 +93,8 @@ def _speaker(plan: PeeringPlan, secrets: Mapping[str, Mapping[str, str]]) -> Spe
         )
         local, remote = build_open(settings), build_open(mirror)
         neg = negotiate(settings, local, remote)
-        speaker.receive(StateChanged(spec.name, State.OPEN_CONFIRM, State.ESTABLISHED))
-        speaker.receive(SessionEstablished(spec.name, local, remote, neg.options, neg))
+        speaker.receive(StateChanged(spec.name, State.OPEN_CONFIRM, State.ESTABLISHED), 0.0)
+        speaker.receive(SessionEstablished(spec.name, local, remote, neg.options, neg), 0.0)
     speaker.begin(0.0)
     while speaker.has_work():
         speaker.step(0.0)
@@ -198,18 +199,29 @@ def _check_import(spec: PeerSpec, speaker: Speaker, golden: GoldenPeer, bird: Go
 
 
 def _check_kernel(plan: PeeringPlan, golden_dir: Path) -> None:
-    ks = KernelSync(KernelRoutes())
-    ks.set_blackholes(plan.blackholes)
-    ks.set_static_routes((r.prefix, r.via) for r in plan.static_routes)
+    """The kernel gets bird_aggr.cfg's static protocol as calico_kernel_programming lets it
+    through: blackholes but those in pools whose routes Felix programs, and `via` routes."""
+    planner = FibPlanner(Programming(plan.kernel))
+    planner.set_blackholes(plan.blackholes)
+    planner.set_static_routes((r.prefix, r.via) for r in plan.static_routes)
     want_blackholes: set[tuple[int, bytes, int, int]] = set()
     want_statics: dict[tuple[int, bytes, int, int], bytes] = {}
     for suffix in ("", "6"):
         aggr = parse_aggr(golden_dir / f"bird{suffix}_aggr.cfg")
-        want_blackholes |= {prefix_key(b) for b in aggr.blackholes}
+        felix = [
+            cidr
+            for cidr, (action, _t, _d) in parse_kernel_programming(
+                golden_dir / f"bird{suffix}_ipam.cfg"
+            ).items()
+            if action == "felix"
+        ]
+        want_blackholes |= {
+            prefix_key(b) for b in aggr.blackholes if not any(_in(b, c) for c in felix)
+        }
         want_statics.update(
             {prefix_key(p): ipaddress.ip_address(via).packed for p, via in aggr.static_routes}
         )
-    desired = {r.key: r for r in ks.fib}
+    desired = {r.key: r for r in planner.fib}
     assert {k for k, r in desired.items() if r.type is RouteType.BLACKHOLE} == want_blackholes
     assert {
         k: r.nexthops[0].gateway for k, r in desired.items() if r.type is RouteType.UNICAST

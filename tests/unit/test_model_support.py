@@ -75,6 +75,7 @@ PROVEN: dict[str, str] = {
     "Node.ipv4_vxlan_tunnel_addr": (
         "test_calico_ipam_check.py::test_every_tunnel_address_of_a_node_counts_as_in_use"
     ),
+    "Node.vxlan_tunnel_mac_addr": "test_felix_cluster.py::test_vxlan_routes_vteps_and_device",
     "Node.ipv6_vxlan_tunnel_addr": (
         "test_calico_ipam_check.py::test_every_tunnel_address_of_a_node_counts_as_in_use"
     ),
@@ -137,6 +138,14 @@ PROVEN: dict[str, str] = {
     "BlockAffinity.deleted": "test_model_snapshot.py::test_affinities_of",
     "IPAMBlock.name": "test_felix_ipam.py::test_written_blocks_read_back_through_the_shared_model",
     "IPAMBlock.block": "test_felix_ipam.py::test_written_blocks_read_back_through_the_shared_model",
+    "FelixConfiguration.name": (
+        "test_felix_cluster.py::test_program_cluster_routes_decides_which_pools_are_ours"
+    ),
+    "FelixConfiguration.program_cluster_routes": (
+        "test_felix_cluster.py::test_program_cluster_routes_decides_which_pools_are_ours"
+    ),
+    "FelixConfiguration.vxlan_vni": "test_felix_cluster.py::test_vxlan_routes_vteps_and_device",
+    "FelixConfiguration.vxlan_port": "test_felix_cluster.py::test_vxlan_routes_vteps_and_device",
     "WorkloadEndpoint.name": (
         "test_model_snapshot.py::test_workload_endpoints_are_kept_per_namespace"
     ),
@@ -163,7 +172,6 @@ UNSUPPORTED_VALUES: dict[str, Any] = {
     "BGPConfiguration.ipv6_normal_route_priority": 80,
     "BGPPeer.filters": ("only-pods",),
     "Node.addresses": (NodeAddress("10.0.0.1/24", "CalicoNodeIP"),),
-    "Node.vxlan_tunnel_mac_addr": "66:8a:1f:00:00:01",
     "IPPool.nat_outgoing": True,
     "IPPool.namespace_selector": "all()",
 }
@@ -254,7 +262,7 @@ def test_notes_only_for_what_concerns_the_node() -> None:
     snapshot = Snapshot.of([
         BGPConfiguration("node.other", ipv4_normal_route_priority=10),
         Node("n1", bgp=NodeBGP(ipv4_address="10.0.0.1/24")),
-        Node("other", vxlan_tunnel_mac_addr="aa"),
+        Node("other", addresses=(NodeAddress("10.0.0.2"),)),
         BGPPeer("elsewhere", node="other", peer_ip="10.0.0.9", as_number=1, filters=("f",)),
         WorkloadEndpoint("w", node="other"),
     ])
