@@ -8,7 +8,8 @@ field holds anything but its default in a resource that concerns this node (the
 BGPConfigurations `default` and `node.<this node>`, this Node, the BGPPeers that give this
 node sessions, every IPPool, this node's WorkloadEndpoints). Every other field takes effect
 somewhere; tests/unit/test_model_support.py holds, per field, the test that shows it, and
-fails when a field is in neither list.
+fails when a field is in neither list. Kinds only felix reads (FELIX_KINDS) are felix's to
+account for.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ NOT_SUPPORTED: Mapping[str, str] = types.MappingProxyType(
         "Node.addresses": (
             "spec.addresses not used: bgpd takes the node's addresses from spec.bgp"
         ),
-        "IPPool.nat_outgoing": "natOutgoing not applied: pybgpd's felix does no masquerading",
         "IPPool.namespace_selector": (
             "namespaceSelector not applied: felix-cni's IPAM picks pools by node only"
         ),
@@ -55,12 +55,29 @@ NOT_SUPPORTED: Mapping[str, str] = types.MappingProxyType(
 # Nested settings whose fields count one by one.
 _NESTED = (NodeBGP, BfdSettings)
 
+# Kinds only felix reads (its policy and dataplane settings): bgpd never plans from them, and
+# felix says itself what it does not apply (FelixConfiguration.unsupported, logged as
+# felix.config_unsupported).
+FELIX_KINDS = frozenset(
+    {
+        "NetworkPolicy",
+        "GlobalNetworkPolicy",
+        "Profile",
+        "Tier",
+        "NetworkSet",
+        "GlobalNetworkSet",
+        "FelixConfiguration",
+    }
+)
+
 
 def model_fields() -> list[str]:
-    """Every field of every resource kind the model reads, as `Kind.field[.subfield]`."""
+    """Every field of every resource kind the model reads but felix's alone, as
+    `Kind.field[.subfield]`."""
     out: list[str] = []
     for kind, cls in KINDS.items():
-        out.extend(_fields(kind, cls))
+        if kind not in FELIX_KINDS:
+            out.extend(_fields(kind, cls))
     return out
 
 
