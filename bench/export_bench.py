@@ -18,7 +18,9 @@ Prints nanoseconds per prefix (best of `--repeat`, garbage collector off) for:
 - `flush, with filter + BGPFilter`: the same, every member naming one BGPFilter of
   `--rules` export rules (CIDR rules of every match operator and prefix-length ranges, in
   and out of the pool, none deciding most routes: they go on to Calico's rules); the
-  ratio to `flush, with filter` is the BGPFilter's cost (within 1.5x is the bar).
+  ratio to `flush, with filter` is the BGPFilter's cost (within 1.5x is the bar);
+- `flush, ADD-PATH send`: the same group with ADD-PATH send negotiated (every path of a
+  prefix read from the Loc-RIB and sent under its own id; here one path per prefix).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from bgpd.policy.calico import ExportPolicy as _ExportPolicy
 from bgpd.policy.policy import Policy, calico_filter
 from bgpd.rib.adj_out import GroupKey, UpdateGroup
 from bgpd.rib.route import PeerInfo, Route
-from bgpd.rib.table import BestChange
+from bgpd.rib.table import BestChange, LocRib
 from bgpd.wire.attributes import PathAttributes
 from bgpd.wire.family import Family
 from bgpd.wire.options import CodecOptions
@@ -141,16 +143,18 @@ def flush_once(
     changes: list[BestChange],
     flt: Callable[[], _ExportPolicy | None],
     bgp_filter: BGPFilter | None = None,
+    loc: LocRib | None = None,
 ) -> Callable[[], object]:
+    options = CodecOptions(add_path_send=frozenset({V4})) if loc is not None else CodecOptions()
     key = GroupKey.for_peer(
-        peers[0], options=CodecOptions(), families=(V4,), local_ipv4=bytes((10, 0, 0, 1)),
+        peers[0], options=options, families=(V4,), local_ipv4=bytes((10, 0, 0, 1)),
         policies=(bgp_filter.name,) if bgp_filter else (),
     )
     filters = {bgp_filter.name: bgp_filter} if bgp_filter else {}
 
     def run() -> object:
         policy = Policy(flt(), filters=filters)
-        group = UpdateGroup(key, policy=policy.for_group(key, 0x0A000001))
+        group = UpdateGroup(key, policy=policy.for_group(key, 0x0A000001), paths=loc)
         for p in peers:
             group.add_member(p)
         group.stage_all(changes)
@@ -177,6 +181,9 @@ def main() -> int:
         for r in routes:
             warm(r)
 
+    loc = LocRib()
+    for r in routes:
+        loc.update(r)
     rows = [
         ("filter, first sight", filter_first(routes)),
         ("filter, seen before", best_ns(seen, n, args.repeat)),
@@ -192,6 +199,10 @@ def main() -> int:
             best_ns(
                 flush_once(peers, changes, make_policy, bgp_filter(args.rules)), n, args.repeat
             ),
+        ),
+        (
+            "flush, ADD-PATH send",
+            best_ns(flush_once(peers, changes, make_policy, loc=loc), n, args.repeat),
         ),
     ]
     print(f"{args.clients} clients x {args.prefixes} prefixes ({n} routes), best of {args.repeat}")

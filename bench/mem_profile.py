@@ -18,7 +18,7 @@ import gc
 import ipaddress
 import sys
 import tracemalloc
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,14 +73,16 @@ def client_address(i: int) -> str:
     return str(ipaddress.IPv4Address("10.0.0.2") + i)
 
 
-def client_updates(i: int, prefixes: int) -> list[bytes]:
-    """Client `i`'s UPDATE messages, as rr_loadgen builds them."""
+def client_updates(i: int, prefixes: int, add_path: bool = True) -> list[bytes]:
+    """Client `i`'s UPDATE messages, as rr_loadgen builds them; under ADD-PATH (Calico's
+    `add paths on`, on every session) each item carries path identifier 1, as BIRD sends."""
     attrs = PathAttributes(
         origin=0, as_path=(), next_hop=ipaddress.IPv4Address(client_address(i)).packed,
         local_pref=100,
     )
     start = PREFIX_BASE + i * prefixes
-    items = [bytes([32]) + (start + k).to_bytes(4, "big") for k in range(prefixes)]
+    pid = (1).to_bytes(4, "big") if add_path else b""
+    items = [pid + bytes([32]) + (start + k).to_bytes(4, "big") for k in range(prefixes)]
     data = b"".join(pack_announcements(V4, attrs, items))
     messages, rest = split_messages(data)
     assert not rest
@@ -94,12 +96,17 @@ class Reflector:
     now: float = 0.0
 
     @classmethod
-    def make(cls, clients: int, path: Path) -> Reflector:
+    def make(cls, clients: int, path: Path, add_path: bool = True) -> Reflector:
+        """The reflector; `add_path` False: its sessions without ADD-PATH (Calico's template
+        has `add paths on`, so with is what a Calico reflector holds)."""
         path.write_text(yaml.safe_dump_all(config_docs(clients), sort_keys=False))
         plan = compute(load_file(str(path)), "rr", {})
         speaker = Speaker(plan)
         for spec in plan.sessions:
-            speaker.add_peer(spec, peer_settings(spec, speaker.router_id, None))
+            settings = peer_settings(spec, speaker.router_id, None)
+            if not add_path:
+                settings = replace(settings, add_path=())
+            speaker.add_peer(spec, settings)
         speaker.begin(0.0)
         return cls(speaker, [s.name for s in plan.sessions])
 

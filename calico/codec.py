@@ -39,6 +39,7 @@ from calico.model import (
     IPPool,
     Node,
     Resource,
+    WorkloadEndpoint,
     parse_resource,
 )
 from calico.policy import (
@@ -79,6 +80,8 @@ def decode(key: str, value: bytes) -> Resource | None:
         meta = obj.get("metadata")
         meta = dict(meta) if isinstance(meta, Mapping) else {}
         meta["name"] = rk.name
+        if rk.namespace is not None:
+            meta["namespace"] = rk.namespace
         obj = {**obj, "kind": rk.kind, "apiVersion": API_VERSION, "metadata": meta}
         try:
             return parse_resource(obj)
@@ -132,7 +135,8 @@ def to_v3(resource: Resource) -> dict[str, Any]:
     namespace = getattr(resource, "namespace", None)
     if namespace:
         meta["namespace"] = namespace
-    if isinstance(resource, Node | NetworkSet | GlobalNetworkSet) and resource.labels:
+    labelled = Node | NetworkSet | GlobalNetworkSet | WorkloadEndpoint
+    if isinstance(resource, labelled) and resource.labels:
         meta["labels"] = dict(resource.labels)
     if isinstance(resource, Node | BGPPeer) and resource.bfd != NO_BFD:
         meta["annotations"] = bfd_annotations(resource.bfd)
@@ -159,10 +163,11 @@ def _secret(ref: Any) -> dict[str, Any]:
 def _bgp_configuration(c: Any) -> dict[str, Any]:
     assert isinstance(c, BGPConfiguration)
     spec: dict[str, Any] = {
-        "logSeverityScreen": c.log_severity_screen,
         "nodeToNodeMeshEnabled": c.node_to_node_mesh_enabled,
         "asNumber": c.as_number,
     }
+    if c.log_severity_screen is not None:
+        spec["logSeverityScreen"] = c.log_severity_screen
     if c.listen_port is not None:
         spec["listenPort"] = c.listen_port
     if c.node_mesh_password is not None:
@@ -192,6 +197,10 @@ def _bgp_configuration(c: Any) -> dict[str, Any]:
         spec["ipv4NormalRoutePriority"] = c.ipv4_normal_route_priority
     if c.ipv6_normal_route_priority != 1024:
         spec["ipv6NormalRoutePriority"] = c.ipv6_normal_route_priority
+    if c.local_workload_peering_ipv4 is not None:
+        spec["localWorkloadPeeringIPV4"] = c.local_workload_peering_ipv4
+    if c.local_workload_peering_ipv6 is not None:
+        spec["localWorkloadPeeringIPV6"] = c.local_workload_peering_ipv6
     return spec
 
 
@@ -470,6 +479,11 @@ def _felix_configuration(c: Any) -> dict[str, Any]:
     }
 
 
+def _workload_endpoint(w: Any) -> dict[str, Any]:
+    assert isinstance(w, WorkloadEndpoint)
+    return {"node": w.node, "ipNetworks": list(w.ip_networks)}
+
+
 _SPECS: Mapping[type, Any] = {
     NetworkPolicy: _policy,
     GlobalNetworkPolicy: _policy,
@@ -485,4 +499,5 @@ _SPECS: Mapping[type, Any] = {
     BlockAffinity: _block_affinity,
     IPAMBlock: _ipam_block,
     BGPFilter: _bgp_filter,
+    WorkloadEndpoint: _workload_endpoint,
 }

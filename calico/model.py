@@ -60,6 +60,9 @@ _ENCAP_MODES = (ENCAP_NEVER, ENCAP_ALWAYS, ENCAP_CROSS_SUBNET)
 # BlockAffinity states (AFFINITY_*) are calico.ipam's, imported above under their own names so
 # that readers of BlockAffinity.state (bgpd's planner) may take them from here too.
 
+# BGPConfiguration.logSeverityScreen, as Calico's validation accepts it (any case).
+LOG_SEVERITIES = ("Trace", "Debug", "Info", "Warning", "Error", "Fatal", "Panic", "None")
+
 SOURCE_ADDRESS_NODE_IP = "UseNodeIP"
 SOURCE_ADDRESS_NONE = "None"
 
@@ -90,7 +93,6 @@ IGNORED_KINDS = frozenset(
         "StagedGlobalNetworkPolicy",
         "StagedKubernetesNetworkPolicy",
         "StagedNetworkPolicy",
-        "WorkloadEndpoint",
     }
 )
 
@@ -150,7 +152,8 @@ class BGPConfiguration:
     node_to_node_mesh_enabled: bool = True
     # None: not set in this resource. The effective port is the node's, else default's, else 179.
     listen_port: int | None = None
-    log_severity_screen: str = "Info"
+    # None: not set in this resource (the node's, else default's, else "Info" applies).
+    log_severity_screen: str | None = None
     node_mesh_password: SecretKeyRef | None = None
     # Whole seconds (Calico rounds the Go duration).
     node_mesh_max_restart_time: int | None = None
@@ -164,6 +167,10 @@ class BGPConfiguration:
     program_cluster_routes: str | None = None
     ipv4_normal_route_priority: int = 1024
     ipv6_normal_route_priority: int = 1024
+    # The addresses this node presents to its localWorkloadSelector peers (felix puts them
+    # on the workloads' host-side interfaces; the workloads peer with them).
+    local_workload_peering_ipv4: str | None = None
+    local_workload_peering_ipv6: str | None = None
 
     @property
     def node_name(self) -> str | None:
@@ -457,6 +464,34 @@ class BGPFilter:
         raise ValueError(f"direction {direction!r} is neither 'import' nor 'export'")
 
 
+@dataclass(frozen=True, slots=True)
+class WorkloadEndpoint:
+    """A workload's endpoint (reference/calico.md 2.9), what bgpd reads of it: the node it
+    runs on, its labels (for BGPPeer.localWorkloadSelector) and its addresses (ipNetworks,
+    masked: "192.168.1.5/32"). Namespaced: two namespaces may hold the same name, so a
+    Snapshot keys it by `qualified_name`, "<namespace>/<name>"."""
+
+    kind: ClassVar[str] = "WorkloadEndpoint"
+
+    name: str
+    namespace: str = "default"
+    node: str = ""
+    labels: Mapping[str, str] = field(default_factory=_no_labels, hash=False)
+    ip_networks: tuple[str, ...] = ()
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def addresses(self, version: int) -> tuple[str, ...]:
+        """The endpoint's host addresses of IP version 4 or 6 ("192.168.1.5")."""
+        return tuple(
+            str(ipaddress.ip_network(n).network_address)
+            for n in self.ip_networks
+            if ipaddress.ip_network(n).version == version
+        )
+
+
 Resource = (
     BGPConfiguration
     | Node
@@ -472,6 +507,7 @@ Resource = (
     | GlobalNetworkSet
     | FelixConfiguration
     | BGPFilter
+    | WorkloadEndpoint
 )
 
 KINDS: Mapping[str, type[Resource]] = types.MappingProxyType(
@@ -492,6 +528,7 @@ KINDS: Mapping[str, type[Resource]] = types.MappingProxyType(
             GlobalNetworkSet,
             FelixConfiguration,
             BGPFilter,
+            WorkloadEndpoint,
         )
     }
 )
@@ -911,6 +948,17 @@ def _bfd(r: _Reader, meta: Mapping[str, Any]) -> BfdSettings:
     return BfdSettings(enabled, interval, multiplier)
 
 
+def _severity(r: _Reader, spec: Mapping[str, Any]) -> str | None:
+    text = r.string(spec, "logSeverityScreen")
+    if text is None:
+        return None
+    for known in LOG_SEVERITIES:
+        if text.lower() == known.lower():
+            return known
+    allowed = ", ".join(LOG_SEVERITIES)
+    raise r.error(r.path("logSeverityScreen"), f"{text!r} is not one of {allowed}")
+
+
 def _read_bgp_configuration(
     r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
 ) -> BGPConfiguration:
@@ -939,7 +987,7 @@ def _read_bgp_configuration(
         as_number=r.asn(spec, "asNumber") or DEFAULT_AS_NUMBER,
         node_to_node_mesh_enabled=r.flag(spec, "nodeToNodeMeshEnabled", True),
         listen_port=r.integer(spec, "listenPort", 0, 65535) or None,
-        log_severity_screen=r.string(spec, "logSeverityScreen", "Info") or "Info",
+        log_severity_screen=_severity(r, spec),
         node_mesh_password=r.secret(spec, "nodeMeshPassword"),
         node_mesh_max_restart_time=r.seconds(spec, "nodeMeshMaxRestartTime"),
         bind_mode=r.choice(spec, "bindMode", ("None", "NodeIP"), "None"),
@@ -954,6 +1002,8 @@ def _read_bgp_configuration(
         or 1024,
         ipv6_normal_route_priority=r.integer(spec, "ipv6NormalRoutePriority", 1, 2147483646, 1024)
         or 1024,
+        local_workload_peering_ipv4=r.ip(spec, "localWorkloadPeeringIPV4", 4),
+        local_workload_peering_ipv6=r.ip(spec, "localWorkloadPeeringIPV6", 6),
     )
 
 
@@ -1740,6 +1790,25 @@ def _read_bgp_filter(
     )
 
 
+def _read_workload_endpoint(
+    r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
+) -> WorkloadEndpoint:
+    namespace = meta.get("namespace")
+    if namespace is not None and not isinstance(namespace, str):
+        raise r.error("metadata.namespace", f"expected a string, found {describe(namespace)}")
+    networks = tuple(
+        r.cidr_value(v, f"{r.path('ipNetworks')}[{i}]")
+        for i, v in enumerate(r.items(spec, "ipNetworks"))
+    )
+    return WorkloadEndpoint(
+        name=name,
+        namespace=namespace or "default",
+        node=r.string(spec, "node", "") or "",
+        labels=_labels(r, meta),
+        ip_networks=networks,
+    )
+
+
 _ResourceReader = Callable[[_Reader, str, Mapping[str, Any], Mapping[str, Any]], Resource]
 
 _READERS: Mapping[str, _ResourceReader] = types.MappingProxyType(
@@ -1758,5 +1827,6 @@ _READERS: Mapping[str, _ResourceReader] = types.MappingProxyType(
         GlobalNetworkSet.kind: _read_global_network_set,
         FelixConfiguration.kind: _read_felix_configuration,
         BGPFilter.kind: _read_bgp_filter,
+        WorkloadEndpoint.kind: _read_workload_endpoint,
     }
 )

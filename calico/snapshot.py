@@ -22,6 +22,7 @@ from calico.model import (
     IPPool,
     Node,
     Resource,
+    WorkloadEndpoint,
     resource_id,
 )
 
@@ -99,6 +100,16 @@ class Snapshot:
     def ipam_blocks(self) -> Mapping[str, IPAMBlock]:
         return self._table(IPAMBlock)
 
+    @property
+    def workload_endpoints(self) -> Mapping[str, WorkloadEndpoint]:
+        """By "<namespace>/<name>" (WorkloadEndpoint.qualified_name)."""
+        return self._table(WorkloadEndpoint)
+
+    def workloads_of(self, node: str) -> tuple[WorkloadEndpoint, ...]:
+        """The node's WorkloadEndpoints, by namespace and name."""
+        table = self.workload_endpoints
+        return tuple(table[k] for k in sorted(table) if table[k].node == node)
+
     def get(self, kind: str, name: str) -> Resource | None:
         return self.by_kind.get(kind, {}).get(name)
 
@@ -143,7 +154,8 @@ class Snapshot:
         return Snapshot(_freeze(by_kind), self.source, self.revision)
 
     def without(self, kind: str, name: str) -> Snapshot:
-        """A snapshot without that resource (the same snapshot if it was not there)."""
+        """A snapshot without that resource (the same snapshot if it was not there); a
+        namespaced one is named "<namespace>/<name>"."""
         if name not in self.by_kind.get(kind, {}):
             return self
         by_kind = {k: dict(v) for k, v in self.by_kind.items()}

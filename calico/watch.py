@@ -1,8 +1,10 @@
 """Calico's datastore as a SnapshotSource: `sqlite:///PATH` or etcd (`https://HOST:PORT[,...]`,
 `etcd://HOST:PORT[,...]`).
 
-`load()` lists the keys the planner reads (BGP configurations, nodes, BGP peers, IP pools
-and the node's block affinities; IPAM blocks on request) at one revision into a Snapshot.
+`load()` lists the keys the planner reads (BGP configurations, nodes, BGP peers, IP pools,
+workload endpoints and the node's block affinities; IPAM blocks on request) at one revision
+into a Snapshot. With a node, only that node's workload endpoints are kept (the planner peers
+with local workloads only), so a pod starting elsewhere changes no Snapshot here.
 `updates()` then watches those prefixes from the next revision and yields a new Snapshot
 after each burst of changes (debounced), and only when the resources really changed.
 
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from calico import keys
 from calico.codec import decode
 from calico.errors import Compacted, DatastoreError, ResourceError, Unavailable
-from calico.model import Resource
+from calico.model import Resource, WorkloadEndpoint
 from calico.snapshot import Snapshot
 from calico.store.etcdconfig import DatastoreConfig
 from calico.store.kv import EventType, KeyValue, KVStore, WatchEvent, open_kv
@@ -37,7 +39,7 @@ __all__ = ["CalicoSource", "SnapshotState", "open_calico_source", "watched_prefi
 
 log = get_logger("calico.datastore")
 
-_PLANNER_KINDS = ("BGPConfiguration", "Node", "BGPPeer", "IPPool", "BGPFilter")
+_PLANNER_KINDS = ("BGPConfiguration", "Node", "BGPPeer", "IPPool", "BGPFilter", "WorkloadEndpoint")
 _REPEAT_OUTAGE_LOG = 60.0
 
 
@@ -67,6 +69,8 @@ class SnapshotState:
     source: str = ""
     revision: int = 0
     by_key: dict[str, Resource] = field(default_factory=dict)
+    # Keep only this node's WorkloadEndpoints (None: every node's).
+    node: str | None = None
 
     def reset(self, items: Iterable[KeyValue], revision: int) -> list[ResourceError]:
         self.by_key = {}
@@ -92,7 +96,11 @@ class SnapshotState:
         except ResourceError as exc:
             self.by_key.pop(key, None)
             return exc
-        if resource is None:
+        if resource is None or (
+            self.node is not None
+            and isinstance(resource, WorkloadEndpoint)
+            and resource.node != self.node
+        ):
             self.by_key.pop(key, None)
         else:
             self.by_key[key] = resource
@@ -122,7 +130,7 @@ class CalicoSource:
         self.debounce = debounce
         self.max_delay = max_delay
         self.backoff = backoff
-        self.state = SnapshotState(source=kv.url)
+        self.state = SnapshotState(source=kv.url, node=node)
         self._last: Snapshot | None = None
         self._closed = asyncio.Event()
         self._reported: dict[str, str] = {}
@@ -138,7 +146,7 @@ class CalicoSource:
         if self._following:
             # A reload while the watch runs: a separate read, so events still queued
             # for the followed state are never applied over a newer list.
-            fresh = SnapshotState(source=self.kv.url)
+            fresh = SnapshotState(source=self.kv.url, node=self.node)
             self._report(fresh.reset(listing.items, listing.revision))
             return fresh.snapshot()
         self._report(self.state.reset(listing.items, listing.revision))

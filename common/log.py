@@ -1,6 +1,7 @@
 """Structured logging: one event per line on stderr, JSON for machines, key=value for people.
 
-`configure_logging()` is called once by each entry point. Modules hold a logger from
+`configure_logging()` is called once by each entry point; `set_level()` changes the level
+later (bgpd follows BGPConfiguration logSeverityScreen). Modules hold a logger from
 `get_logger(__name__)` and log events as short dotted names with fields:
 `log.info("session.established", peer="10.0.0.2", hold_time=90)`. Records from the standard
 `logging` module (asyncio, pyroute2) are rendered the same way, so stderr stays one format.
@@ -80,6 +81,41 @@ def _leading_keys(logger: Any, method: str, event_dict: Any) -> Any:
     return head
 
 
+# The level in force; loggers are cached on first use, so the level is checked by a
+# processor against this rather than built into each logger.
+_threshold = logging.INFO
+_METHOD_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "msg": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "err": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
+
+
+def _filter_level(logger: Any, method: str, event_dict: Any) -> Any:
+    if _METHOD_LEVELS.get(method, logging.INFO) < _threshold:
+        raise structlog.DropEvent
+    return event_dict
+
+
+def set_level(level: str) -> None:
+    """Log at `level` from now on (structlog and stdlib alike); ValueError if unknown."""
+    global _threshold
+    _threshold = parse_level(level)
+    logging.getLogger().setLevel(_threshold)
+
+
+def current_level() -> str:
+    """The level in force, by name."""
+    return logging.getLevelName(_threshold).lower()
+
+
 def parse_level(level: str) -> int:
     try:
         return LEVELS[level.strip().lower()]
@@ -91,7 +127,8 @@ def parse_level(level: str) -> int:
 def configure_logging(level: str = "info", json: bool | None = None) -> None:
     """Send structlog and stdlib logging to stderr at `level`. `json=None` picks JSON when
     stderr is not a terminal (journald, a container runtime) and key=value on a terminal."""
-    threshold = parse_level(level)
+    global _threshold
+    threshold = _threshold = parse_level(level)
     tty = sys.stderr.isatty()
     as_json = (not tty) if json is None else json
 
@@ -118,8 +155,9 @@ def configure_logging(level: str = "info", json: bool | None = None) -> None:
         )
 
     structlog.configure(
-        processors=[*shared, *tail, renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(threshold),
+        processors=[_filter_level, *shared, *tail, renderer],
+        # Everything reaches `_filter_level`, which knows the level in force.
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         logger_factory=_logger_factory,
         context_class=dict,
         cache_logger_on_first_use=True,

@@ -128,7 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="which BIRD the sockets speak as: 1.6 (calico-node's, whose layout Calico's "
         "parsers expect; the default) or 2",
     )
-    p.add_argument("--log-level", default=os.environ.get("BGPD_LOG_LEVEL", "info"))
+    p.add_argument(
+        "--log-level",
+        default=os.environ.get("BGPD_LOG_LEVEL"),
+        help="debug, info, warning, error or critical; env BGPD_LOG_LEVEL (default: "
+        "BGPConfiguration logSeverityScreen, which is followed as it changes)",
+    )
     p.add_argument(
         "--check",
         action="store_true",
@@ -252,7 +257,11 @@ def main(argv: list[str] | None = None) -> int:
         _import_asyncio_without_tls()  # before logging: structlog imports asyncio
     from common.log import configure_logging
 
-    configure_logging(args.log_level)
+    try:
+        configure_logging(args.log_level or "info")
+    except ValueError as exc:
+        print(f"bgpd: --log-level: {exc}", file=sys.stderr)
+        return 2
     if args.max_prefixes is not None and args.max_prefixes < 1:
         print("bgpd: --max-prefixes must be at least 1", file=sys.stderr)
         return 2
@@ -290,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         bird_socket=args.bird_socket or None,
         bird6_socket=args.bird6_socket or None,
         bird_dialect=args.bird_dialect,
+        log_level=args.log_level or None,
     )
     try:
         if args.check:

@@ -21,7 +21,14 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from bgpd.status.codec import to_json
-from bgpd.status.records import PEER_TYPES, DaemonStatus, PeerStatus, RouteEntry, bird_error
+from bgpd.status.records import (
+    CALICO_PEER_TYPES,
+    PEER_TYPES,
+    DaemonStatus,
+    PeerStatus,
+    RouteEntry,
+    bird_error,
+)
 
 # calicoctl's words (scripts grep for them); `bgpctl status --bgpd` says bgpd instead.
 HEADER = "Calico process is running."
@@ -109,7 +116,11 @@ def format_status(
     for family in ("ipv4", "ipv6"):
         label = _family_label(family)
         out.append(f"\n{label} BGP status\n")
-        peers = sorted((p for p in status.peers if p.family == family), key=_peer_order)
+        # As calicoctl: only Mesh_/Global_/Node_ sessions, not Local_Workload_ ones.
+        peers = sorted(
+            (p for p in status.peers if p.family == family and p.type in CALICO_PEER_TYPES),
+            key=_peer_order,
+        )
         if not peers:
             out.append(f"No {label} peers found.\n")
             continue

@@ -7,7 +7,8 @@ reset|refresh`, `reload`, and the probes `check ready` / `check live`; each take
 Exit statuses, as for every bgpctl command: 0 done, 1 bgpd answered with an error (no such
 peer, a session that cannot be refreshed, a reload refused), 2 bad usage, 3 bgpd unreachable
 (not running, or no answer within the timeout), 4 permission denied on the control socket.
-`check ready` exits 1 while any configured session is not Established.
+`check ready` exits 1 while any configured session (but those with local workloads, as
+calico-node -bird-ready) is not Established.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from typing import Any, Protocol, TextIO
 from bgpd.cli.client import ControlClient, ResponseError
 from bgpd.cli.format import bird_info, bird_since, bird_state
 from bgpd.status.codec import from_json, to_json
-from bgpd.status.records import RELOAD_UNCHANGED, ProtocolDetail, ReloadResult, bird_error
+from bgpd.status.records import (
+    CALICO_PEER_TYPES,
+    RELOAD_UNCHANGED,
+    ProtocolDetail,
+    ReloadResult,
+    bird_error,
+)
 
 # `check ready` when some session is not Established (as calico-node -bird-ready).
 NOT_READY = 1
@@ -92,6 +99,15 @@ def _detail_lines(d: ProtocolDetail) -> list[str]:
     out.append(f"    Session:          {session}")
     if d.source_address is not None:
         out.append(f"    Source address:   {d.source_address}")
+    out.append(f"    Next hop:         {d.next_hop}")
+    if d.allow_local_as:
+        out.append(f"    Allow local AS:   {d.allow_local_as}")
+    add_path = d.add_path
+    if established and d.add_path != "off":
+        got = [f"rx {' '.join(d.add_path_rx)}" if d.add_path_rx else "",
+               f"tx {' '.join(d.add_path_tx)}" if d.add_path_tx else ""]
+        add_path += f" (negotiated: {', '.join(g for g in got if g) or 'none'})"
+    out.append(f"    ADD-PATH:         {add_path}")
     if established and d.hold_time is not None:
         out.append(f"    Hold time:        {d.hold_time} (offered {d.configured_hold_time})")
         out.append(f"    Keepalive time:   {d.keepalive_time}")
@@ -104,6 +120,11 @@ def _detail_lines(d: ProtocolDetail) -> list[str]:
     out.append(f"  Channel {p.family}")
     out.append(f"    State:          {'UP' if established else 'DOWN'}")
     out.append(f"    Table:          {_table(d)}")
+    if d.filters:
+        # BGPPeer.filters by name (whether they are applied, `bgpd plan` notes say).
+        out.append(f"    BGPFilters:     {' '.join(d.filters)}")
+    for i, text in enumerate(d.communities):
+        out.append(f"    {'Communities:' if i == 0 else '':<16}{text}")
     out.append(
         f"    Routes:         {p.routes_received} imported, {p.routes_advertised} exported"
     )
@@ -213,10 +234,10 @@ def _run_reload(args: argparse.Namespace, ctx: Context) -> int:
 
 def _run_ready(args: argparse.Namespace, ctx: Context) -> int:
     status = ctx.client().status()
-    down = sorted(
-        (p for p in status.peers if p.bgp_state != "Established"), key=lambda p: p.name
-    )
-    total = len(status.peers)
+    # calico-node -bird-ready counts Mesh_/Global_/Node_ sessions, not local workloads'.
+    peers = [p for p in status.peers if p.type in CALICO_PEER_TYPES]
+    down = sorted((p for p in peers if p.bgp_state != "Established"), key=lambda p: p.name)
+    total = len(peers)
     if args.json:
         ctx.print_json(
             {

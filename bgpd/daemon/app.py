@@ -32,7 +32,7 @@ from bgpd.session.errors import ADMIN_SHUTDOWN
 from bgpd.speaker.driver import SpeakerDriver
 from bgpd.speaker.speaker import Speaker
 from calico.source import SnapshotSource, file_path, open_source
-from common.log import get_logger
+from common.log import current_level, get_logger, parse_level, set_level
 
 if TYPE_CHECKING:
     from bgpd.control.birdsock.driver import BirdSocketServer
@@ -42,6 +42,23 @@ if TYPE_CHECKING:
     from bgpd.status.reporter import StatusReporter
 
 log = get_logger("bgpd.daemon")
+
+# BGPConfiguration logSeverityScreen -> our log level (confd: Debug -> `debug all`, Info ->
+# `debug { states }`, anything else -> no debug). bgpd cannot go quieter than critical.
+_SEVERITY_LEVELS = {
+    "Trace": "debug",
+    "Debug": "debug",
+    "Info": "info",
+    "Warning": "warning",
+    "Error": "error",
+    "Fatal": "critical",
+    "Panic": "critical",
+    "None": "critical",
+}
+
+
+def log_level_for(severity: str) -> str:
+    return _SEVERITY_LEVELS.get(severity, "info")
 
 
 class Daemon:
@@ -81,6 +98,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self.service.start_probe()
         plan = self.plan
+        self.follow_log_severity(plan)
         if self.options.fib:
             # The kernel side (netlink, ctypes) only when it programs the FIB.
             from bgpd.kernel.driver import KernelSync
@@ -88,12 +106,14 @@ class Daemon:
 
             self.kernel = KernelSync(programming=Programming(plan.kernel))
             self.kernel.learner.set_pools(p.cidr for p in plan.pools)
+            self.kernel.learner.set_ignored(plan.ignored_interfaces)
             self.kernel.on_learned = self._on_learned
             self.kernel.on_batch = self.fib_batches.observe
             self.pump.kernel = self.kernel
             # Routes of ours still in the FIB mean bgpd restarted: keep them forwarding.
             self.speaker.adopted_routes = await self.kernel.start(adopt=True) > 0
             self.kernel.set_blackholes(plan.blackholes)
+            self.kernel.set_static_routes((r.prefix, r.via) for r in plan.static_routes)
         for spec in plan.sessions:
             self.reconfig.add_peer(spec)
         port = self.options.listen_port or plan.listen_port
@@ -224,6 +244,21 @@ class Daemon:
         learned = self.kernel.learner.get(route_key(route.family, route.prefix))
         return learned.ifname if learned is not None else None
 
+    def follow_log_severity(self, plan: PeeringPlan) -> None:
+        """Log at the plan's logSeverityScreen, unless the command line set a level."""
+        if self.options.log_level is not None:
+            return
+        level, before = log_level_for(plan.log_severity), current_level()
+        if level == before:
+            return
+        # Said at the more verbose of the two levels, so that it shows either way.
+        quieter = parse_level(level) > parse_level(before)
+        if quieter:
+            log.info("log level from logSeverityScreen", severity=plan.log_severity, level=level)
+        set_level(level)
+        if not quieter:
+            log.info("log level from logSeverityScreen", severity=plan.log_severity, level=level)
+
     def _on_learned(self, changes: list[LearnChange]) -> None:
         """Felix's routes (and other non-ours routes inside pools) as KERNEL-source routes."""
         self.speaker.learned((_key_prefix(c.key), c.route is not None) for c in changes)
@@ -235,11 +270,13 @@ class Daemon:
         if self.kernel is None:
             return
         self.kernel.set_blackholes(new.blackholes)
+        self.kernel.set_static_routes((r.prefix, r.via) for r in new.static_routes)
         if new.kernel != old.kernel:
             from bgpd.kernel.programming import Programming
 
             self.kernel.set_programming(Programming(new.kernel))
         self.kernel.set_pools(p.cidr for p in new.pools)
+        self.kernel.set_ignored_interfaces(new.ignored_interfaces)
         self.kernel.flush()
 
     def _lookup(self, address: str) -> PeerDriver | None:

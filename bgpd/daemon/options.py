@@ -32,6 +32,8 @@ class DaemonOptions:
     bird_socket: str | None = None
     bird6_socket: str | None = None
     bird_dialect: str = "1.6"
+    # --log-level / BGPD_LOG_LEVEL; None: BGPConfiguration logSeverityScreen decides.
+    log_level: str | None = None
 
     def bird_sockets(self) -> list[tuple[str, tuple[str, ...]]]:
         """(path, families) of each BIRD socket to serve."""

@@ -14,6 +14,7 @@ from bgpd.daemon.secrets import SecretError, read_secret
 from bgpd.plan.peering import PeeringPlan, PeerSpec, compute
 from bgpd.session.settings import PeerSettings
 from bgpd.wire.family import Family
+from bgpd.wire.messages import ADD_PATH_BOTH
 from calico.snapshot import Snapshot
 from calico.source import file_path
 from calico.store.etcdconfig import DatastoreConfig
@@ -72,6 +73,9 @@ def resolve_password(spec: PeerSpec, secrets_dir: str | None) -> str | None:
 
 
 def peer_settings(spec: PeerSpec, router_id: int, password: str | None) -> PeerSettings:
+    families = frozenset({Family.of_label(spec.family)})
+    # Calico's `add paths on`: receive and send every path, each under its own id.
+    add_path = tuple((f, ADD_PATH_BOTH) for f in Family if f in families) if spec.add_path else ()
     return PeerSettings(
         name=spec.name,
         peer_address=spec.peer_address,
@@ -86,7 +90,8 @@ def peer_settings(spec: PeerSpec, router_id: int, password: str | None) -> PeerS
         connect_retry_time=float(spec.connect_retry_time),
         ttl_security=spec.multihop if spec.ttl_security else None,
         multihop=None if spec.ttl_security else spec.multihop,
-        families=frozenset({Family.of_label(spec.family)}),
+        families=families,
         graceful_restart_time=spec.max_restart_time,
         password=password,
+        add_path=add_path,
     )

@@ -56,6 +56,8 @@ class Host(Protocol):
 
     def apply_kernel_plan(self, old: PeeringPlan, new: PeeringPlan) -> None: ...
 
+    def follow_log_severity(self, plan: PeeringPlan) -> None: ...
+
 
 class Reconfig:
     """The daemon's sessions, kept in step with its plan."""
@@ -149,7 +151,14 @@ class Reconfig:
             log.error("reload refused; keeping the current plan", error=str(exc))
             return ReloadResult(RELOAD_REFUSED, error=str(exc))
         else:
-            return await self.apply_snapshot(snapshot)
+            before = set(d.speaker.plan.notes)
+            result = await self.apply_snapshot(snapshot)
+            # What is not applied is said again at every reload (DESIGN: nothing silent); a
+            # note new with this plan the speaker has just logged.
+            for note in d.speaker.plan.notes:
+                if note in before:
+                    log.warning("plan note", note=note)
+            return result
         finally:
             d.service.notify("READY=1")
 
@@ -199,6 +208,7 @@ class Reconfig:
                 changes = diff(old, new)
             if old == new:
                 return ReloadResult(RELOAD_UNCHANGED)
+            d.follow_log_severity(new)
             self.reconfigured = time.time()
             result = ReloadResult(
                 RELOAD_APPLIED,

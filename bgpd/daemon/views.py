@@ -29,6 +29,7 @@ from bgpd.daemon.reconfig import Reconfig
 from bgpd.daemon.service import Service
 from bgpd.metrics.histogram import Histogram
 from bgpd.metrics.snapshot import MetricsSnapshot
+from bgpd.plan.render import add_path_mode, next_hop_mode, session_communities
 from bgpd.rib.route import Route
 from bgpd.session.driver import PeerDriver
 from bgpd.session.errors import CEASE_ADMIN_RESET, LocalSessionError
@@ -197,6 +198,17 @@ class DaemonViews:
                     messages_sent=stats.messages_sent,
                     updates_received=stats.updates_received,
                     updates_sent=stats.updates_sent,
+                    next_hop=next_hop_mode(peer.spec),
+                    allow_local_as=peer.spec.allow_local_as,
+                    add_path=add_path_mode(peer.spec),
+                    add_path_rx=sorted(FAMILIES[f].label for f in neg.options.add_path_receive)
+                    if neg
+                    else [],
+                    add_path_tx=sorted(FAMILIES[f].label for f in neg.options.add_path_send)
+                    if neg
+                    else [],
+                    filters=list(peer.spec.filters),
+                    communities=session_communities(peer.spec, d.speaker.plan.communities),
                 )
             )
         return details

@@ -244,6 +244,10 @@ class KernelSync:
             except Exception:
                 log.exception("error handling learned kernel routes")
 
+    def set_ignored_interfaces(self, globs: Iterable[str]) -> None:
+        """BGPConfiguration ignoredInterfaces: routes through them are not learned."""
+        self._emit(self.learner.set_ignored(globs))
+
     def set_pools(self, pools: Iterable[str]) -> None:
         """The IP pools changed: routes inside them are learned, routes outside forgotten."""
         self._emit(self.learner.set_pools(pools))
@@ -257,6 +261,10 @@ class KernelSync:
     def set_blackholes(self, prefixes: Iterable[str]) -> None:
         """Blackhole routes for this node's affine blocks (plan.blackholes)."""
         self.planner.set_blackholes(prefixes)
+
+    def set_static_routes(self, routes: Iterable[tuple[str, str]]) -> None:
+        """The plan's static routes, (prefix, gateway) (plan.static_routes: reachableBy)."""
+        self.planner.set_static_routes(routes)
 
     def best_changed(self, change: BestChange) -> None:
         self.planner.best_changed(change)

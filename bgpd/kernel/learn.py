@@ -12,7 +12,8 @@ anything but plain unicast routes, and Felix's cluster routes (its protocol 80: 
 same-subnet routes to other nodes' blocks; anything through tunl0 or vxlan.calico). Those
 lead to other nodes: BIRD learns them too but its BGP routes outrank kernel ones, while
 here a learned route is this node's own origination and would beat the BGP route it
-copies.
+copies. Nor are routes through an interface that BGPConfiguration ignoredInterfaces names
+(globs, as in confd's `interface -"<glob>"`).
 
 `KernelLearner` is fed the netlink monitor's events (links and routes, after an initial
 dump) and returns `LearnChange`s: what to originate or withdraw. Nothing here rescans: an
@@ -86,9 +87,16 @@ class LearnChange:
 class KernelLearner:
     """The learned set, kept in step with the kernel's main table and interface names."""
 
-    def __init__(self, pools: Iterable[str] = (), protocol: int = RTPROT_PYBGPD) -> None:
+    def __init__(
+        self,
+        pools: Iterable[str] = (),
+        protocol: int = RTPROT_PYBGPD,
+        ignored: Iterable[str] = (),
+    ) -> None:
         self.protocol = protocol
         self._pools: tuple[_Net, ...] = tuple(parse_pool(p) for p in pools)
+        # BGPConfiguration ignoredInterfaces (globs).
+        self._ignored: tuple[str, ...] = tuple(ignored)
         self._links: dict[int, str] = {}
         # Every route of the main table the kernel holds, learned or not, by key and then by
         # (protocol, metric), so pool or interface changes are decided without a dump.
@@ -128,6 +136,8 @@ class KernelLearner:
         if route.nexthops and route.nexthops[0].ifindex:
             ifname = self._links.get(route.nexthops[0].ifindex)
         if ifname in TUNNEL_DEVICES:
+            return None
+        if ifname is not None and any(fnmatch.fnmatchcase(ifname, g) for g in self._ignored):
             return None
         if ifname is not None and any(fnmatch.fnmatchcase(ifname, g) for g in WORKLOAD_IFACES):
             return LearnedRoute(route.key, ifname)
@@ -180,6 +190,15 @@ class KernelLearner:
         if new == self._pools:
             return []
         self._pools = new
+        return [c for key in list(self._seen) for c in self._decide(key)]
+
+    def set_ignored(self, globs: Iterable[str]) -> list[LearnChange]:
+        """New ignoredInterfaces: routes through matching interfaces are forgotten, routes
+        through interfaces no longer matched are learned."""
+        new = tuple(globs)
+        if new == self._ignored:
+            return []
+        self._ignored = new
         return [c for key in list(self._seen) for c in self._decide(key)]
 
     def resync(self, entries: Iterable[tuple[int, KernelRoute]]) -> list[LearnChange]:

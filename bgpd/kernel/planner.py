@@ -3,10 +3,12 @@ pure: the RIB's best routes, this node's block blackholes, the per-pool programm
 tunnel devices' interface indexes go in; `FibState` changes (drained as route ops) and the
 `bgpctl explain` answer come out. The asyncio driver only sends what `fib` says.
 
-Per prefix the decision is: the best route, if there is one, it is not this node's own
-origination, and the pool's rules let bgpd program it (directly, or via `tunl0 onlink` when
-the device exists); otherwise the block's blackhole, if the plan has one and the pool is
-bgpd's to program; otherwise nothing of ours.
+Per prefix the decision is: the plan's static route if it has one (BGPPeer reachableBy:
+`route <peer>/32 via <gateway>`; BIRD's static protocol outranks BGP, 200 to 100); else the
+best route, if there is one, it is not this node's own origination, and the pool's rules let
+bgpd program it (directly, or via `tunl0 onlink` when the device exists); otherwise the
+block's blackhole, if the plan has one and the pool is bgpd's to program; otherwise nothing
+of ours.
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ class FibPlanner:
         self.programming = programming or Programming()
         # Blackholes of the plan: the route, or None with the reason it is not ours.
         self._blackholes: dict[RouteKey, tuple[KernelRoute | None, str]] = {}
+        # Static routes of the plan (reachableBy), ahead of everything else for their key.
+        self._statics: dict[RouteKey, KernelRoute] = {}
         # The last best route per key with its multipath set, so a new programming or a
         # tunnel device appearing is decided again without the RIB.
         self._best: dict[RouteKey, tuple[Route, tuple[bytes, ...]]] = {}
@@ -115,6 +119,33 @@ class FibPlanner:
             ):
                 self._fallback(key)
 
+    def set_static_routes(self, routes: Iterable[tuple[str, str]]) -> None:
+        """The plan's static routes, (prefix, gateway) pairs (plan.static_routes: how a
+        reachableBy peer is reached), installed as routes of ours ahead of any BGP route to
+        the same prefix. Those no longer listed are removed, and what they covered (a best
+        route, a blackhole) comes back."""
+        want: dict[RouteKey, KernelRoute] = {}
+        for prefix, via in routes:
+            key = prefix_key(prefix)
+            af, dst, plen, table = key
+            gateway = Nexthop(ipaddress.ip_address(via).packed)
+            want[key] = KernelRoute(af, dst, plen, (gateway,), RouteType.UNICAST, table)
+        old = self._statics
+        self._statics = want
+        for key in old.keys() - want.keys():
+            best = self._best.get(key)
+            if best is not None:
+                self._program(key, *best)
+            else:
+                self._fallback(key)
+        for key, route in want.items():
+            if old.get(key) != route:
+                self.fib.set(route, key)
+
+    @property
+    def static_routes(self) -> dict[RouteKey, KernelRoute]:
+        return dict(self._statics)
+
     def set_programming(self, programming: Programming) -> None:
         """New per-pool rules: every best route and blackhole is decided again."""
         self.programming = programming
@@ -158,7 +189,12 @@ class FibPlanner:
         return KernelRoute(af, dst, plen, (), RouteType.BLACKHOLE, table), ""
 
     def _fallback(self, key: RouteKey) -> None:
-        """No best route of ours for `key`: the blackhole if we install one, else nothing."""
+        """No best route of ours for `key`: the plan's static route if it has one, else the
+        blackhole if we install one, else nothing."""
+        static = self._statics.get(key)
+        if static is not None:
+            self.fib.set(static, key)
+            return
         blackhole = self._blackholes.get(key)
         if blackhole is not None and blackhole[0] is not None:
             self.fib.set(blackhole[0], key)
@@ -166,6 +202,10 @@ class FibPlanner:
             self.fib.remove(key)
 
     def _program(self, key: RouteKey, route: Route, multipath: tuple[bytes, ...]) -> None:
+        static = self._statics.get(key)
+        if static is not None:
+            self.fib.set(static, key)  # the plan's static route outranks BGP
+            return
         af, dst, plen, _table = key
         alen = len(dst)
         # An IPv6 next hop may carry a link-local half; the global one routes.
@@ -218,6 +258,10 @@ class FibPlanner:
         if installed is not None:
             if installed.type is RouteType.BLACKHOLE:
                 return True, "blackhole route for a local block"
+            static = self._statics.get(key)
+            if static is not None and installed == static:
+                via = ipaddress.ip_address(installed.nexthops[0].gateway)
+                return True, f"static route via {via} (a peer's reachableBy)"
             if self.fib.desired(key) is None:
                 return True, "left from before a restart; removed once converged"
             hops = ", ".join(

@@ -17,6 +17,7 @@ from bgpd.plan.errors import PlanError
 from bgpd.plan.originate import CommunityRule, Origination, StaticRoute
 from bgpd.plan.peering import (
     GLOBAL,
+    LOCAL_WORKLOAD,
     MESH,
     NODE_SPECIFIC,
     BfdSpec,
@@ -28,6 +29,7 @@ from bgpd.plan.peering import (
 
 __all__ = [
     "GLOBAL",
+    "LOCAL_WORKLOAD",
     "MESH",
     "NODE_SPECIFIC",
     "BfdChange",

@@ -21,6 +21,7 @@ from bgpd.policy.calico import (
     net_of,
     within,
 )
+from bgpd.policy.communities import CommunityRule as CommunityRule
 from calico.model import AFFINITY_PENDING, BGPConfiguration
 from calico.snapshot import Snapshot
 
@@ -41,16 +42,6 @@ class StaticRoute:
 
     prefix: str
     via: str
-
-
-@dataclass(frozen=True, slots=True)
-class CommunityRule:
-    """Communities added to routes inside `cidr` (BGPConfiguration.prefixAdvertisements)."""
-
-    cidr: str
-    family: str
-    standard: tuple[tuple[int, int], ...]
-    large: tuple[tuple[int, int, int], ...]
 
 
 def pool_specs(snapshot: Snapshot) -> tuple[PoolSpec, ...]:

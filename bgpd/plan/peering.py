@@ -14,7 +14,12 @@ Sessions come from three places:
 * BGPPeers: global ones (no node / nodeSelector) on every node, node-specific ones on the
   nodes they select; the remote side is peerIP or the nodes peerSelector matches;
 * automatic reverse peerings: the nodes a BGPPeer points at get a peering back (unless
-  reversePeering is Manual), so one selector BGPPeer sets up both ends.
+  reversePeering is Manual), so one selector BGPPeer sets up both ends;
+* local workloads: the WorkloadEndpoints of this node a BGPPeer's localWorkloadSelector
+  picks (calico/localpeers.py, felix's rule) get a passive `Local_Workload_<ip>` session
+  per address, presenting BGPConfiguration localWorkloadPeeringIPV4/IPV6 as our address.
+
+Every session runs ADD-PATH both ways, as Calico's bgp_template says (`add paths on`).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from bgpd.plan.originate import (
     originations,
     pool_specs,
 )
+from bgpd.plan.support import unsupported_notes
 from bgpd.policy import bgpfilter
 from bgpd.policy.calico import (
     IPV4,
@@ -47,6 +53,7 @@ from bgpd.policy.calico import (
     tunnel_ifaces,
 )
 from calico import selector
+from calico.localpeers import local_peers
 from calico.model import (
     BFD_DEFAULT_INTERVAL,
     BFD_DEFAULT_MULTIPLIER,
@@ -64,8 +71,15 @@ from calico.snapshot import Snapshot
 MESH = "node-to-node mesh"
 GLOBAL = "global"
 NODE_SPECIFIC = "node specific"
+# Not a calicoctl type (calicoctl node status leaves Local_Workload_* out).
+LOCAL_WORKLOAD = "local workload"
 
-_NAME_PREFIX = {MESH: "Mesh", GLOBAL: "Global", NODE_SPECIFIC: "Node"}
+_NAME_PREFIX = {
+    MESH: "Mesh",
+    GLOBAL: "Global",
+    NODE_SPECIFIC: "Node",
+    LOCAL_WORKLOAD: "Local_Workload",
+}
 
 # What Calico's bgp_template leaves at BIRD's defaults.
 DEFAULT_HOLD_TIME = 240
@@ -73,6 +87,7 @@ DEFAULT_CONNECT_RETRY_TIME = 5
 DEFAULT_RESTART_TIME = 120
 # BIRD's `multihop;` without a number.
 DEFAULT_MULTIHOP_TTL = 64
+DEFAULT_LOG_SEVERITY = "Info"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +133,11 @@ class PeerSpec:
     rr_client: bool = False
     # Set with rr_client: the cluster ID this node reflects as.
     rr_cluster_id: str | None = None
-    # BIRD's `allow local as N` (BGPPeer.numAllowedLocalASNumbers); 0: off.
+    # BIRD's `allow local as N` (BGPPeer.numAllowedLocalASNumbers): routes from the peer
+    # may carry our AS up to N times; 0: never.
     allow_local_as: int = 0
+    # RFC 7911 ADD-PATH, receive and send (Calico's bgp_template: `add paths on`).
+    add_path: bool = True
     reachable_by: str | None = None
     filters: tuple[str, ...] = ()
     # The peer is a Calico node (by its address); `peer_node` names it when known.
@@ -173,6 +191,11 @@ class PeeringPlan:
     # Felix programs the IPIP pools' routes (programClusterRoutes neither Enabled nor
     # EnabledIPIPOnly): then routes through tunl0 are Felix's, not sent to internal peers.
     felix_ipip: bool = True
+    # BGPConfiguration ignoredInterfaces (globs): routes through them are neither learned
+    # from the kernel nor advertised.
+    ignored_interfaces: tuple[str, ...] = ()
+    # BGPConfiguration logSeverityScreen in force (node.<name>'s, else default's).
+    log_severity: str = DEFAULT_LOG_SEVERITY
     # Things the planner skipped or could not use, one line each, for the log.
     notes: tuple[str, ...] = field(default=(), compare=False)
 
@@ -184,7 +207,12 @@ class PeeringPlan:
 
     def calico_export(self) -> ExportPolicy:
         """Calico's export rules for this node (calico_export_to_bgp_peers)."""
-        return ExportPolicy(self.blocks, self.pools, tunnel_ifaces(self.felix_ipip))
+        return ExportPolicy(
+            self.blocks,
+            self.pools,
+            tunnel_ifaces(self.felix_ipip),
+            ignored_interfaces=self.ignored_interfaces,
+        )
 
 
 def hash_router_id(node: str) -> str:
@@ -397,9 +425,7 @@ class _Planner:
             peerings[key] = p
 
         peers = [self.snapshot.bgp_peers[n] for n in sorted(self.snapshot.bgp_peers)]
-        for bp in peers:
-            if bp.local_workload_selector:
-                self.note(f"BGPPeer {bp.name!r}: localWorkloadSelector peers are not supported")
+        # localWorkloadSelector peers are this node's workloads (local_workloads()).
         peers = [bp for bp in peers if not bp.local_workload_selector]
 
         for global_pass in (True, False):
@@ -519,12 +545,87 @@ class _Planner:
             bfd=self.bfd(name, bp, multihop=(bp.ttl_security or 1) > 1),
         )
 
+    # --- local workloads -------------------------------------------------------------
+
+    def local_workloads(self) -> list[PeerSpec]:
+        """confd's Local_Workload_<ip> protocols: per selected endpoint address, passive,
+        multihop without TTL security, with the BGPPeer's AS numbers and settings."""
+        out: list[PeerSpec] = []
+        config = self.default
+        peering = {
+            IPV4: config.local_workload_peering_ipv4,
+            IPV6: config.local_workload_peering_ipv6,
+        }
+        for lp in local_peers(self.snapshot, self.node):
+            bp, wep = lp.bgp_peer, lp.endpoint
+            if bp.as_number is None:
+                self.note(
+                    f"BGPPeer {bp.name!r}: localWorkloadSelector needs asNumber (the "
+                    "workloads' AS); no sessions"
+                )
+                continue
+            for family, version in ((IPV4, 4), (IPV6, 6)):
+                for ip in wep.addresses(version):
+                    if self.me.address(family) is None:
+                        self.note(
+                            f"no {family} address on this node: skipping local workload "
+                            f"{wep.qualified_name} at {ip}"
+                        )
+                        continue
+                    out.append(self.local_session(bp, ip, family, peering[family]))
+                    address = peering[family]
+                    if address is not None:
+                        # Calico's felix puts the address on the workload's interface.
+                        self.note(
+                            f"localWorkloadPeeringIPV{version} {address}: pybgpd's felix "
+                            "does not put it on workloads' host-side interfaces yet; add it "
+                            f"to each selected workload's (ip addr add {address}/"
+                            f"{32 if version == 4 else 128} dev cali...)"
+                        )
+        return out
+
+    def local_session(
+        self, bp: BGPPeer, ip: str, family: str, own: str | None
+    ) -> PeerSpec:
+        local_as = bp.local_as_number or self.me.asn
+        name = _session_name(LOCAL_WORKLOAD, ip, None)
+        ibgp = bp.as_number == local_as
+        rr_client = bool(self.me.rr_cluster_id and ibgp)
+        return PeerSpec(
+            name=name,
+            peer_address=ip,
+            peer_port=DEFAULT_LISTEN_PORT,
+            peer_as=bp.as_number or local_as,
+            local_as=local_as,
+            type=LOCAL_WORKLOAD,
+            family=family,
+            # The workload connects to our local workload peering address.
+            passive=True,
+            source_address=own,
+            keepalive_time=bp.keepalive_time,
+            max_restart_time=bp.max_restart_time
+            if bp.max_restart_time is not None
+            else DEFAULT_RESTART_TIME,
+            password=bp.password,
+            next_hop_self=bp.next_hop_mode == "Self",
+            keep_original_next_hop=bp.next_hop_mode == "Keep"
+            or (bp.next_hop_mode != "Self" and bp.keep_original_next_hop and not ibgp),
+            rr_client=rr_client,
+            rr_cluster_id=self.me.rr_cluster_id if rr_client else None,
+            allow_local_as=bp.num_allowed_local_as_numbers or 0,
+            reachable_by=bp.reachable_by,
+            filters=bp.filters,
+            bgp_peer=bp.name,
+            bfd=self.bfd(name, bp),
+        )
+
     def sessions(self) -> tuple[PeerSpec, ...]:
         specs = self.mesh()
         for kind, p in self.explicit():
             spec = self.render(kind, p)
             if spec is not None:
                 specs.append(spec)
+        specs.extend(self.local_workloads())
         specs.sort(key=lambda s: s.name)
         # Two sessions to one address and port cannot both come up; BIRD would take the
         # first protocol (by name) for an incoming connection, so keep that one.
@@ -564,6 +665,15 @@ def compute(snapshot: Snapshot, node: str, env: Mapping[str, str] = _NO_ENV) -> 
         if s.reachable_by
     )
     filters = _filters(snapshot, sessions, planner)
+    severity = (
+        (node_cfg.log_severity_screen if node_cfg else None)
+        or default.log_severity_screen
+        or DEFAULT_LOG_SEVERITY
+    )
+    notes = [
+        *planner.notes,
+        *unsupported_notes(snapshot, node, (s.bgp_peer for s in sessions if s.bgp_peer)),
+    ]
     return PeeringPlan(
         node=node,
         router_id=router_id,
@@ -588,7 +698,9 @@ def compute(snapshot: Snapshot, node: str, env: Mapping[str, str] = _NO_ENV) -> 
         normal_priority_v4=default.ipv4_normal_route_priority,
         normal_priority_v6=default.ipv6_normal_route_priority,
         felix_ipip=felix_programs_ipip(default.program_cluster_routes),
-        notes=tuple(planner.notes),
+        ignored_interfaces=default.ignored_interfaces,
+        log_severity=severity,
+        notes=tuple(dict.fromkeys(notes)),
     )
 
 

@@ -1,8 +1,10 @@
 """`bgpd plan`: a PeeringPlan as plain data (JSON) and as text for operators. Pure.
 
 What a change to the resources will do, without starting anything: the sessions (in Calico's
-names and types), what is originated and blackholed, which pools' routes are exported or
-rejected, and how learned routes are programmed into the kernel, per pool.
+names and types, each with its next-hop mode, allow-local-as, ADD-PATH, BGPFilters and the
+communities its exports get), what is originated and blackholed, which pools' routes are
+exported or rejected, the static routes, and how learned routes are programmed into the
+kernel, per pool. Everything shown is in force; what is not is a note.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from bgpd.plan.peering import PeeringPlan, PeerSpec
+from bgpd.policy.communities import CommunityRule
 
 
 def next_hop_mode(spec: PeerSpec) -> str:
@@ -22,7 +25,24 @@ def next_hop_mode(spec: PeerSpec) -> str:
     return "auto"
 
 
-def session_dict(spec: PeerSpec) -> dict[str, Any]:
+def add_path_mode(spec: PeerSpec) -> str:
+    """What the session offers in its ADD-PATH capability (RFC 7911)."""
+    return "rx/tx" if spec.add_path else "off"
+
+
+def community_text(rule: CommunityRule) -> str:
+    """"192.168.0.0/16: 100:6532 5663:12 100:555:107"."""
+    values = [f"{a}:{b}" for a, b in rule.standard] + [f"{a}:{b}:{c}" for a, b, c in rule.large]
+    return f"{rule.cidr}: {' '.join(values)}"
+
+
+def session_communities(spec: PeerSpec, rules: tuple[CommunityRule, ...]) -> list[str]:
+    """The prefixAdvertisement rules of the session's family (each applies to every
+    session: confd's apply_communities() is in every export filter)."""
+    return [community_text(r) for r in rules if r.family == spec.family]
+
+
+def session_dict(spec: PeerSpec, communities: tuple[CommunityRule, ...] = ()) -> dict[str, Any]:
     return {
         "name": spec.name,
         "address": spec.peer_address,
@@ -38,6 +58,10 @@ def session_dict(spec: PeerSpec) -> dict[str, Any]:
         "multihop": spec.multihop,
         "source_address": spec.source_address,
         "next_hop": next_hop_mode(spec),
+        "allow_local_as": spec.allow_local_as,
+        "add_path": add_path_mode(spec),
+        "filters": list(spec.filters),
+        "communities": session_communities(spec, communities),
         "restart_time": spec.max_restart_time,
         "keepalive_time": spec.keepalive_time,
         "hold_time": spec.hold_time,
@@ -84,7 +108,7 @@ def plan_dict(plan: PeeringPlan) -> dict[str, Any]:
         "listen_addresses": list(plan.listen_addresses),
         "rr_cluster_id": plan.rr_cluster_id,
         "mesh": plan.mesh_enabled,
-        "sessions": [session_dict(s) for s in plan.sessions],
+        "sessions": [session_dict(s, plan.communities) for s in plan.sessions],
         "blackholes": list(plan.blackholes),
         "advertised": [o.prefix for o in plan.originate],
         "export": export_rules(plan),
@@ -94,6 +118,14 @@ def plan_dict(plan: PeeringPlan) -> dict[str, Any]:
             for r in plan.kernel
         ],
         "static_routes": [{"prefix": r.prefix, "via": r.via} for r in plan.static_routes],
+        "communities": [
+            {"cidr": r.cidr, "family": r.family,
+             "standard": [f"{a}:{b}" for a, b in r.standard],
+             "large": [f"{a}:{b}:{c}" for a, b, c in r.large]}
+            for r in plan.communities
+        ],
+        "ignored_interfaces": list(plan.ignored_interfaces),
+        "log_severity": plan.log_severity,
         "notes": list(plan.notes),
     }
 
@@ -104,7 +136,7 @@ def _table(rows: list[list[str]]) -> list[str]:
             for r in rows]
 
 
-def _flags(spec: PeerSpec) -> str:
+def _flags(spec: PeerSpec, communities: tuple[CommunityRule, ...] = ()) -> str:
     flags: list[str] = []
     if spec.passive:
         flags.append("passive")
@@ -114,9 +146,15 @@ def _flags(spec: PeerSpec) -> str:
         flags.append(f"ttl-security({spec.multihop})")
     if spec.source_address:
         flags.append(f"source {spec.source_address}")
-    mode = next_hop_mode(spec)
-    if mode != "auto":
-        flags.append(f"next-hop-{mode}")
+    flags.append(f"next-hop-{next_hop_mode(spec)}")
+    if spec.allow_local_as:
+        flags.append(f"allow-local-as({spec.allow_local_as})")
+    flags.append(f"add-path({add_path_mode(spec)})")
+    if spec.filters:
+        flags.append(f"filters({' '.join(spec.filters)})")
+    texts = session_communities(spec, communities)
+    if texts:
+        flags.append(f"communities({'; '.join(texts)})")
     if spec.max_restart_time != 120:
         flags.append(f"restart {spec.max_restart_time}s")
     if spec.keepalive_time is not None:
@@ -132,7 +170,8 @@ def plan_text(plan: PeeringPlan) -> str:
     lines = [
         f"node {plan.node}: router id {plan.router_id}, AS {plan.local_as}, "
         f"listen port {plan.listen_port}"
-        + (f" on {', '.join(plan.listen_addresses)}" if plan.listen_addresses else ""),
+        + (f" on {', '.join(plan.listen_addresses)}" if plan.listen_addresses else "")
+        + f", log severity {plan.log_severity}",
     ]
     if plan.rr_cluster_id:
         lines.append(f"route reflector, cluster id {plan.rr_cluster_id} (not in the mesh)")
@@ -144,7 +183,7 @@ def plan_text(plan: PeeringPlan) -> str:
         head = [["NAME", "ADDRESS", "PORT", "AS", "LOCAL AS", "TYPE", "OPTIONS"]]
         lines += _table(head + [
             [s.name, s.peer_address, str(s.peer_port), str(s.peer_as), str(s.local_as),
-             s.type, _flags(s)]
+             s.type, _flags(s, plan.communities)]
             for s in plan.sessions
         ])
     lines.append("")
@@ -156,8 +195,16 @@ def plan_text(plan: PeeringPlan) -> str:
     lines.append(f"Blackholes ({len(plan.blackholes)}):")
     lines += [f"  {b}" for b in plan.blackholes]
     if plan.static_routes:
-        lines.append(f"Static routes ({len(plan.static_routes)}):")
+        lines.append(f"Static routes ({len(plan.static_routes)}, into the kernel):")
         lines += [f"  {r.prefix} via {r.via}" for r in plan.static_routes]
+    if plan.communities:
+        lines.append("Communities added on export (prefixAdvertisements, every session):")
+        lines += [f"  {community_text(r)}" for r in plan.communities]
+    if plan.ignored_interfaces:
+        lines.append(
+            "Ignored interfaces (routes through them neither learned nor advertised): "
+            + ", ".join(plan.ignored_interfaces)
+        )
     lines.append("Export:")
     rules = export_rules(plan)
     lines += _table([[r["cidr"], r["action"], r["reason"]] for r in rules]) if rules else []
@@ -182,4 +229,13 @@ def plan_text(plan: PeeringPlan) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["export_rules", "next_hop_mode", "plan_dict", "plan_text", "session_dict"]
+__all__ = [
+    "add_path_mode",
+    "community_text",
+    "export_rules",
+    "next_hop_mode",
+    "plan_dict",
+    "plan_text",
+    "session_communities",
+    "session_dict",
+]

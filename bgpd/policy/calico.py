@@ -12,7 +12,8 @@ bird_ipam.cfg, reference/calico.md 4.2, 4.3) as one pure policy.
   so routes learned from peers (or the kernel) outside the pools are never passed on.
 * Tunnel-device routes (`*.cali`, `*.calico`, and `tunl0` unless BIRD programs the IPIP
   routes itself) are not sent to iBGP peers; BPF-mode local routes (`bpf*.cali`) are sent to
-  nobody.
+  nobody; nor are routes through an interface that BGPConfiguration ignoredInterfaces names
+  (globs), which are not even learned.
 
 `ExportPolicy.decide()` names the rule that decided (`ExportRule`), for `bgpctl explain`.
 The Adj-RIB-Out asks per prefix, on the NLRI bytes: `nlri_check(family)` is the policy
@@ -134,6 +135,7 @@ class ExportRule(enum.Enum):
     DISABLED_POOL = "inside a pool with disableBGPExport"
     TUNNEL_TO_IBGP = "tunnel-interface route, not sent to iBGP peers"
     LOCAL_INTERFACE = "local-only interface route (bpf*.cali)"
+    IGNORED_INTERFACE = "route through an interface in ignoredInterfaces"
     BLOCK_AGGREGATE = "aggregate of a confirmed local block"
     ELEVATED_IN_BLOCK = "inside a local block with raised priority"
     INSIDE_LOCAL_BLOCK = "more specific than a confirmed local block (the aggregate covers it)"
@@ -182,7 +184,15 @@ class ExportPolicy:
     """calico_export_to_bgp_peers(internal_peer) for one node, as a pure decision."""
 
     __slots__ = (
-        "_aggregates", "_blocked", "_checks", "_exportable", "blocks", "pools", "tunnels"
+        "_aggregates",
+        "_blocked",
+        "_checks",
+        "_exportable",
+        "_ignored",
+        "blocks",
+        "ignored_interfaces",
+        "pools",
+        "tunnels",
     )
 
     def __init__(
@@ -190,10 +200,14 @@ class ExportPolicy:
         blocks: tuple[AffineBlock, ...],
         pools: tuple[PoolSpec, ...],
         tunnels: tuple[str, ...] = tunnel_ifaces(True),
+        *,
+        ignored_interfaces: tuple[str, ...] = (),
     ) -> None:
         self.blocks = blocks
         self.pools = pools
         self.tunnels = tunnels
+        self.ignored_interfaces = ignored_interfaces
+        self._ignored: dict[str, bool] = {}
         self._blocked = tuple(_key(net_of(p.cidr)) for p in pools if p.disable_bgp_export)
         self._exportable = tuple(_key(net_of(p.cidr)) for p in pools if not p.disable_bgp_export)
         # Only confirmed blocks aggregate; a pendingDeletion block is just another route.
@@ -250,10 +264,22 @@ class ExportPolicy:
 
     def iface_allows(self, ifname: str, internal_peer: bool) -> bool:
         """False when the interface rules reject a route through `ifname` (a tunnel device
-        towards an internal peer, a local-only device towards anyone). Otherwise the route
-        is decided by its prefix alone: every other rule rejects or accepts regardless."""
+        towards an internal peer, a local-only or ignored device towards anyone). Otherwise
+        the route is decided by its prefix alone: every other rule rejects or accepts
+        regardless."""
         tunnel, local = _iface_kinds(ifname, self.tunnels)
-        return not (local or (tunnel and internal_peer))
+        return not (local or (tunnel and internal_peer) or self.ignores(ifname))
+
+    def ignores(self, ifname: str) -> bool:
+        """Whether `ifname` matches one of BGPConfiguration's ignoredInterfaces globs."""
+        if not self.ignored_interfaces:
+            return False
+        hit = self._ignored.get(ifname)
+        if hit is None:
+            hit = self._ignored[ifname] = any(
+                fnmatch.fnmatchcase(ifname, g) for g in self.ignored_interfaces
+            )
+        return hit
 
     def _compile(self, version: int) -> NlriCheck:
         """The rules of `rule()` without an interface, on NLRI bytes.
@@ -346,6 +372,8 @@ class ExportPolicy:
                 return ExportRule.TUNNEL_TO_IBGP
             if local:
                 return ExportRule.LOCAL_INTERFACE
+            if self.ignores(ifname):
+                return ExportRule.IGNORED_INTERFACE
         for block in self._aggregates:
             if (version, addr, plen) == block:
                 return ExportRule.BLOCK_AGGREGATE

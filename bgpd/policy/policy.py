@@ -8,15 +8,18 @@ A `Policy` joins the rules that apply, in the order confd's bird.cfg runs them:
 - export: the protocol's rules and attribute changes (`reflection.py`: split horizon, route
   reflection, next hop, AS path; BIRD runs them before the export filter), the route's
   priority as LOCAL_PREF, the export rules of the peer's BGPFilters, then, for a route none of
-  them decides, Calico's export rules for this node (`calico.py`: pools, blocks, interfaces).
+  them decides, Calico's export rules for this node (`calico.py`: pools, blocks, interfaces)
+  with the communities of BGPConfiguration's prefixAdvertisements (`communities.py`: confd's
+  `apply_communities()` opens `calico_export_to_bgp_peers`, so a route a filter rule accepts
+  gets none).
 
 The Adj-RIB-Out does not call `evaluate` per route: it holds one `GroupExport` per update
 group, whose two halves are the same decision split by what they depend on — `allows`
 (asked per prefix: the prefix, the route's kind, interface and priority; compiled) returns
 falsy or a token naming how the route goes out (an accepting filter rule's operations, a
-kernel route's metric), and `export` (asked once per distinct attributes, source and token)
-makes the attributes to send. `evaluate` composes them for one peer, so `bgpctl explain` and
-the tests see exactly what the groups do.
+kernel route's metric, the prefixAdvertisements holding its prefix), and `export` (asked
+once per distinct attributes, source and token) makes the attributes to send. `evaluate`
+composes them for one peer, so `bgpctl explain` and the tests see exactly what the groups do.
 
 Priority (the prelude of every export filter confd writes, and the ipv4/ipv6NormalRoutePriority
 of BGPConfiguration): a route not learned from BGP goes out with LOCAL_PREF
@@ -43,6 +46,7 @@ from bgpd.policy.bgpfilter import (
     Operations,
 )
 from bgpd.policy.calico import ExportPolicy, accepting
+from bgpd.policy.communities import CommunityRule, CommunityRules
 from bgpd.policy.imports import ImportRules
 from bgpd.policy.reflection import export_attrs, may_export_to
 from bgpd.rib.adj_out import GroupKey
@@ -76,6 +80,9 @@ class PlanLike(Protocol):
 
     @property
     def normal_priority_v6(self) -> int: ...
+
+    @property
+    def communities(self) -> tuple[CommunityRule, ...]: ...
 
 IfnameOf = Callable[[Route], "str | None"]
 """The outgoing interface of a kernel-learned route (None when unknown or not one)."""
@@ -123,11 +130,13 @@ class PeerContext:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class ExportToken:
-    """How an allowed route goes out: with an accepting filter rule's `ops`, and a kernel
-    route's metric `krt` as its priority. Compared by identity (each group interns them)."""
+    """How an allowed route goes out: with an accepting filter rule's `ops`, a kernel
+    route's metric `krt` as its priority, and the communities of the prefixAdvertisements
+    `variant` names (a bit per rule). Compared by identity (each group interns them)."""
 
     ops: Operations | None
     krt: int | None
+    variant: int = 0
 
 
 PLAIN = ExportToken(None, None)
@@ -136,7 +145,16 @@ PLAIN = ExportToken(None, None)
 class GroupExport:
     """One update group's `OutboundPolicy` (see bgpd/rib/adj_out.py)."""
 
-    __slots__ = ("_tokens", "allows", "chains", "cluster_id", "key", "priority")
+    __slots__ = (
+        "_tokens",
+        "allows",
+        "chains",
+        "cluster_id",
+        "communities",
+        "key",
+        "priority",
+        "variant",
+    )
 
     def __init__(
         self,
@@ -149,6 +167,7 @@ class GroupExport:
         priority: RoutePriority | None = None,
         metric_of: MetricOf | None = None,
         next_hop_ifname: NextHopIfname | None = None,
+        communities: CommunityRules | None = None,
     ) -> None:
         self.key = key
         self.cluster_id = cluster_id
@@ -156,18 +175,22 @@ class GroupExport:
         self.chains: Mapping[Family, FilterChain] = {
             f: c for f, c in (chains or {}).items() if c
         }
-        self._tokens: dict[tuple[int, int | None], ExportToken] = {}
+        self._tokens: dict[tuple[int, int | None, int], ExportToken] = {}
+        self.communities = communities if communities else None
+        self.variant: Callable[[Route], int] | None = (
+            community_variant(communities) if communities else None
+        )
         self.allows: Callable[[Route], ExportToken | bool] = _allows(
             self, calico, ifname_of, metric_of, next_hop_ifname
         )
 
-    def token(self, ops: Operations | None, krt: int | None) -> ExportToken:
-        if ops is None and krt is None:
+    def token(self, ops: Operations | None, krt: int | None, variant: int = 0) -> ExportToken:
+        if ops is None and krt is None and not variant:
             return PLAIN
-        k = (id(ops), krt)
+        k = (id(ops), krt, variant)
         tok = self._tokens.get(k)
         if tok is None:
-            tok = self._tokens[k] = ExportToken(ops, krt)
+            tok = self._tokens[k] = ExportToken(ops, krt, variant)
         return tok
 
     def export(
@@ -184,6 +207,7 @@ class GroupExport:
             next_hop_self=key.next_hop_self,
             local_address=key.local_address(route.family),
             cache=None,
+            next_hop_keep=key.next_hop_keep,
         )
         tok = token if isinstance(token, ExportToken) else PLAIN
         if isinstance(route.source, LocalSource):
@@ -198,11 +222,25 @@ class GroupExport:
         if tok.ops is not None:
             attrs = tok.ops.apply(attrs.replace(local_pref=local_pref))
             local_pref = attrs.local_pref
+        if tok.variant and self.communities is not None:
+            attrs = self.communities.apply(attrs, tok.variant)
         if not key.ibgp:
             local_pref = None  # LOCAL_PREF never goes to an eBGP peer
         if attrs.local_pref != local_pref:
             attrs = attrs.replace(local_pref=local_pref)
         return cache.intern(attrs) if cache is not None else attrs
+
+
+def community_variant(rules: CommunityRules) -> Callable[[Route], int]:
+    """The prefixAdvertisement rules holding a route's prefix, as a bit per rule."""
+    v4 = rules.variant_of(Family.IPV4_UNICAST)
+    v6 = rules.variant_of(Family.IPV6_UNICAST)
+    ipv4 = Family.IPV4_UNICAST
+
+    def variant(route: Route) -> int:
+        return (v4 if route.family is ipv4 else v6)(route.prefix)
+
+    return variant
 
 
 def _allows(
@@ -223,6 +261,7 @@ def _allows(
     chains = group.chains
     priority = group.priority
     token = group.token
+    variant_of = group.variant
     v4 = Family.IPV4_UNICAST
     iface_allows = calico.iface_allows if calico is not None else None
 
@@ -303,7 +342,15 @@ def _allows(
                 return False
             if not (calico_allows(route, ifname) if elevated else check(route.prefix)):
                 return False
-        return PLAIN if krt is None else token(None, krt)
+        # Past the filters, on Calico's rules: apply_communities() opens them.
+        return token(None, krt, variant_of(route) if variant_of is not None else 0)
+
+    def calico_passed(route: Route) -> ExportToken:
+        """The token of a route Calico's compiled check let out (no metric known)."""
+        if variant_of is None:
+            return PLAIN
+        v = variant_of(route)
+        return token(None, None, v) if v else PLAIN
 
     if chains and metric_of is None and next_hop_ifname is None and calico is not None and all(
         st[3] is None or st[4] is not None for st in (st4, st6)
@@ -332,7 +379,7 @@ def _allows(
                 index = decide(route.prefix)
                 if index >= 0:
                     return out[index]  # type: ignore[no-any-return]
-            return PLAIN if check(route.prefix) else False
+            return calico_passed(route) if check(route.prefix) else False
 
         return prefix_rules
     if not chains and metric_of is None and next_hop_ifname is None and calico is not None:
@@ -352,7 +399,7 @@ def _allows(
                 lp = route.attrs.local_pref
                 if lp is not None and lp > (raised4 if four else raised6):
                     return allows(route)
-            return PLAIN if (check4 if four else check6)(route.prefix) else False
+            return calico_passed(route) if (check4 if four else check6)(route.prefix) else False
 
         return calico_only
     return allows
@@ -377,11 +424,13 @@ class Policy:
     in `GroupKey.policies` (export). A name with no filter is left out, as confd does (the
     planner notes it). `priority` is the normal route priority per family. Hooks:
     `ifname_of` and `metric_of` give a kernel route's interface and metric, `next_hop_ifname`
-    the interface towards a BGP route's next hop; each None when not known."""
+    the interface towards a BGP route's next hop; each None when not known. `communities` are
+    the prefixAdvertisements' rules."""
 
     __slots__ = (
         "_chains",
         "calico",
+        "communities",
         "filters",
         "ifname_of",
         "imports",
@@ -401,9 +450,11 @@ class Policy:
         priority: RoutePriority | None = None,
         metric_of: MetricOf | None = None,
         next_hop_ifname: NextHopIfname | None = None,
+        communities: tuple[CommunityRule, ...] = (),
     ) -> None:
         self.calico = calico
         self.ifname_of = ifname_of
+        self.communities = CommunityRules(communities)
         self.filters: Mapping[str, BGPFilter] = dict(filters or {})
         self.peer_filters: Mapping[str, tuple[str, ...]] = dict(peer_filters or {})
         self.priority = priority or RoutePriority()
@@ -432,6 +483,7 @@ class Policy:
             priority=RoutePriority(plan.normal_priority_v4, plan.normal_priority_v6),
             metric_of=metric_of,
             next_hop_ifname=next_hop_ifname,
+            communities=plan.communities,
         )
 
     def chain(
@@ -458,6 +510,7 @@ class Policy:
             None if calico is None else (calico.blocks, calico.pools, calico.tunnels),
             tuple(self.filters[n] for n in key.policies if n in self.filters),
             self.priority,
+            self.communities.rules,
         )
 
     # --- the RIB's ImportPolicy ---------------------------------------------------------
@@ -523,6 +576,7 @@ class Policy:
             priority=self.priority,
             metric_of=self.metric_of,
             next_hop_ifname=self.next_hop_ifname,
+            communities=self.communities,
         )
 
     # --- one route, one peer ------------------------------------------------------------

@@ -91,15 +91,18 @@ def export_attrs(
     next_hop_self: bool,
     local_address: bytes | None,
     cache: AttrCache | None = None,
+    next_hop_keep: bool = False,
 ) -> PathAttributes:
     """The attributes `route` is advertised with to `target` (interned in `cache` if given).
 
     `local_as` is the AS we present to the target; `local_address` our address for the
     route's family on that session (packed), used wherever the next hop is ourselves.
 
-    eBGP: our AS prepended, next hop self, LOCAL_PREF / ORIGINATOR_ID / CLUSTER_LIST
-    removed, MED kept only on routes we originate (a MED from another AS is not passed on,
-    RFC 4271 5.1.4; BIRD likewise drops it unless an export filter sets one).
+    eBGP: our AS prepended, next hop self (with `next_hop_keep`, BIRD's `next hop keep`, a
+    learned route keeps its next hop; ours still goes on what we originate, which has none),
+    LOCAL_PREF / ORIGINATOR_ID / CLUSTER_LIST removed, MED kept only on routes we originate
+    (a MED from another AS is not passed on, RFC 4271 5.1.4; BIRD likewise drops it unless an
+    export filter sets one).
     iBGP: local routes get next hop self and LOCAL_PREF (100 unless set); learned routes
     keep their next hop (its global part) unless `next_hop_self`, and get LOCAL_PREF 100
     when they have none;
@@ -110,7 +113,11 @@ def export_attrs(
     changes: dict[str, Any] = {}
     if not target.ibgp:
         changes["as_path"] = _prepend(attrs.as_path, local_as)
-        changes["next_hop"] = _need(local_address)
+        if next_hop_keep and isinstance(source, PeerInfo) and attrs.next_hop is not None:
+            if len(attrs.next_hop) == 32:
+                changes["next_hop"] = attrs.next_hop[:16]  # the link-local half is the link's
+        else:
+            changes["next_hop"] = _need(local_address)
         if attrs.local_pref is not None:
             changes["local_pref"] = None
         if attrs.originator_id is not None:

@@ -25,13 +25,23 @@ member has been sent exactly the group's Adj-RIB-Out minus the entries it is the
 Export policy lives in bgpd/policy: each group holds an `OutboundPolicy` made for its key by
 the `OutboundPolicies` given to the `AdjRibOut`. Per prefix, `allows(route)` says whether the
 route may go to the group at all (Calico's export rules, BGPFilter rules), as a token naming
-how (the filter rule that accepted it); per distinct (attributes, source, token) in a family,
-`export(route, cache, token)` applies the protocol's rules (split horizon, reflection) and
-the rule's operations and returns the attributes to send, or None. What is rejected is never
-advertised, and withdrawn if it was. When the policies change, `AdjRibOut.set_policies()`
-restages every best route of the groups whose policy changed, so the next flush sends exactly
-the difference; `regroup()` moves a live member to another group (a new list of filters)
-with the withdrawals it needs.
+how (the filter rule that accepted it, the communities its prefix gets); per distinct
+(attributes, source, token) in a family, `export(route, cache, token)` applies the protocol's
+rules (split horizon, reflection) and the token's changes and returns the attributes to send,
+or None. What is rejected is never advertised, and withdrawn if it was. When the policies
+change, `AdjRibOut.set_policies()` restages every best route of the groups whose policy
+changed, so the next flush sends exactly the difference; `regroup()` moves a live member to
+another group (a new list of filters) with the withdrawals it needs.
+
+ADD-PATH (RFC 7911): for a family whose members negotiated ADD-PATH send, the group
+advertises every path of a prefix that its policy lets out, not only the best, each under a
+path identifier of its own (`PathIds`: one per path source, the peer and the path id it sent,
+as BIRD numbers route sources), and withdraws each path by its identifier. Staged changes
+then only mark the prefix; the flush reads the prefix's current paths from the Loc-RIB
+(`PathSource`), so a change to a path that is not the best (which the Loc-RIB reports as a
+`BestChange` with `paths_only`) reaches these groups too. The table is then keyed by item
+(path identifier + prefix) instead of prefix, and everything else — buckets, split horizon,
+catch-up — works on items unchanged.
 
 A peer joining a group catches up from bytes the group has already encoded, shared with
 every peer joining around the same time (FRR's update subgroups catch up, then merge into
@@ -49,21 +59,20 @@ an encode per member.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from bgpd.rib.attrcache import AttrCache
 from bgpd.rib.route import PeerInfo, Route
-from bgpd.rib.table import BestChange
+from bgpd.rib.table import BestChange, Destination
 from bgpd.wire import encode_end_of_rib, pack_announcements, pack_withdrawals
 from bgpd.wire.attributes import PathAttributes
 from bgpd.wire.family import Family
 from bgpd.wire.options import CodecOptions
 
 ADD_PATH_ID = (1).to_bytes(4, "big")
-"""We advertise one path per prefix, always under this identifier when ADD-PATH send is on,
-so each announcement implicitly replaces the previous one."""
+"""The first path identifier `PathIds` hands out."""
 
 DUMP_SLICE = 2000
 """Prefixes per slice of an encoded snapshot (a joining member's catch-up)."""
@@ -81,8 +90,40 @@ _END_OF_RIB: Mapping[Family, Chunk] = {f: (encode_end_of_rib(f), 1) for f in Fam
 _Entry = tuple[PathAttributes, str]
 """An advertised prefix: exported attributes and the name of the route's source."""
 
-_Memo = dict[tuple[int, int, int], tuple[object, object, object, PathAttributes | None]]
+_Memo = dict[tuple[int, int, int], tuple[object, object, object, "PathAttributes | None"]]
 """Exports of one family by (attributes, source, token) ids, holding the three alive."""
+
+
+class PathSource(Protocol):
+    """Every path of the Loc-RIB, not only the best (bgpd/rib/table.py's LocRib)."""
+
+    def paths_of(self, family: Family, prefix: bytes) -> Sequence[Route]: ...
+
+    def table(self, family: Family) -> Mapping[bytes, Route | Destination]:
+        """The family's prefix -> only route or destination table (for a flush's many
+        lookups)."""
+        ...
+
+
+class PathIds:
+    """The ADD-PATH identifiers we advertise: one per path source (the peer or local source
+    and the path id it sent us), handed out in order from 1 and never changed while the
+    daemon runs, so every group and every member sees a path under the same identifier."""
+
+    __slots__ = ("_ids",)
+
+    def __init__(self) -> None:
+        self._ids: dict[tuple[str, int], bytes] = {}
+
+    def of(self, route: Route) -> bytes:
+        key = (route.source.name, route.path_id)
+        pid = self._ids.get(key)
+        if pid is None:
+            pid = self._ids[key] = (len(self._ids) + 1).to_bytes(4, "big")
+        return pid
+
+    def __len__(self) -> int:
+        return len(self._ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +134,8 @@ class GroupKey:
     hop of routes we originate and of next-hop-self; every family in `families` needs one.
     `policies` names the export policies applied on top of the protocol's rules (empty: the
     node's default export policy only), so peers with different policies never share bytes.
+    `next_hop_keep` passes learned routes' next hops on unchanged, eBGP included; routes we
+    originate always carry ours. The ADD-PATH send families are in `options`.
     """
 
     ibgp: bool
@@ -104,6 +147,9 @@ class GroupKey:
     options: CodecOptions
     families: frozenset[Family]
     policies: tuple[str, ...] = ()
+    # BIRD's `next hop keep`: a learned route's next hop is passed on even to eBGP peers
+    # (BGPPeer nextHopMode Keep / keepOriginalNextHop).
+    next_hop_keep: bool = False
 
     def __post_init__(self) -> None:
         for family in self.families:
@@ -121,18 +167,22 @@ class GroupKey:
         local_ipv6: bytes | None = None,
         next_hop_self: bool = False,
         policies: tuple[str, ...] = (),
+        next_hop_keep: bool = False,
     ) -> GroupKey:
-        # eBGP is always next-hop-self; folding the flag keeps such peers in one group.
+        # eBGP is next-hop-self unless told to keep; folding the flag keeps such peers in one
+        # group. Self wins over keep (the planner never sets both).
+        keep = next_hop_keep and not next_hop_self
         return cls(
             ibgp=peer.ibgp,
             rr_client=peer.rr_client,
             local_as=peer.local_as,
-            next_hop_self=next_hop_self or not peer.ibgp,
+            next_hop_self=next_hop_self or (not peer.ibgp and not keep),
             local_ipv4=local_ipv4,
             local_ipv6=local_ipv6,
             options=options,
             families=frozenset(families),
             policies=policies,
+            next_hop_keep=keep,
         )
 
     def local_address(self, family: Family) -> bytes | None:
@@ -226,19 +276,29 @@ class CatchUpLog:
 
 class UpdateGroup:
     __slots__ = (
+        "_by_prefix",
         "_by_source",
         "_log",
         "_out",
+        "_paths",
         "_pending",
         "_reading",
         "cache",
         "key",
         "live",
         "members",
+        "path_ids",
         "policy",
     )
 
-    def __init__(self, key: GroupKey, *, policy: OutboundPolicy) -> None:
+    def __init__(
+        self,
+        key: GroupKey,
+        *,
+        policy: OutboundPolicy,
+        paths: PathSource | None = None,
+        path_ids: PathIds | None = None,
+    ) -> None:
         self.key = key
         self.policy = policy
         # Every member, and those of them caught up (write-outs go to these directly).
@@ -249,9 +309,23 @@ class UpdateGroup:
         self._log: CatchUpLog | None = None
         self._reading: dict[str, tuple[CatchUpLog, object]] = {}
         self.cache = AttrCache()
+        # Per family: item -> entry, where an item is the prefix, or under ADD-PATH send the
+        # path identifier and the prefix.
         self._out: dict[Family, dict[bytes, _Entry]] = {f: {} for f in key.families}
         self._by_source: dict[Family, dict[str, int]] = {f: {} for f in key.families}
         self._pending: dict[Family, dict[bytes, Route | None]] = {f: {} for f in key.families}
+        # ADD-PATH send families: the items advertised per prefix; where every path comes
+        # from (without one, the best path alone is advertised); and the identifiers.
+        self._by_prefix: dict[Family, dict[bytes, list[bytes]]] = {
+            f: {} for f in key.families if f in key.options.add_path_send
+        }
+        self._paths = paths
+        self.path_ids = path_ids if path_ids is not None else PathIds()
+
+    @property
+    def all_paths(self) -> bool:
+        """True when some family advertises every path (ADD-PATH send)."""
+        return bool(self._by_prefix)
 
     # --- membership -------------------------------------------------------------------
 
@@ -290,7 +364,8 @@ class UpdateGroup:
         pending = self._pending.get(family)
         if pending is None:
             return
-        for prefix in self._out[family]:
+        by_prefix = self._by_prefix.get(family)
+        for prefix in self._out[family] if by_prefix is None else by_prefix:
             pending.setdefault(prefix, None)
         for route in routes:
             pending[route.prefix] = route
@@ -300,13 +375,22 @@ class UpdateGroup:
 
     def load(self, routes: Iterable[Route]) -> None:
         """Fill the Adj-RIB-Out from best routes without producing bytes: for a new group,
-        before its first member's initial dump."""
-        memo: _Memo = {}
+        before its first member's initial dump. (ADD-PATH send families take every path
+        from the path source, when there is one, instead.)"""
+        memos: dict[Family, _Memo] = {}
         allows = self.policy.allows
         for route in routes:
             family = route.family
             out = self._out.get(family)
             if out is None:
+                continue
+            memo = memos.get(family)
+            if memo is None:
+                memo = memos[family] = {}
+            if family in self._by_prefix:
+                # Every path of the prefix, not only this best one.
+                paths = self._paths.paths_of(family, route.prefix) if self._paths else (route,)
+                self._load_paths(family, paths, memo)
                 continue
             token = allows(route)
             desired = self._export(route, memo, token) if token else None
@@ -319,6 +403,27 @@ class UpdateGroup:
                 continue
             self._remember(out, counts, route.prefix, (desired, route.source.name), cur)
         self.cache.collect()
+
+    def _load_paths(
+        self,
+        family: Family,
+        routes: Iterable[Route],
+        memo: _Memo,
+    ) -> None:
+        out, counts, by_prefix = self._out[family], self._by_source[family], self._by_prefix[family]
+        allows = self.policy.allows
+        for route in routes:
+            token = allows(route)
+            if not token:
+                continue
+            desired = self._export(route, memo, token)
+            if desired is None:
+                continue
+            item = self.path_ids.of(route) + route.prefix
+            self._remember(out, counts, item, (desired, route.source.name), out.get(item))
+            items = by_prefix.setdefault(route.prefix, [])
+            if item not in items:
+                items.append(item)
 
     # --- bytes out --------------------------------------------------------------------
 
@@ -348,90 +453,93 @@ class UpdateGroup:
             memo: _Memo = {}
             items_out += len(pending)
             self._pending[family] = {}
-            out = self._out[family]
-            counts = self._by_source[family]
-            add_path = family in opts.add_path_send
             buckets: dict[int, tuple[PathAttributes, list[bytes]]] = {}
             withdrawn: list[bytes] = []
             fixes: dict[str, list[bytes]] = {}
-            # Consecutive prefixes mostly come from one UPDATE: same attributes, same source,
-            # so the same export and the same bucket as the previous one.
-            last_attrs: PathAttributes | None = None
-            last_source: object = None
-            last_token: object = None
-            last_desired: PathAttributes | None = None
-            last_bucket: PathAttributes | None = None
-            last_items: list[bytes] = []
-            # Runs of equal (attributes, source) share one entry tuple, and new entries take
-            # their attribute reference and source count once per run: settled before anything
-            # is released (a release must not see a count still owed: it could drop the cache
-            # entry) and at the end.
-            entry: _Entry = (_NO_ATTRS, "")
-            run = 0
-            for prefix, route in pending.items():
-                item = ADD_PATH_ID + prefix if add_path else prefix
-                desired = None
-                token = allows(route) if route is not None else None
-                if token:
-                    assert route is not None
-                    attrs = route.attrs
-                    source = route.source
-                    if attrs is last_attrs and source is last_source and token is last_token:
-                        desired = last_desired
-                    else:
-                        desired = export(route, memo, token)
-                        last_attrs, last_source, last_token = attrs, source, token
-                        last_desired = desired
-                cur = out.get(prefix)
-                if desired is None or route is None:
-                    if cur is not None:
+            if family in self._by_prefix:
+                self._flush_paths(
+                    family, pending, memo, sole, buckets, withdrawn, fixes
+                )
+            else:
+                out = self._out[family]
+                counts = self._by_source[family]
+                # Consecutive prefixes mostly come from one UPDATE: same attributes, same
+                # source, so the same export and the same bucket as the previous one.
+                last_attrs: PathAttributes | None = None
+                last_source: object = None
+                last_token: object = None
+                last_desired: PathAttributes | None = None
+                last_bucket: PathAttributes | None = None
+                last_items: list[bytes] = []
+                # Runs of equal (attributes, source) share one entry tuple, and new entries
+                # take their attribute reference and source count once per run: settled
+                # before anything is released (a release must not see a count still owed: it
+                # could drop the cache entry) and at the end.
+                entry: _Entry = (_NO_ATTRS, "")
+                run = 0
+                for prefix, route in pending.items():
+                    desired = None
+                    token = allows(route) if route is not None else None
+                    if token:
+                        assert route is not None
+                        attrs = route.attrs
+                        source = route.source
+                        if attrs is last_attrs and source is last_source and token is last_token:
+                            desired = last_desired
+                        else:
+                            desired = export(route, memo, token)
+                            last_attrs, last_source, last_token = attrs, source, token
+                            last_desired = desired
+                    cur = out.get(prefix)
+                    if desired is None or route is None:
+                        if cur is not None:
+                            if run:
+                                take(counts, entry, run)
+                                run = 0
+                            del out[prefix]
+                            forget(counts, cur)
+                            withdrawn.append(prefix)
+                        continue
+                    src = route.source.name
+                    if cur is not None and cur[0] is desired and cur[1] == src:
+                        continue  # already advertised exactly so
+                    if desired is not entry[0] or src != entry[1]:
                         if run:
                             take(counts, entry, run)
                             run = 0
-                        del out[prefix]
-                        forget(counts, cur)
-                        withdrawn.append(item)
-                    continue
-                src = route.source.name
-                if cur is not None and cur[0] is desired and cur[1] == src:
-                    continue  # already advertised exactly so
-                if desired is not entry[0] or src != entry[1]:
-                    if run:
-                        take(counts, entry, run)
+                        entry = (desired, src)
+                    out[prefix] = entry
+                    if cur is None:
+                        run += 1
+                    else:
+                        take(counts, entry, run + 1)
                         run = 0
-                    entry = (desired, src)
-                out[prefix] = entry
-                if cur is None:
-                    run += 1
-                else:
-                    take(counts, entry, run + 1)
-                    run = 0
-                    forget(counts, cur)
-                if src == sole:
-                    # The only member is the source: send it nothing, and take back what it
-                    # had from us for this prefix.
-                    if cur is not None and cur[1] != src:
-                        withdrawn.append(item)
-                    continue
-                if desired is last_bucket:
-                    last_items.append(item)
-                else:
-                    bucket = buckets.get(id(desired))
-                    if bucket is None:
-                        last_items = [item]
-                        buckets[id(desired)] = (desired, last_items)
+                        forget(counts, cur)
+                    if src == sole:
+                        # The only member is the source: send it nothing, and take back what
+                        # it had from us for this prefix.
+                        if cur is not None and cur[1] != src:
+                            withdrawn.append(prefix)
+                        continue
+                    if desired is last_bucket:
+                        last_items.append(prefix)
                     else:
-                        last_items = bucket[1]
-                        last_items.append(item)
-                    last_bucket = desired
-                if src in members:
-                    fix = fixes.get(src)
-                    if fix is None:
-                        fixes[src] = [item]
-                    else:
-                        fix.append(item)
-            if run:
-                take(counts, entry, run)
+                        bucket = buckets.get(id(desired))
+                        if bucket is None:
+                            last_items = [prefix]
+                            buckets[id(desired)] = (desired, last_items)
+                        else:
+                            last_items = bucket[1]
+                            last_items.append(prefix)
+                        last_bucket = desired
+                    if src in members:
+                        fix = fixes.get(src)
+                        if fix is None:
+                            fixes[src] = [prefix]
+                        else:
+                            fix.append(prefix)
+                if run:
+                    take(counts, entry, run)
             for name, items in fixes.items():
                 corrections.setdefault(name, {})[family] = items
             if members:
@@ -456,6 +564,170 @@ class UpdateGroup:
             for log in logs.values():
                 log.append(result, items_out)
         return result
+
+    def _flush_paths(
+        self,
+        family: Family,
+        pending: dict[bytes, Route | None],
+        memo: _Memo,
+        sole: str | None,
+        buckets: dict[int, tuple[PathAttributes, list[bytes]]],
+        withdrawn: list[bytes],
+        fixes: dict[str, list[bytes]],
+    ) -> None:
+        """An ADD-PATH send family's flush: per staged prefix, every path the policy lets
+        out is advertised under its own identifier, and each identifier advertised before
+        but no longer wanted is withdrawn."""
+        out = self._out[family]
+        counts = self._by_source[family]
+        by_prefix = self._by_prefix[family]
+        allows = self.policy.allows
+        export = self._export
+        take, forget = self._take, self._forget
+        ids = self.path_ids
+        members = self.members
+        source = self._paths
+        dests = source.table(family) if source is not None else None
+        # Consecutive prefixes mostly come from one UPDATE: one source, the same attributes,
+        # the same export and path id as the previous one.
+        last_attrs: PathAttributes | None = None
+        last_source: object = None
+        last_token: object = None
+        last_desired: PathAttributes | None = None
+        id_source: object = None
+        id_number = -1
+        last_id = b""
+
+        def add(item: bytes, entry: _Entry) -> None:
+            bucket = buckets.get(id(entry[0]))
+            if bucket is None:
+                buckets[id(entry[0])] = (entry[0], [item])
+            else:
+                bucket[1].append(item)
+            if entry[1] in members:
+                fix = fixes.get(entry[1])
+                if fix is None:
+                    fixes[entry[1]] = [item]
+                else:
+                    fix.append(item)
+
+        # New entries take their attribute references and source counts once per run of
+        # equal entries, settled before anything is released (see flush).
+        entry: _Entry = (_NO_ATTRS, "")
+        run = 0
+        last_bucket: PathAttributes | None = None
+        last_items: list[bytes] = []
+        for prefix, best in pending.items():
+            routes: Sequence[Route]
+            if dests is not None:
+                dest = dests.get(prefix)
+                routes = () if dest is None else (dest,) if isinstance(dest, Route) else dest.paths
+            else:
+                routes = () if best is None else (best,)
+            had = by_prefix.get(prefix)
+            if len(routes) == 1 and (had is None or len(had) == 1):
+                # One path now, at most one before: the common case, without the dicts.
+                route = routes[0]
+                desired = None
+                src = route.source
+                token = allows(route)
+                if token:
+                    attrs = route.attrs
+                    if attrs is last_attrs and src is last_source and token is last_token:
+                        desired = last_desired
+                    else:
+                        desired = export(route, memo, token)
+                        last_attrs, last_source, last_token = attrs, src, token
+                        last_desired = desired
+                if desired is None:
+                    if had is not None:
+                        if run:
+                            take(counts, entry, run)
+                            run = 0
+                        forget(counts, out.pop(had[0]))
+                        withdrawn.append(had[0])
+                        del by_prefix[prefix]
+                    continue
+                if src is not id_source or route.path_id != id_number:
+                    id_source, id_number, last_id = src, route.path_id, ids.of(route)
+                item = last_id + prefix
+                name = src.name
+                cur = None
+                if had is not None:
+                    if had[0] == item:
+                        cur = out[item]
+                        if cur[0] is desired and cur[1] == name:
+                            continue  # already advertised exactly so
+                    else:
+                        if run:
+                            take(counts, entry, run)
+                            run = 0
+                        forget(counts, out.pop(had[0]))
+                        withdrawn.append(had[0])
+                        had[0] = item
+                else:
+                    by_prefix[prefix] = [item]
+                if desired is not entry[0] or name != entry[1]:
+                    if run:
+                        take(counts, entry, run)
+                        run = 0
+                    entry = (desired, name)
+                out[item] = entry
+                if cur is None:
+                    run += 1
+                else:
+                    take(counts, entry, run + 1)
+                    run = 0
+                    forget(counts, cur)
+                if name == sole:
+                    continue  # the only member is the source: it gets nothing of its own
+                if desired is last_bucket:
+                    last_items.append(item)
+                else:
+                    bucket = buckets.get(id(desired))
+                    if bucket is None:
+                        last_items = [item]
+                        buckets[id(desired)] = (desired, last_items)
+                    else:
+                        last_items = bucket[1]
+                        last_items.append(item)
+                    last_bucket = desired
+                if name in members:
+                    fix = fixes.get(name)
+                    if fix is None:
+                        fixes[name] = [item]
+                    else:
+                        fix.append(item)
+                continue
+            if run:
+                take(counts, entry, run)
+                run = 0
+            last_bucket = None
+            wanted: dict[bytes, _Entry] = {}
+            for route in routes:
+                token = allows(route)
+                if not token:
+                    continue
+                exported = export(route, memo, token)
+                if exported is not None:
+                    wanted[ids.of(route) + prefix] = (exported, route.source.name)
+            for item in had or ():
+                if item not in wanted:
+                    forget(counts, out.pop(item))
+                    withdrawn.append(item)
+            for item, entry in wanted.items():
+                cur = out.get(item)
+                if cur is not None and cur[0] is entry[0] and cur[1] == entry[1]:
+                    continue  # already advertised exactly so
+                self._remember(out, counts, item, entry, cur)
+                if entry[1] != sole:
+                    add(item, entry)
+            if wanted:
+                by_prefix[prefix] = list(wanted)
+            elif had is not None:
+                del by_prefix[prefix]
+        if run:
+            take(counts, entry, run)
 
     def catch_up(self, member: str, slice_size: int = DUMP_SLICE) -> Iterator[Chunk]:
         """What member `member` (just added, or asking for the table again) must be sent,
@@ -502,14 +774,12 @@ class UpdateGroup:
             out = self._out.get(family)
             if not out:
                 continue
-            add_path = family in opts.add_path_send
             keys = list(out)
             items += len(keys)
             for start in range(0, len(keys), slice_size):
                 buckets: dict[int, tuple[PathAttributes, list[bytes]]] = {}
-                for prefix in keys[start : start + slice_size]:
-                    attrs = out[prefix][0]
-                    item = ADD_PATH_ID + prefix if add_path else prefix
+                for item in keys[start : start + slice_size]:
+                    attrs = out[item][0]
                     bucket = buckets.get(id(attrs))
                     if bucket is None:
                         buckets[id(attrs)] = (attrs, [item])
@@ -530,33 +800,51 @@ class UpdateGroup:
         for family, out in self._out.items():
             if not self._by_source[family].get(member):
                 continue
-            add_path = family in opts.add_path_send
-            items = [
-                ADD_PATH_ID + prefix if add_path else prefix
-                for prefix, entry in out.items()
-                if entry[1] == member
-            ]
+            items = [item for item, entry in out.items() if entry[1] == member]
             messages.extend(pack_withdrawals(family, items, opts))
         return (b"".join(messages), len(messages)) if messages else None
 
     # --- queries ----------------------------------------------------------------------
 
+    def _prefix(self, family: Family, item: bytes) -> bytes:
+        return item[4:] if family in self._by_prefix else item
+
     def advertised(self, family: Family, member: str | None = None) -> dict[bytes, PathAttributes]:
-        """What the group (or one member of it) has been sent: prefix -> attributes."""
+        """What the group (or one member of it) has been sent: prefix -> attributes (under
+        ADD-PATH send, one of the prefix's paths; `entries` gives them all)."""
         out = self._out.get(family, {})
-        return {p: e[0] for p, e in out.items() if e[1] != member}
+        return {self._prefix(family, p): e[0] for p, e in out.items() if e[1] != member}
+
+    def items_sent(self, family: Family, member: str) -> list[bytes]:
+        """The items (prefixes; path id + prefix under ADD-PATH send) `member` was sent."""
+        return [i for i, (_, source) in self._out.get(family, {}).items() if source != member]
 
     def entries(
         self, family: Family, member: str | None = None
     ) -> Iterator[tuple[bytes, PathAttributes, str]]:
-        """(prefix, exported attributes, source name) of what `member` has been sent."""
-        for prefix, (attrs, source) in self._out.get(family, {}).items():
+        """(prefix, exported attributes, source name) of what `member` has been sent; under
+        ADD-PATH send, once per path."""
+        for item, (attrs, source) in self._out.get(family, {}).items():
             if source != member:
-                yield prefix, attrs, source
+                yield self._prefix(family, item), attrs, source
 
     def advertised_entry(self, family: Family, prefix: bytes) -> tuple[PathAttributes, str] | None:
-        """What the group holds for `prefix`: (exported attributes, source name)."""
-        return self._out.get(family, {}).get(prefix)
+        """What the group holds for `prefix`: (exported attributes, source name); under
+        ADD-PATH send, the first of its paths."""
+        by_prefix = self._by_prefix.get(family)
+        if by_prefix is None:
+            return self._out.get(family, {}).get(prefix)
+        items = by_prefix.get(prefix)
+        return self._out[family][items[0]] if items else None
+
+    def advertised_paths(self, family: Family, prefix: bytes) -> list[tuple[int, _Entry]]:
+        """Under ADD-PATH send: (path identifier, entry) of each path of `prefix` sent."""
+        by_prefix = self._by_prefix.get(family)
+        if by_prefix is None:
+            entry = self._out.get(family, {}).get(prefix)
+            return [] if entry is None else [(0, entry)]
+        out = self._out[family]
+        return [(int.from_bytes(i[:4], "big"), out[i]) for i in by_prefix.get(prefix, ())]
 
     def advertised_count(self, member: str, family: Family | None = None) -> int:
         families = self.key.families if family is None else {family} & self.key.families
@@ -580,14 +868,14 @@ class UpdateGroup:
         self,
         out: dict[bytes, _Entry],
         counts: dict[str, int],
-        prefix: bytes,
+        item: bytes,
         entry: _Entry,
         cur: _Entry | None,
     ) -> None:
-        """Store `entry` for `prefix` in a family's table `out` (replacing `cur`); `counts`
+        """Store `entry` for `item` in a family's table `out` (replacing `cur`); `counts`
         is the same family's per-source tally."""
         self._take(counts, entry, 1)
-        out[prefix] = entry
+        out[item] = entry
         if cur is not None:
             self._forget(counts, cur)
 
@@ -615,13 +903,21 @@ class UpdateGroup:
 class AdjRibOut:
     """All update groups; peers join when their session is established and leave when it
     ends. A group is made on its first member's join (filled from the Loc-RIB) and dropped
-    with its last."""
+    with its last. `paths` gives every path of the Loc-RIB to the groups that advertise them
+    all (ADD-PATH send); without it they advertise the best path only."""
 
-    __slots__ = ("_by_member", "cluster_id", "groups", "policies")
+    __slots__ = ("_by_member", "cluster_id", "groups", "path_ids", "paths", "policies")
 
-    def __init__(self, cluster_id: int, policies: OutboundPolicies) -> None:
+    def __init__(
+        self,
+        cluster_id: int,
+        policies: OutboundPolicies,
+        paths: PathSource | None = None,
+    ) -> None:
         self.cluster_id = cluster_id
         self.policies = policies
+        self.paths = paths
+        self.path_ids = PathIds()
         self.groups: dict[GroupKey, UpdateGroup] = {}
         self._by_member: dict[str, UpdateGroup] = {}
 
@@ -634,7 +930,10 @@ class AdjRibOut:
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = UpdateGroup(
-                key, policy=self.policies.for_group(key, self.cluster_id)
+                key,
+                policy=self.policies.for_group(key, self.cluster_id),
+                paths=self.paths,
+                path_ids=self.path_ids,
             )
             for family in Family:
                 if family in key.families:
@@ -653,7 +952,7 @@ class AdjRibOut:
         old = self._by_member.get(peer.name)
         sent: dict[Family, list[bytes]] = {}
         if old is not None:
-            sent = {f: [p for p, _, _ in old.entries(f, peer.name)] for f in old.key.families}
+            sent = {f: old.items_sent(f, peer.name) for f in old.key.families}
         group = self.join(peer, key, best)
         return group, self._regrouped(group, peer.name, sent)
 
@@ -661,16 +960,15 @@ class AdjRibOut:
         self, group: UpdateGroup, name: str, sent: Mapping[Family, list[bytes]]
     ) -> Iterator[Chunk]:
         # Decided when the catch-up starts, against the table it starts from: nothing can be
-        # written out to the group in between.
+        # written out to the group in between. Items (path id + prefix under ADD-PATH send)
+        # are the same in both groups: one PathIds serves them all.
         opts = group.key.options
         messages: list[bytes] = []
-        for family, prefixes in sent.items():
+        for family, items in sent.items():
             held = group._out.get(family, {})
-            gone = [p for p in prefixes if p not in held or held[p][1] == name]
+            gone = [i for i in items if i not in held or held[i][1] == name]
             if gone:
-                add_path = family in opts.add_path_send
-                items = [ADD_PATH_ID + p if add_path else p for p in gone]
-                messages.extend(pack_withdrawals(family, items, opts))
+                messages.extend(pack_withdrawals(family, gone, opts))
         if messages:
             yield b"".join(messages), len(messages)
         yield from group.catch_up(name)
@@ -714,10 +1012,17 @@ class AdjRibOut:
 
     def stage(self, changes: Iterable[BestChange]) -> None:
         # Group by group rather than change by change: each group's staging is independent
-        # and the last change per prefix still wins in each.
+        # and the last change per prefix still wins in each. A change to a path that is not
+        # the best matters only to the groups that advertise every path.
         batch = changes if isinstance(changes, (list, tuple)) else list(changes)
+        best_only: list[BestChange] | None = None
         for group in self.groups.values():
-            group.stage_all(batch)
+            if group.all_paths:
+                group.stage_all(batch)
+                continue
+            if best_only is None:
+                best_only = [c for c in batch if not c.paths_only]
+            group.stage_all(best_only)
 
     def flush(self) -> list[tuple[UpdateGroup, GroupFlush]]:
         """Each group's output for this tick (groups with nothing to send left out)."""

@@ -40,7 +40,9 @@ class PeerInfo:
     decision step. `router_id` is the BGP Identifier from its OPEN, as an int. `local_as` is
     the AS we present on this session (Calico's `localASNumber` may differ from the node's).
     `ibgp` is derived: the session is internal when both ends are in one AS. `rr_client`
-    marks the neighbour as our route-reflector client (RFC 4456).
+    marks the neighbour as our route-reflector client (RFC 4456). `allow_local_as` is how
+    many times our AS may appear in the AS_PATH of a route it sends (BIRD's `allow local as`)
+    before the route counts as a loop.
     """
 
     name: str
@@ -49,6 +51,7 @@ class PeerInfo:
     router_id: int
     local_as: int
     rr_client: bool = False
+    allow_local_as: int = 0
     ibgp: bool = field(init=False)
 
     def __post_init__(self) -> None:

@@ -18,7 +18,9 @@ from bgpd.wire.family import Family
 class BestChange:
     """The best path for `prefix` moved from `old` to `new` (either may be None), or only its
     multipath set changed (then `old` and `new` carry the same path). `reason` is the step
-    that chose `new`. `multipath` is the next hops of the new multipath set, sorted."""
+    that chose `new`. `multipath` is the next hops of the new multipath set, sorted.
+    `paths_only`: neither changed, another of the prefix's paths did (what matters to those
+    who advertise every path, ADD-PATH send; the FIB and best-path groups skip it)."""
 
     family: Family
     prefix: bytes
@@ -27,6 +29,7 @@ class BestChange:
     reason: BestPathReason | None
     multipath_changed: bool
     multipath: tuple[bytes, ...] = ()
+    paths_only: bool = False
 
     # One per changed prefix: slot setters instead of the generated frozen __init__.
     def __init__(
@@ -38,6 +41,7 @@ class BestChange:
         reason: BestPathReason | None,
         multipath_changed: bool,
         multipath: tuple[bytes, ...] = (),
+        paths_only: bool = False,
     ) -> None:
         _SET_FAMILY(self, family)
         _SET_PREFIX(self, prefix)
@@ -46,13 +50,33 @@ class BestChange:
         _SET_REASON(self, reason)
         _SET_MP_CHANGED(self, multipath_changed)
         _SET_MULTIPATH(self, multipath)
+        _SET_PATHS_ONLY(self, paths_only)
 
 
-_SET_FAMILY, _SET_PREFIX, _SET_OLD, _SET_NEW, _SET_REASON, _SET_MP_CHANGED, _SET_MULTIPATH = (
+(
+    _SET_FAMILY,
+    _SET_PREFIX,
+    _SET_OLD,
+    _SET_NEW,
+    _SET_REASON,
+    _SET_MP_CHANGED,
+    _SET_MULTIPATH,
+    _SET_PATHS_ONLY,
+) = (
     BestChange.__dict__[name].__set__
-    for name in ("family", "prefix", "old", "new", "reason", "multipath_changed", "multipath")
+    for name in (
+        "family",
+        "prefix",
+        "old",
+        "new",
+        "reason",
+        "multipath_changed",
+        "multipath",
+        "paths_only",
+    )
 )
 _ONLY_PATH = BestPathReason.ONLY_PATH
+_NO_PATHS: list[Route] = []
 
 
 def _same_path(a: Route | None, b: Route | None) -> bool:
@@ -103,9 +127,11 @@ class Destination:
         i = self._index(route.source.name, route.path_id)
         if i < 0:
             self.paths.append(route)
-        else:
-            self.paths[i] = route
-        return self._recompute()
+            return self._recompute()
+        same = _same_path(self.paths[i], route)
+        self.paths[i] = route
+        # The same path again (a repeat, a stale one refreshed) is no change of the path set.
+        return self._recompute(paths_changed=not same)
 
     def withdraw(self, source_name: str, path_id: int = 0) -> BestChange | None:
         i = self._index(source_name, path_id)
@@ -132,7 +158,7 @@ class Destination:
     def ranked(self) -> list[Route]:
         return ranked(self.paths)
 
-    def _recompute(self) -> BestChange | None:
+    def _recompute(self, paths_changed: bool = True) -> BestChange | None:
         old = self.best
         old_multipath = self.multipath
         if not self.paths:
@@ -152,7 +178,12 @@ class Destination:
         self.best, self.reason, self.multipath = new, reason, multipath
         multipath_changed = multipath != old_multipath
         if _same_path(old, new) and not multipath_changed:
-            return None
+            if not paths_changed:
+                return None
+            # Another path came, went or changed: the best stands.
+            return BestChange(
+                self.family, self.prefix, old, new, reason, False, multipath, paths_only=True
+            )
         return BestChange(self.family, self.prefix, old, new, reason, multipath_changed, multipath)
 
     def __len__(self) -> int:
@@ -259,6 +290,14 @@ class LocRib:
     def best(self, family: Family, prefix: bytes) -> Route | None:
         cur = self._tables[family].get(prefix)
         return cur if cur is None or isinstance(cur, Route) else cur.best
+
+    def paths_of(self, family: Family, prefix: bytes) -> list[Route]:
+        """Every path of the prefix, in arrival order (empty when there is none); do not
+        change the list."""
+        dest = self._tables[family].get(prefix)
+        if dest is None:
+            return _NO_PATHS
+        return [dest] if isinstance(dest, Route) else dest.paths
 
     def iter_best(self, family: Family) -> Iterator[Route]:
         """Best routes of a family. Do not change the table while iterating."""

@@ -101,7 +101,8 @@ class Speaker:
         self.export_policy = plan.calico_export()
         self.policy = self._policy_for(plan)
         self.rib = Rib(plan.local_as, self.router_id, cluster, imports=self.policy)
-        self.adj_out = AdjRibOut(self.rib.cluster_id, self.policy)
+        # ADD-PATH send groups read every path of a prefix from the Loc-RIB.
+        self.adj_out = AdjRibOut(self.rib.cluster_id, self.policy, paths=self.rib.loc)
         self.peers: dict[str, PeerState] = {}
         self._by_address: dict[str, PeerState] = {}
         self.inbound: InboundQueue[PeerState] = InboundQueue()
@@ -267,6 +268,7 @@ class Speaker:
             router_id=neg.peer_id,
             local_as=spec.local_as,
             rr_client=spec.rr_client,
+            allow_local_as=spec.allow_local_as,
         )
         # A restarting peer is back: its stale routes wait for End-of-RIB.
         self.helper.back(spec.name)
@@ -283,6 +285,7 @@ class Speaker:
             local_ipv6=local.get(Family.IPV6_UNICAST),
             next_hop_self=spec.next_hop_self,
             policies=spec.filters,
+            next_hop_keep=spec.keep_original_next_hop,
         )
         if self.restarting is not None and self.restarting.established(
             spec.name, neg.families
@@ -412,7 +415,7 @@ class Speaker:
         for note in plan.notes:
             if note not in old.notes:
                 self._log("warning", "plan note", note=note)
-        if (plan.blocks, plan.pools, plan.felix_ipip) != (old.blocks, old.pools, old.felix_ipip):
+        if _calico_inputs(plan) != _calico_inputs(old):
             self.export_policy = plan.calico_export()
         policy = self._policy_for(plan)
         before = self.policy
@@ -471,7 +474,8 @@ class Speaker:
         if not changes:
             return
         self.adj_out.stage(changes)
-        self._fib.extend(changes)
+        # A change of a path that is not the best is nothing to the FIB.
+        self._fib.extend(c for c in changes if not c.paths_only)
         self._dirty = True
 
     def write_out(self, now: float) -> int:
@@ -507,13 +511,21 @@ class Speaker:
             )
 
 
+def _calico_inputs(plan: PeeringPlan) -> tuple[object, ...]:
+    """What Calico's export rules for the node (`plan.calico_export()`) are made of."""
+    return (plan.blocks, plan.pools, plan.felix_ipip, plan.ignored_interfaces)
+
+
 def _policy_inputs(plan: PeeringPlan, calico: ExportPolicy | None) -> tuple[object, ...]:
     """What the routing policy is made of, to tell whether a new plan changes it."""
     return (
-        None if calico is None else (calico.blocks, calico.pools, calico.tunnels),
+        None
+        if calico is None
+        else (calico.blocks, calico.pools, calico.tunnels, calico.ignored_interfaces),
         plan.filters,
         tuple((s.name, s.filters) for s in plan.sessions if s.filters),
         (plan.normal_priority_v4, plan.normal_priority_v6),
+        plan.communities,
     )
 
 

@@ -59,6 +59,8 @@ class NodeStatus:
 def to_document(status: DaemonStatus, *, now: float, period: int) -> dict[str, Any]:
     by_family: dict[str, list[dict[str, Any]]] = {"ipv4": [], "ipv6": []}
     for p in status.peers:
+        if p.type not in _PEER_TYPES:
+            continue  # Local_Workload_ sessions: not in Calico's status either
         by_family[p.family].append(
             {
                 "peerIP": p.address,

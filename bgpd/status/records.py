@@ -16,8 +16,11 @@ from bgpd.status.codec import INLINE
 # RFC 4271 section 8.2.2 state names, as BIRD prints them.
 BGP_STATES = ("Idle", "Connect", "Active", "OpenSent", "OpenConfirm", "Established")
 
-# Calico's peer types (calicoctl maps BIRD's Mesh_/Global_/Node_ name prefixes to these).
-PEER_TYPES = ("node-to-node mesh", "global", "node specific")
+# Calico's peer types (calicoctl maps BIRD's Mesh_/Global_/Node_ name prefixes to these),
+# and the sessions with this node's own workloads (Local_Workload_*), which calicoctl node
+# status, CalicoNodeStatus and calico-node's readiness leave out.
+PEER_TYPES = ("node-to-node mesh", "global", "node specific", "local workload")
+CALICO_PEER_TYPES = PEER_TYPES[:3]
 
 FAMILIES = ("ipv4", "ipv6")
 
@@ -171,6 +174,12 @@ class ProtocolDetail:
     otherwise); `configured_hold_time` is what we offer in OPEN. `families` are the negotiated
     address families. Counters are messages since the daemon made the session. In JSON the
     peer's keys sit beside these (INLINE): one flat object per session.
+
+    The session's export settings: `next_hop` ("self", "keep" or "auto"), `allow_local_as`
+    (BIRD's `allow local as`), `add_path` what we offer ("rx/tx" or "off") and
+    `add_path_rx` / `add_path_tx` the families it was negotiated for (receive / send),
+    `filters` the BGPFilters named, `communities` the prefixAdvertisement rules its exports
+    get ("192.168.0.0/16: 100:6532").
     """
 
     peer: PeerStatus = field(metadata=INLINE)
@@ -185,6 +194,13 @@ class ProtocolDetail:
     messages_sent: int
     updates_received: int
     updates_sent: int
+    next_hop: str = "auto"
+    allow_local_as: int = 0
+    add_path: str = "off"
+    add_path_rx: list[str] = field(default_factory=list)
+    add_path_tx: list[str] = field(default_factory=list)
+    filters: list[str] = field(default_factory=list)
+    communities: list[str] = field(default_factory=list)
 
 
 def bird_error(info: str) -> str:

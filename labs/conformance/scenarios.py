@@ -111,10 +111,60 @@ class Planned:
     step_meta: dict[str, Any]
 
 
+# The workloads a scenario needs: Calico's confd test writes felix's endpoint status by hand
+# (pod1 at 192.168.162.134 for test-global-peer-with-filter, pod2 at .136 for
+# test-node-peer-with-filter); here they are WorkloadEndpoints and bgpd picks the BGPPeer
+# as felix would (the first by name among those selecting the endpoint). Both BGPPeers
+# select app == 'calico-bird-0', so felix would give both pods to the first; pod2 is
+# labelled for the node peer alone, whose selector `INPUT_CHANGES` widens to match it.
+WORKLOADS: dict[str, list[dict[str, Any]]] = {
+    "explicit_peering/local_bgp_peer": [
+        {
+            "kind": "WorkloadEndpoint",
+            "apiVersion": "projectcalico.org/v3",
+            "metadata": {
+                "name": "kube--master-k8s-pod1-eth0",
+                "namespace": "default",
+                "labels": {"app": "calico-bird-0"},
+            },
+            "spec": {
+                "node": "kube-master",
+                "ipNetworks": ["192.168.162.134/32", "fd00:10:244:0:586d:4461:e980:a284/128"],
+            },
+        },
+        {
+            "kind": "WorkloadEndpoint",
+            "apiVersion": "projectcalico.org/v3",
+            "metadata": {
+                "name": "kube--master-k8s-pod2-eth0",
+                "namespace": "default",
+                "labels": {"app": "calico-bird-1"},
+            },
+            "spec": {
+                "node": "kube-master",
+                "ipNetworks": ["192.168.162.136/32", "fd00:10:244:0:586d:4461:e980:a286/128"],
+            },
+        },
+    ],
+}
+INPUT_CHANGES: dict[str, dict[tuple[str, str], dict[str, Any]]] = {
+    "explicit_peering/local_bgp_peer": {
+        ("BGPPeer", "test-node-peer-with-filter"): {
+            "localWorkloadSelector": "app in {'calico-bird-0', 'calico-bird-1'}"
+        },
+    },
+}
+
+
 def plan_for(name: str, step: int) -> Planned:
     assert CORPUS is not None
     scenario = next(s for s in scenarios() if s["name"] == name)
     docs = [d for d in read_documents((CORPUS / scenario["input"]).read_text()) if d]
+    docs += WORKLOADS.get(name, [])
+    for d in docs:
+        change = INPUT_CHANGES.get(name, {}).get((d["kind"], d["metadata"]["name"]))
+        if change:
+            d["spec"] = {**d.get("spec", {}), **change}
     last: list[Any] = [None]
     for st in steps(scenario)[: step + 1]:
         docs = apply_change(docs, st.get("change", "none"), last)

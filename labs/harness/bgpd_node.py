@@ -112,10 +112,13 @@ class Bgpd:
         secrets: dict[str, dict[str, str]] | None = None,
         datastore: str | None = None,
         env: dict[str, str] | None = None,
+        log_level: str | None = "debug",
     ) -> None:
         """`datastore` (sqlite://, etcd:// or https://) replaces the resource file: `docs`
         are then left for the test to write there (e.g. with `bgpctl apply`). `env` is added
-        to the daemon's environment (calico-node's ETCD_* variables, say)."""
+        to the daemon's environment (calico-node's ETCD_* variables, say). `log_level` None
+        gives no --log-level: BGPConfiguration logSeverityScreen decides."""
+        self.log_level = log_level
         self.node = node
         self.env = env
         self.datastore = datastore
@@ -152,8 +155,7 @@ class Bgpd:
             *(("--datastore", datastore) if datastore else ()),
             "--control-socket",
             str(self.socket),
-            "--log-level",
-            "debug",
+            *(("--log-level", self.log_level) if self.log_level else ()),
             *self.extra_args,
         ]
         if self.secrets_dir is not None:

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,7 +53,7 @@ def peer(
 
 
 def detail(
-    p: PeerStatus, *, neighbor_id: str | None = None, source: str | None = None
+    p: PeerStatus, *, neighbor_id: str | None = None, source: str | None = None, **more: Any
 ) -> ProtocolDetail:
     up = p.bgp_state == "Established"
     return ProtocolDetail(
@@ -68,6 +69,7 @@ def detail(
         messages_sent=40 if up else 2,
         updates_received=5 if up else 0,
         updates_sent=4 if up else 0,
+        **more,
     )
 
 
@@ -77,7 +79,9 @@ DETAILS = [
     detail(peer("Mesh_10_0_0_4", "10.0.0.4", "Idle", passive=True)),
     detail(
         peer("Global_10_0_0_254", "10.0.0.254", "Established", peer_as=65000, type_="global"),
-        neighbor_id="10.0.0.254", source="10.0.0.1",
+        neighbor_id="10.0.0.254", source="10.0.0.1", next_hop="keep", allow_local_as=1,
+        add_path="rx/tx", add_path_rx=["ipv4"], filters=["only-pods"],
+        communities=["192.168.0.0/16: 65000:100 65000:1:2"],
     ),
     detail(peer("Mesh_fd00__2", "fd00::2", "OpenSent", family="ipv6")),
 ]

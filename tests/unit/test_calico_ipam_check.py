@@ -149,3 +149,21 @@ def test_reading_workloads_and_attrs() -> None:
     with pytest.raises(ValueError):
         read_workload(json.dumps({"kind": "Node"}))
     assert format_attrs(None, {}, {"vmi-name": "v"}) == "Main:<none> Extra: Alternate:vmi-name=v"
+
+
+def test_every_tunnel_address_of_a_node_counts_as_in_use() -> None:
+    from calico.ipam_check import node_addresses
+
+    node = Node(
+        "n3",
+        bgp=NodeBGP(ipv4_ipip_tunnel_addr="10.0.0.20"),
+        ipv4_vxlan_tunnel_addr="10.0.0.21",
+        ipv6_vxlan_tunnel_addr="fd00::21",
+        wireguard_ipv4_address="10.0.0.22",
+        wireguard_ipv6_address="fd00::22",
+    )
+    assert sorted(node_addresses(node)) == sorted(
+        ["10.0.0.20", "10.0.0.21", "fd00::21", "10.0.0.22", "fd00::22"]
+    )
+    r = check(view(), POOLS, (node,), ())
+    assert r.node_ips == 5

@@ -85,7 +85,7 @@ def test_resource_values_named_by_their_key_unknown_fields_ignored() -> None:
     assert isinstance(pool, IPPool)
     assert (pool.name, pool.block_size, pool.node_selector) == ("default-ipv4-ippool", 26, "all()")
     assert decode(keys.handle_key("h"), b'{"block":{}}') is None
-    assert decode(keys.resource_key("WorkloadEndpoint", "w", "ns"), b"{}") is None
+    assert decode(keys.resource_key("StagedNetworkPolicy", "w", "ns"), b"{}") is None
     with pytest.raises(ResourceError):
         decode(key, b"{broken")
 

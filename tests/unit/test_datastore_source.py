@@ -81,3 +81,27 @@ def test_load_of_a_bad_file_raises(tmp_path: Path) -> None:
     path.write_text("kind: [unclosed\n")
     with pytest.raises(ResourceError, match=r"cluster\.yaml"):
         asyncio.run(FileSource(str(path)).load())
+
+
+def test_a_node_s_state_keeps_only_its_own_workload_endpoints() -> None:
+    """bgpd peers with local workloads only: another node's pods change no Snapshot."""
+    from calico import keys
+    from calico.codec import encode
+    from calico.model import WorkloadEndpoint
+    from calico.store.kv import EventType, KeyValue, WatchEvent
+    from calico.watch import SnapshotState, watched_prefixes
+
+    assert keys.kind_prefix("WorkloadEndpoint") in watched_prefixes("n1")
+    mine = WorkloadEndpoint("w1", "ns", "n1", ip_networks=("10.0.0.1/32",))
+    theirs = WorkloadEndpoint("w2", "ns", "n2", ip_networks=("10.0.0.2/32",))
+    items = [KeyValue(*encode(w), 1, 1, 1) for w in (mine, theirs)]
+    state = SnapshotState(node="n1")
+    assert state.reset(items, 1) == []
+    before = state.snapshot()
+    assert before.workloads_of("n1") == (mine,) and not before.workloads_of("n2")
+    key, value = encode(theirs)
+    state.apply([WatchEvent(EventType.PUT, key, value, 2)])
+    assert state.snapshot().by_kind == before.by_kind
+    everyone = SnapshotState()
+    everyone.reset(items, 1)
+    assert len(everyone.snapshot().workload_endpoints) == 2

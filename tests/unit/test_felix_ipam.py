@@ -471,3 +471,16 @@ def test_view_reuses_only_unchanged_blocks() -> None:
     mem.release_handle("h2")
     mem.apply(plan_release_affinity(mem.view(), "node1", cidr))
     assert build_view(items(), block_cache=cache).blocks == {} and cache == {}
+
+
+def test_manual_pools_are_used_only_when_asked_for() -> None:
+    from calico.model import IPPool
+
+    pools = (
+        IPPool("auto", "10.1.0.0/24"),
+        IPPool("manual", "10.2.0.0/24", assignment_mode="Manual"),
+    )
+    assert [p.name for p in select_pools(pools, {}, 4, "Workload")] == ["auto"]
+    assert [p.name for p in select_pools(pools, {}, 4, "Workload", ["10.2.0.0/24"])] == [
+        "manual"
+    ]

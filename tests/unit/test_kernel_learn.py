@@ -119,3 +119,25 @@ def test_pool_changes_and_resync() -> None:
         ("192.168.1.7/32", "cali1234567890a"),
     ]
     assert {lr_.prefix for lr_ in lr.learned.values()} == {"192.168.1.6/32", "192.168.1.7/32"}
+
+
+def test_ignored_interfaces_keep_routes_out_of_learning() -> None:
+    """BGPConfiguration ignoredInterfaces: routes through a matching interface are not
+    learned (even a workload's), and come back when the glob no longer matches."""
+    lr = learner()
+    lr.route_added(RTPROT_BOOT, r("192.168.1.5/32"))
+    lr.route_added(RTPROT_BOOT, r("192.168.9.0/26", ETH, "192.168.9.1"))
+    assert prefixes(lr.set_ignored(["eth*"])) == [("192.168.9.0/26", None)]
+    assert lr.set_ignored(["eth*"]) == []  # the same again
+    # While ignored, a new route through the interface is not learned either.
+    assert lr.route_added(RTPROT_BOOT, r("192.168.9.64/26", ETH, "192.168.9.1")) == []
+    got = prefixes(lr.set_ignored(["cali1234567890a"]))
+    assert sorted(got) == [
+        ("192.168.1.5/32", None),
+        ("192.168.9.0/26", "eth0"),
+        ("192.168.9.64/26", "eth0"),
+    ]
+    # From the start (the daemon sets them before its first dump).
+    fresh = KernelLearner(["192.168.0.0/16"], ignored=["cali*"])
+    fresh.link_changed(CALI, "cali1234567890a")
+    assert fresh.route_added(RTPROT_BOOT, r("192.168.1.6/32")) == []

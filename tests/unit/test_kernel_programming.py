@@ -195,3 +195,33 @@ def test_kernel_refusal_is_explained() -> None:
     ks.fib.record_failures([RouteFailure(op, 101, "Nexthop has invalid gateway")])
     family, nlri = prefix_to_nlri("10.99.2.0/24")
     assert ks.fib_state(family, nlri) == (False, "kernel refused add: Nexthop has invalid gateway")
+
+
+def test_static_routes_outrank_bgp_and_go_with_the_plan() -> None:
+    """BGPPeer reachableBy: `route 10.99.9.9/32 via 172.20.0.1` is installed, ahead of a BGP
+    route to the same prefix (BIRD's static 200 over BGP 100), and removed when the plan
+    drops it; the BGP route then takes its place."""
+    ks = sync()
+    ks.set_static_routes([("10.99.9.9/32", "172.20.0.1")])
+    static = KernelRoute(AF_INET, packed("10.99.9.9"), 32, (Nexthop(packed("172.20.0.1")),))
+    assert ks.fib.desired(key("10.99.9.9/32")) == static
+    assert [(o.kind.value, o.route) for o in ks.fib.take_ops()] == [("add", static)]
+    ks.best_changed(best("10.99.9.9/32", "172.20.0.5"))
+    assert ks.fib.desired(key("10.99.9.9/32")) == static
+    assert ks.fib.take_ops() == []
+    family, nlri = prefix_to_nlri("10.99.9.9/32")
+    ks.fib.adopt({static.key: static})  # as if the add had been applied
+    assert ks.fib_state(family, nlri) == (
+        True,
+        "static route via 172.20.0.1 (a peer's reachableBy)",
+    )
+    ks.set_static_routes([("10.99.9.9/32", "172.20.0.1")])  # the same again: nothing to do
+    assert ks.fib.take_ops() == []
+    ks.set_static_routes([])
+    bgp = ks.fib.desired(key("10.99.9.9/32"))
+    assert bgp is not None and bgp.nexthops[0].gateway == packed("172.20.0.5")
+    ks.best_changed(gone("10.99.9.9/32"))
+    assert ks.fib.desired(key("10.99.9.9/32")) is None
+    ks.set_static_routes([("10.99.8.0/24", "172.20.0.1")])
+    ks.set_static_routes([])
+    assert ks.fib.desired(key("10.99.8.0/24")) is None

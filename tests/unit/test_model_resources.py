@@ -19,6 +19,7 @@ from calico.model import (
     IPPool,
     Node,
     SecretKeyRef,
+    WorkloadEndpoint,
     parse_as_number,
     parse_duration,
     split_peer_ip,
@@ -48,6 +49,30 @@ def error(kind: str, name: str, spec: dict[str, Any], **meta: Any) -> str:
 
 
 # --- BGPConfiguration ---------------------------------------------------------------------
+
+
+def test_bgp_configuration_local_workload_peering_and_log_severity() -> None:
+    c = read(
+        "BGPConfiguration",
+        "default",
+        {
+            "localWorkloadPeeringIPV4": "169.254.0.179",
+            "localWorkloadPeeringIPV6": "fd12:3456:789a::1",
+            "logSeverityScreen": "debug",
+        },
+    )
+    assert (c.local_workload_peering_ipv4, c.local_workload_peering_ipv6) == (
+        "169.254.0.179",
+        "fd12:3456:789a::1",
+    )
+    assert c.log_severity_screen == "Debug"  # any case, as Calico's validation
+    assert read("BGPConfiguration", "default").log_severity_screen is None
+    assert "is not one of" in error("BGPConfiguration", "default", {"logSeverityScreen": "Loud"})
+    assert "IPv4 address" in error(
+        "BGPConfiguration", "default", {"localWorkloadPeeringIPV4": "fd00::1"}
+    )
+    key, value = encode(c)
+    assert decode(key, value) == c
 
 
 def test_bgp_configuration_defaults() -> None:
@@ -601,6 +626,28 @@ def test_felix_configuration() -> None:
 
 
 # --- documents ----------------------------------------------------------------------------
+
+
+def test_workload_endpoint() -> None:
+    w = read(
+        "WorkloadEndpoint",
+        "node1-k8s-bird-eth0",
+        {"node": "node1", "ipNetworks": ["192.168.1.5/32", "fd10::5/128"], "pod": "bird"},
+        namespace="child",
+        labels={"app": "bird"},
+    )
+    assert w == WorkloadEndpoint(
+        "node1-k8s-bird-eth0", "child", "node1", {"app": "bird"}, ("192.168.1.5/32", "fd10::5/128")
+    )
+    assert w.qualified_name == "child/node1-k8s-bird-eth0"
+    assert (w.addresses(4), w.addresses(6)) == (("192.168.1.5",), ("fd10::5",))
+    key, value = encode(w)
+    assert key == (
+        "/calico/resources/v3/projectcalico.org/workloadendpoints/child/node1-k8s-bird-eth0"
+    )
+    assert decode(key, value) == w
+    assert read("WorkloadEndpoint", "w").namespace == "default"
+    assert "is not a CIDR" in error("WorkloadEndpoint", "w", {"ipNetworks": ["nope"]})
 
 
 def test_ignored_and_unknown_kinds() -> None:

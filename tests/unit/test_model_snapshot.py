@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from calico import Snapshot
-from calico.model import BGPConfiguration, BGPPeer, BlockAffinity, IPPool, Node
+from calico.model import (
+    BGPConfiguration,
+    BGPPeer,
+    BlockAffinity,
+    IPPool,
+    Node,
+    WorkloadEndpoint,
+)
 
 
 def test_of_and_lookup() -> None:
@@ -68,3 +75,13 @@ def test_affinities_of() -> None:
     )
     assert [a.name for a in snap.affinities_of("n1")] == ["a", "b", "c"]
     assert [a.name for a in snap.affinities_of("n2")] == ["d"]
+
+
+def test_workload_endpoints_are_kept_per_namespace() -> None:
+    a = WorkloadEndpoint("w", "ns-a", "n1", ip_networks=("10.0.0.1/32",))
+    b = WorkloadEndpoint("w", "ns-b", "n1", ip_networks=("10.0.0.2/32",))
+    c = WorkloadEndpoint("x", "ns-a", "n2")
+    snap = Snapshot.of([b, c, a])
+    assert sorted(snap.workload_endpoints) == ["ns-a/w", "ns-a/x", "ns-b/w"]
+    assert snap.workloads_of("n1") == (a, b)
+    assert snap.without("WorkloadEndpoint", "ns-a/w").workloads_of("n1") == (b,)

@@ -9,7 +9,16 @@ from typing import Any
 import pytest
 import yaml
 
-from bgpd.plan import GLOBAL, MESH, NODE_SPECIFIC, PeeringPlan, PeerSpec, PlanError, compute
+from bgpd.plan import (
+    GLOBAL,
+    LOCAL_WORKLOAD,
+    MESH,
+    NODE_SPECIFIC,
+    PeeringPlan,
+    PeerSpec,
+    PlanError,
+    compute,
+)
 from bgpd.plan.peering import hash_router_id
 from calico import Snapshot, load_file, load_text
 from calico.model import SecretKeyRef
@@ -431,12 +440,101 @@ def test_peering_of_a_family_this_node_lacks() -> None:
     assert "no ipv6 address on this node: skipping peering with fd00::9" in plan.notes
 
 
-def test_local_workload_peers_are_noted() -> None:
+def wep(
+    name: str, node: str, *ips: str, namespace: str = "default", **labels: str
+) -> dict[str, Any]:
+    doc = res("WorkloadEndpoint", name, {"node": node, "ipNetworks": list(ips)}, labels=labels)
+    doc["metadata"]["namespace"] = namespace
+    return doc
+
+
+NO_MESH_LW = res(
+    "BGPConfiguration",
+    "default",
+    {
+        "nodeToNodeMeshEnabled": False,
+        "localWorkloadPeeringIPV4": "169.254.0.179",
+        "localWorkloadPeeringIPV6": "fd12::179",
+    },
+)
+
+
+def test_local_workload_peers_are_passive_sessions_per_workload_address() -> None:
     plan = compute(
-        snap(NO_MESH, *THREE, peer("lw", localWorkloadSelector="app == 'x'", asNumber=65000)), "n1"
+        snap(
+            NO_MESH_LW,
+            node("n1", "10.0.0.1/24", "fd00::1/64"),
+            node("n2", "10.0.0.2/24"),
+            peer("lw", localWorkloadSelector="app == 'bird'", asNumber=65401, localASNumber=65002),
+            wep("n1-k8s-bird-eth0", "n1", "192.168.1.5/32", "fd10::5/128", app="bird"),
+            wep("n1-k8s-web-eth0", "n1", "192.168.1.6/32", app="web"),
+            wep("n2-k8s-bird-eth0", "n2", "192.168.2.5/32", app="bird"),  # another node's
+        ),
+        "n1",
+    )
+    assert names(plan) == ["Local_Workload_192_168_1_5", "Local_Workload_fd10__5"]
+    v4, v6 = plan.sessions
+    assert v4 == PeerSpec(
+        name="Local_Workload_192_168_1_5",
+        peer_address="192.168.1.5",
+        peer_port=179,
+        peer_as=65401,
+        local_as=65002,
+        type=LOCAL_WORKLOAD,
+        family="ipv4",
+        passive=True,
+        source_address="169.254.0.179",
+        bgp_peer="lw",
+    )
+    assert (v6.family, v6.source_address, v6.passive) == ("ipv6", "fd12::179", True)
+    # Felix's half (the address on the workload's interface) is not done: said, not silent.
+    assert plan.notes == tuple(
+        f"localWorkloadPeeringIPV{v} {a}: pybgpd's felix does not put it on workloads' "
+        f"host-side interfaces yet; add it to each selected workload's (ip addr add {a}/{n} "
+        "dev cali...)"
+        for v, a, n in ((4, "169.254.0.179", 32), (6, "fd12::179", 128))
+    )
+
+
+def test_local_workload_peer_scope_and_first_peer_by_name() -> None:
+    docs = [
+        NO_MESH,
+        node("n1", "10.0.0.1/24", labels={"rack": "a"}),
+        node("n2", "10.0.0.2/24"),
+        # Both select the workload; the first by name wins (felix's rule).
+        peer("b-wide", localWorkloadSelector="has(bgp)", asNumber=65001),
+        peer("a-red", localWorkloadSelector="color == 'red'", asNumber=65002),
+        # Selects the node by label; another names the other node.
+        peer("c-rack", localWorkloadSelector="color == 'blue'", nodeSelector="rack == 'a'",
+             asNumber=65003),
+        peer("d-n2", localWorkloadSelector="has(bgp)", node="n2", asNumber=65004),
+        wep("red", "n1", "192.168.1.1/32", color="red", bgp="yes"),
+        wep("blue", "n1", "192.168.1.2/32", color="blue"),
+        wep("plain", "n1", "192.168.1.3/32", bgp="yes"),
+    ]
+    plan = compute(snap(*docs), "n1")
+    got = {s.peer_address: (s.bgp_peer, s.peer_as, s.source_address) for s in plan.sessions}
+    assert got == {
+        "192.168.1.1": ("a-red", 65002, None),  # no localWorkloadPeeringIPV4
+        "192.168.1.2": ("c-rack", 65003, None),
+        "192.168.1.3": ("b-wide", 65001, None),
+    }
+    # The same workloads, other node labels: c-rack no longer applies here.
+    docs[1] = node("n1", "10.0.0.1/24")
+    plan = compute(snap(*docs), "n1")
+    assert "192.168.1.2" not in {s.peer_address for s in plan.sessions}
+
+
+def test_local_workload_peer_without_as_number_is_noted() -> None:
+    plan = compute(
+        snap(NO_MESH, *THREE, peer("lw", localWorkloadSelector="app == 'x'"),
+             wep("w", "n1", "192.168.1.5/32", app="x")),
+        "n1",
     )
     assert plan.sessions == ()
-    assert plan.notes == ("BGPPeer 'lw': localWorkloadSelector peers are not supported",)
+    assert plan.notes == (
+        "BGPPeer 'lw': localWorkloadSelector needs asNumber (the workloads' AS); no sessions",
+    )
 
 
 def test_two_sessions_to_one_peer_keep_the_first() -> None:

@@ -21,7 +21,16 @@ CLUSTER = """\
 apiVersion: projectcalico.org/v3
 kind: BGPConfiguration
 metadata: {name: default}
-spec: {nodeToNodeMeshEnabled: false, asNumber: 64512, programClusterRoutes: Enabled}
+spec:
+  nodeToNodeMeshEnabled: false
+  asNumber: 64512
+  programClusterRoutes: Enabled
+  logSeverityScreen: Warning
+  ignoredInterfaces: [eth9, "veth*"]
+  communities: [{name: site, value: "65000:100"}]
+  prefixAdvertisements:
+  - {cidr: 192.168.0.0/16, communities: [site, "65000:1:2"]}
+  serviceClusterIPs: [{cidr: 10.96.0.0/12}]
 ---
 apiVersion: projectcalico.org/v3
 kind: Node
@@ -58,6 +67,9 @@ spec:
   maxRestartTime: 30s
   keepaliveTime: 10s
   password: {secretKeyRef: {name: bgp-secrets, key: tor}}
+  numAllowedLocalASNumbers: 1
+  reachableBy: 10.0.0.250
+  filters: [only-pods]
 ---
 apiVersion: projectcalico.org/v3
 kind: IPPool
@@ -128,6 +140,14 @@ def test_json_holds_the_fields_the_issue_lists() -> None:
     assert (tor["type"], tor["port"], tor["as"], tor["next_hop"]) == (
         "global", 1179, 65001, "keep"
     )
+    assert (tor["allow_local_as"], tor["add_path"], tor["filters"]) == (1, "rx/tx", ["only-pods"])
+    assert tor["communities"] == ["192.168.0.0/16: 65000:100 65000:1:2"]
+    assert data["static_routes"] == [{"prefix": "10.0.0.254/32", "via": "10.0.0.250"}]
+    assert data["log_severity"] == "Warning"
+    assert data["ignored_interfaces"] == ["eth9", "veth*"]
+    # Nothing shown as if it were in force: what is not applied is a note.
+    assert any("BGPFilter 'only-pods' does not exist" in n for n in data["notes"])
+    assert any("serviceClusterIPs not advertised" in n for n in data["notes"])
     assert (tor["ttl_security"], tor["restart_time"], tor["keepalive_time"]) == (True, 30, 10)
     assert tor["password_set"] is True and tor["source_address"] is None
     rr = next(s for s in data["sessions"] if s["address"] == "10.0.0.1")

@@ -237,8 +237,11 @@ def test_local_routes_win_and_can_be_withdrawn() -> None:
     )
     assert rib.originate(V4, prefix, PathAttributes()) == []  # same again: no change
     assert [r.prefix for r in rib.local_routes(V4)] == [prefix]
-    # A kernel route for the same prefix is a candidate but ranks below our own.
-    assert rib.originate(V4, prefix, PathAttributes(), source=KERNEL) == []
+    # A kernel route for the same prefix is a candidate but ranks below our own: a change of
+    # the path set only.
+    assert [c.paths_only for c in rib.originate(V4, prefix, PathAttributes(), source=KERNEL)] == [
+        True
+    ]
     assert [r.source for r in rib.paths(V4, prefix)] == [LOCAL, KERNEL, IBGP]
     (ch,) = rib.withdraw_local(V4, prefix)
     assert ch.new is not None and ch.new.source is KERNEL

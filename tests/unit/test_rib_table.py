@@ -34,12 +34,15 @@ def test_first_path_is_best_as_only_path() -> None:
     assert d.best is r and d.multipath == (NH_A,)
 
 
-def test_better_path_replaces_best_worse_path_changes_nothing() -> None:
+def test_better_path_replaces_best_worse_path_changes_not_the_best() -> None:
     d = Destination(V4, P1)
     a = route(A, NH_A, (65001, 1))
     d.update(a)
     worse = route(C, NH_C, (7, 8, 1))
-    assert d.update(worse) is None
+    # Only the path set changed: for those who advertise every path (ADD-PATH send).
+    ch = d.update(worse)
+    assert ch is not None and ch.paths_only and ch.old is a and ch.new is a
+    assert not ch.multipath_changed
     better = route(B, NH_B, (65002,))
     ch = d.update(better)
     assert ch is not None
@@ -76,7 +79,8 @@ def test_withdrawals() -> None:
     b = route(B, NH_B, (65002, 5))
     d.update(a)
     d.update(b)
-    assert d.withdraw("b") is None  # not the best; the multipath set was just {a}
+    ch = d.withdraw("b")  # not the best; the multipath set was just {a}
+    assert ch is not None and ch.paths_only and ch.new is a
     assert d.withdraw("nobody") is None
     d.update(b)
     ch = d.withdraw("a")

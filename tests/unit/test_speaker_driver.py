@@ -67,7 +67,8 @@ def pump(tmp_path: Path) -> SpeakerDriver:
 def established(pump: SpeakerDriver) -> list[object]:
     settings = pump.speaker.peers[PEER].settings
     local = build_open(settings)
-    remote = build_open(replace(settings))
+    # Updates below carry no path ids: the peer offers no ADD-PATH.
+    remote = build_open(replace(settings, add_path=()))
     neg = negotiate(settings, local, remote)
     return [
         StateChanged(PEER, State.OPEN_CONFIRM, State.ESTABLISHED),

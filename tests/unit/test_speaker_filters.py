@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 from bgpd_pair import _docs
-from test_speaker import PEER, V4, caught_up, drain, speaker_for, up
+from test_speaker import PEER, V4, caught_up, drain, up
+from test_speaker import speaker_for as _speaker_for
 
 from bgpd.plan.peering import PeeringPlan, compute
 from bgpd.session.events import UpdateReceived
@@ -32,6 +33,12 @@ def base(tmp_path: Path) -> PeeringPlan:
     path = tmp_path / "calico.yaml"
     path.write_text(yaml.safe_dump_all(_docs(179, {"node1": BLOCK})))
     return compute(load_file(str(path)), "node1", {})
+
+
+def speaker_for(plan: PeeringPlan) -> Speaker:
+    # Without ADD-PATH (Calico's `add paths on` for mesh sessions): the UPDATEs written here
+    # carry plain prefixes.
+    return _speaker_for(plan, add_path=())
 
 
 def nlri(p: str) -> bytes:

@@ -85,13 +85,14 @@ any_record = st.sampled_from(RECORDS).flatmap(record_strategy)
 
 def json_keys(cls: type) -> list[tuple[str, Any, Any]]:
     """(key, hint, default or MISSING) of each key of cls's JSON object, inline records' keys
-    in their place. (No record has a default_factory.)"""
+    in their place (a default_factory's value as the default)."""
     hints = typing.get_type_hints(cls)
     out: list[tuple[str, Any, Any]] = []
     for f in dataclasses.fields(cls):
-        assert f.default_factory is dataclasses.MISSING
         if f.metadata == INLINE:
             out.extend(json_keys(hints[f.name]))
+        elif f.default_factory is not dataclasses.MISSING:
+            out.append((f.name, hints[f.name], f.default_factory()))
         else:
             out.append((f.name, hints[f.name], f.default))
     return out

@@ -62,7 +62,9 @@ class Neighbor:
 
     `families` defaults to the family of `address` (4 or 6); give (4, 6) for one multiprotocol
     session carrying both. `extra` is appended verbatim to this neighbour's configuration (BIRD
-    protocol block, FRR `router bgp` block, GoBGP `[[neighbors]]` table).
+    protocol block, FRR `router bgp` block, GoBGP `[[neighbors]]` table); `af_extra` inside
+    each of its address families (BIRD channel block, FRR `address-family` block: `add paths
+    rx;`, `neighbor X addpath-tx-all-paths`), for BIRD and FRR only.
     """
 
     address: str
@@ -77,6 +79,7 @@ class Neighbor:
     multihop: int | None = None
     graceful_restart: bool = False
     extra: str = ""
+    af_extra: str = ""
 
     @property
     def afs(self) -> tuple[int, ...]:

@@ -90,7 +90,8 @@ class BirdPeer(Peer):
             if n.graceful_restart:
                 body.append("graceful restart on;")
             for family in n.afs:
-                body.append(f"ipv{family} {{ import all; export filter bgp_out; }};")
+                more = f" {n.af_extra}" if n.af_extra else ""
+                body.append(f"ipv{family} {{ import all; export filter bgp_out;{more} }};")
             if n.extra:
                 body.append(n.extra)
             inner = textwrap.indent("\n".join(body), "  ")

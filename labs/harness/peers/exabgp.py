@@ -95,6 +95,8 @@ class ExabgpPeer(Peer):
                 )
                 if routes:
                     body.append(f"announce {{ ipv{family} {{{routes} }} }}")
+            if n.af_extra:
+                raise LabError(f"{self}: af_extra is for BIRD and FRR only")
             if n.extra:
                 body.append(n.extra)
             inner = textwrap.indent("\n".join(body), "  ")

@@ -89,6 +89,8 @@ class FrrPeer(Peer):
                     lines.append(f"  neighbor {n.address} activate")
                     if n.rr_client:
                         lines.append(f"  neighbor {n.address} route-reflector-client")
+                    if n.af_extra:
+                        lines += [f"  {x}" for x in n.af_extra.splitlines()]
             lines.append(" exit-address-family")
         lines.append("exit")
         if self.extra:

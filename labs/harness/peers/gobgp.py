@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from ..lab import LabError
 from .base import (
     CONNECT_RETRY,
     Peer,
@@ -93,6 +94,8 @@ class GobgpPeer(Peer):
                         "    [neighbors.afi-safis.mp-graceful-restart.config]",
                         "      enabled = true",
                     ]
+            if n.af_extra:
+                raise LabError(f"{self}: af_extra is for BIRD and FRR only")
             if n.extra:
                 out.append(n.extra)
         if self.extra:
