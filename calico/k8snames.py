@@ -12,6 +12,7 @@ reference read as the file NAME/KEY under a secrets directory cannot leave it.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 MAX_NAME_LENGTH = 253
 
@@ -47,3 +48,12 @@ def secret_key_problem(key: str) -> str | None:
             f"{key!r} is not a Kubernetes secret key (letters, digits, '-', '_' and '.' only)"
         )
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class SecretKeyRef:
+    """A Kubernetes secret reference (passwords are only ever given this way). `name` and
+    `key` follow the rules above, checked when the resource is read."""
+
+    name: str
+    key: str

@@ -14,7 +14,6 @@ them, e.g. for the mesh's passive end.
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
 import types
 from collections.abc import Callable, Mapping
@@ -22,27 +21,47 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from calico import policy as pol
-from calico import selector
+from calico.bgpfilter import FILTER_ACCEPT as FILTER_ACCEPT
+from calico.bgpfilter import FILTER_ACTIONS as FILTER_ACTIONS
+from calico.bgpfilter import FILTER_REJECT as FILTER_REJECT
+from calico.bgpfilter import MATCH_EQUAL as MATCH_EQUAL
+from calico.bgpfilter import MATCH_IN as MATCH_IN
+from calico.bgpfilter import MATCH_NOT_EQUAL as MATCH_NOT_EQUAL
+from calico.bgpfilter import MATCH_NOT_IN as MATCH_NOT_IN
+from calico.bgpfilter import MATCH_OPERATORS as MATCH_OPERATORS
+from calico.bgpfilter import MAX_FILTER_OPERATIONS as MAX_FILTER_OPERATIONS
+from calico.bgpfilter import MAX_PRIORITY as MAX_PRIORITY
+from calico.bgpfilter import PEER_TYPE_EBGP as PEER_TYPE_EBGP
+from calico.bgpfilter import PEER_TYPE_IBGP as PEER_TYPE_IBGP
+from calico.bgpfilter import SOURCE_REMOTE_PEERS as SOURCE_REMOTE_PEERS
+from calico.bgpfilter import BGPFilter as BGPFilter
+from calico.bgpfilter import FilterOperation as FilterOperation
+from calico.bgpfilter import FilterRule as FilterRule
+from calico.bgpfilter import read_bgp_filter
 from calico.errors import ResourceError, describe
 from calico.ipam import AFFINITY_CONFIRMED as AFFINITY_CONFIRMED
 from calico.ipam import AFFINITY_PENDING as AFFINITY_PENDING
 from calico.ipam import AFFINITY_PENDING_DELETION as AFFINITY_PENDING_DELETION
 from calico.ipam import Affinity, Block, RecordError
-from calico.k8snames import secret_key_problem, secret_name_problem
+from calico.k8snames import SecretKeyRef as SecretKeyRef
 from calico.policy import (
-    EntityRule,
     GlobalNetworkPolicy,
     GlobalNetworkSet,
-    ICMPMatch,
     NetworkPolicy,
     NetworkSet,
-    Port,
     Profile,
-    Protocol,
-    Rule,
-    ServiceAccountMatch,
     Tier,
 )
+from calico.policy_read import (
+    read_global_network_policy,
+    read_global_network_set,
+    read_network_policy,
+    read_network_set,
+    read_profile,
+    read_tier,
+)
+from calico.reader import NO_LABELS, Reader, address_part, network_part, parse_duration, read_labels
+from calico.reader import parse_as_number as parse_as_number
 
 API_VERSION = "projectcalico.org/v3"
 
@@ -96,22 +115,14 @@ IGNORED_KINDS = frozenset(
     }
 )
 
-_EMPTY: Mapping[str, str] = types.MappingProxyType({})
 
 _R = TypeVar("_R")
 
 
 def _no_labels() -> Mapping[str, str]:
-    return _EMPTY
+    return NO_LABELS
 
 
-@dataclass(frozen=True, slots=True)
-class SecretKeyRef:
-    """A Kubernetes secret reference (passwords are only ever given this way). `name` and
-    `key` follow Kubernetes' rules (calico.k8snames), checked when the resource is read."""
-
-    name: str
-    key: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,20 +258,20 @@ class Node:
     @property
     def ipv4(self) -> str | None:
         """ip_addr_v4: the address part of spec.bgp.ipv4Address."""
-        return _address_part(self.bgp.ipv4_address if self.bgp else None)
+        return address_part(self.bgp.ipv4_address if self.bgp else None)
 
     @property
     def ipv6(self) -> str | None:
-        return _address_part(self.bgp.ipv6_address if self.bgp else None)
+        return address_part(self.bgp.ipv6_address if self.bgp else None)
 
     @property
     def ipv4_network(self) -> str | None:
         """network_v4: the subnet of spec.bgp.ipv4Address ("10.0.0.0/24")."""
-        return _network_part(self.bgp.ipv4_address if self.bgp else None)
+        return network_part(self.bgp.ipv4_address if self.bgp else None)
 
     @property
     def ipv6_network(self) -> str | None:
-        return _network_part(self.bgp.ipv6_address if self.bgp else None)
+        return network_part(self.bgp.ipv6_address if self.bgp else None)
 
     @property
     def as_number(self) -> int | None:
@@ -354,7 +365,7 @@ class BlockAffinity:
         value {"state": ..., "deleted": ...} decoded (an empty string or {} reads as
         confirmed)."""
         name = affinity_name(node, cidr)
-        r = _Reader(cls.kind, name, "")
+        r = Reader(cls.kind, name, "")
         affinity = _ipam_record(r, Affinity.from_obj, value)
         return cls(name, node, r.cidr_value(cidr, "cidr"), affinity.state, deleted=affinity.deleted)
 
@@ -376,7 +387,7 @@ class IPAMBlock:
         decoded; named like the key's last segment."""
         cidr = value.get("cidr") if isinstance(value, Mapping) else None
         name = cidr.replace("/", "-") if isinstance(cidr, str) else "?"
-        return cls(name, _ipam_record(_Reader(cls.kind, name, ""), Block.from_obj, value))
+        return cls(name, _ipam_record(Reader(cls.kind, name, ""), Block.from_obj, value))
 
     @property
     def cidr(self) -> str:
@@ -386,82 +397,6 @@ class IPAMBlock:
     def host(self) -> str | None:
         """The node of a "host:<node>" affinity."""
         return self.block.host
-
-
-# BGPFilter (reference/calico.md 4.4, Calico's api/pkg/apis/projectcalico/v3/bgpfilter.go).
-FILTER_ACCEPT = "Accept"
-FILTER_REJECT = "Reject"
-FILTER_ACTIONS = (FILTER_ACCEPT, FILTER_REJECT)
-MATCH_EQUAL = "Equal"
-MATCH_NOT_EQUAL = "NotEqual"
-MATCH_IN = "In"
-MATCH_NOT_IN = "NotIn"
-MATCH_OPERATORS = (MATCH_EQUAL, MATCH_NOT_EQUAL, MATCH_IN, MATCH_NOT_IN)
-SOURCE_REMOTE_PEERS = "RemotePeers"
-PEER_TYPE_EBGP = "eBGP"
-PEER_TYPE_IBGP = "iBGP"
-MAX_FILTER_OPERATIONS = 10
-MAX_PRIORITY = 2147483646
-
-
-@dataclass(frozen=True, slots=True)
-class FilterOperation:
-    """One route change of a BGPFilter rule: exactly one of the three is set.
-    `add_community` is "a:b" (standard) or "a:b:c" (large); `prepend_as_path` the AS numbers
-    the path starts with afterwards, in that order; `set_priority` the route's priority
-    (Calico's ...RoutePriority units: lower is preferred)."""
-
-    add_community: str | None = None
-    prepend_as_path: tuple[int, ...] = ()
-    set_priority: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class FilterRule:
-    """One rule of a BGPFilter's rule list (BGPFilterRuleV4 / V6). Every condition that is set
-    must hold for the rule to apply; `action` then ends the filter, after `operations`.
-
-    `cidr` is the masked network, with `match_operator`; `prefix_length` narrows an In /
-    NotIn match to lengths (min, max), None for the CIDR's own length or the family's
-    maximum. `source` RemotePeers: only routes learned from BGP peers. `interface`: a glob
-    (`*`) on the route's outgoing interface. `peer_type`: only towards (or from) eBGP or
-    iBGP peers. `community`: the route carries this standard ("a:b") or large ("a:b:c")
-    community. `as_path_prefix`: the AS path starts with these AS numbers. `priority`: the
-    route has this priority."""
-
-    action: str
-    cidr: str | None = None
-    match_operator: str | None = None
-    prefix_length: tuple[int | None, int | None] | None = None
-    source: str | None = None
-    interface: str | None = None
-    peer_type: str | None = None
-    community: str | None = None
-    as_path_prefix: tuple[int, ...] = ()
-    priority: int | None = None
-    operations: tuple[FilterOperation, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class BGPFilter:
-    """Ordered import and export rule lists per IP family, applied to the BGP peers whose
-    BGPPeer.filters name this filter."""
-
-    kind: ClassVar[str] = "BGPFilter"
-
-    name: str
-    export_v4: tuple[FilterRule, ...] = ()
-    import_v4: tuple[FilterRule, ...] = ()
-    export_v6: tuple[FilterRule, ...] = ()
-    import_v6: tuple[FilterRule, ...] = ()
-
-    def rules(self, direction: str, version: int) -> tuple[FilterRule, ...]:
-        """The rule list for `direction` ("import" / "export") and IP version 4 or 6."""
-        if direction == "import":
-            return self.import_v4 if version == 4 else self.import_v6
-        if direction == "export":
-            return self.export_v4 if version == 4 else self.export_v6
-        raise ValueError(f"direction {direction!r} is neither 'import' nor 'export'")
 
 
 @dataclass(frozen=True, slots=True)
@@ -579,317 +514,13 @@ def parse_resource(obj: Any) -> Resource | None:
     spec = obj.get("spec")
     if spec is None:
         spec = {}
-    r = _Reader(kind, name, "spec")
+    r = Reader(kind, name, "spec")
     if not isinstance(spec, Mapping):
         raise r.error("spec", f"expected a mapping, found {describe(spec)}")
     return reader(r, name, meta, spec)
 
 
-def parse_as_number(value: Any) -> int:
-    """An AS number as Calico accepts it: a JSON number, "64512", or asdot "1.10"."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not an AS number")
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, float):
-        raise ValueError(f"{value!r} is not an AS number (write asdot in quotes: '1.10')")
-    if isinstance(value, int):
-        asn = value
-    elif isinstance(value, str) and re.fullmatch(r"[0-9]+", value.strip()):
-        asn = int(value.strip())
-    elif isinstance(value, str) and re.fullmatch(r"[0-9]+\.[0-9]+", value.strip()):
-        high, low = (int(p) for p in value.strip().split("."))
-        if high > 0xFFFF or low > 0xFFFF:
-            raise ValueError(f"{value!r} is not an AS number")
-        asn = high << 16 | low
-    else:
-        raise ValueError(f"{value!r} is not an AS number")
-    if not 0 <= asn <= 0xFFFFFFFF:
-        raise ValueError(f"{value!r} is not an AS number (0..4294967295)")
-    return asn
-
-
-_DURATION_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
-
-
-def parse_duration(text: str) -> float:
-    """A Go duration string ("120s", "1m30s", "1.5h") in seconds."""
-    s = text.strip()
-    sign = -1.0 if s.startswith("-") else 1.0
-    s = s.lstrip("+-")
-    if s == "0":
-        return 0.0
-    total = 0.0
-    pos = 0
-    while pos < len(s):
-        m = _DURATION_PART.match(s, pos)
-        if m is None:
-            raise ValueError(f"{text!r} is not a duration such as '120s'")
-        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-        pos = m.end()
-    if not s:
-        raise ValueError(f"{text!r} is not a duration such as '120s'")
-    return sign * total
-
-
-def _whole_seconds(seconds: float) -> int:
-    """Go's math.Round (half away from zero), as confd turns durations into BIRD seconds."""
-    return int(math.copysign(math.floor(abs(seconds) + 0.5), seconds))
-
-
-def _address_part(cidr_or_ip: str | None) -> str | None:
-    if not cidr_or_ip:
-        return None
-    return str(ipaddress.ip_interface(cidr_or_ip).ip)
-
-
-def _network_part(cidr_or_ip: str | None) -> str | None:
-    if not cidr_or_ip:
-        return None
-    return str(ipaddress.ip_interface(cidr_or_ip).network)
-
-
-class _Reader:
-    """Typed field access that turns every problem into a ResourceError naming the field."""
-
-    __slots__ = ("kind", "name", "prefix")
-
-    def __init__(self, kind: str, name: str, prefix: str) -> None:
-        self.kind = kind
-        self.name = name
-        self.prefix = prefix
-
-    def path(self, key: str) -> str:
-        return f"{self.prefix}.{key}" if self.prefix else key
-
-    def error(self, path: str, reason: str) -> ResourceError:
-        return ResourceError(reason, field=path, kind=self.kind, name=self.name)
-
-    def sub(self, key: str) -> _Reader:
-        return _Reader(self.kind, self.name, self.path(key))
-
-    def _get(self, d: Mapping[str, Any], key: str) -> Any:
-        return d.get(key)
-
-    def string(self, d: Mapping[str, Any], key: str, default: str | None = None) -> str | None:
-        v = self._get(d, key)
-        if v is None or v == "":
-            return default
-        if not isinstance(v, str):
-            raise self.error(self.path(key), f"expected a string, found {describe(v)}")
-        return v
-
-    def choice(self, d: Mapping[str, Any], key: str, options: tuple[str, ...], default: str) -> str:
-        v = self.string(d, key)
-        if v is None:
-            return default
-        if v not in options:
-            allowed = ", ".join(repr(o) for o in options)
-            raise self.error(self.path(key), f"{v!r} is not one of {allowed}")
-        return v
-
-    def flag(self, d: Mapping[str, Any], key: str, default: bool = False) -> bool:
-        v = self._get(d, key)
-        if v is None:
-            return default
-        if not isinstance(v, bool):
-            raise self.error(self.path(key), f"expected true or false, found {describe(v)}")
-        return v
-
-    def integer(
-        self, d: Mapping[str, Any], key: str, lo: int, hi: int, default: int | None = None
-    ) -> int | None:
-        v = self._get(d, key)
-        if v is None:
-            return default
-        if isinstance(v, float) and v.is_integer():
-            v = int(v)
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise self.error(self.path(key), f"expected an integer, found {describe(v)}")
-        if not lo <= v <= hi:
-            raise self.error(self.path(key), f"{v} is out of range {lo}..{hi}")
-        return v
-
-    def asn(self, d: Mapping[str, Any], key: str) -> int | None:
-        v = self._get(d, key)
-        if v is None:
-            return None
-        try:
-            return parse_as_number(v)
-        except ValueError as e:
-            raise self.error(self.path(key), str(e)) from None
-
-    def seconds(self, d: Mapping[str, Any], key: str) -> int | None:
-        v = self._get(d, key)
-        if v is None or v == "":
-            return None
-        if not isinstance(v, str):
-            raise self.error(
-                self.path(key), f"expected a duration such as '120s', found {describe(v)}"
-            )
-        try:
-            seconds = parse_duration(v)
-        except ValueError as e:
-            raise self.error(self.path(key), str(e)) from None
-        if seconds < 0:
-            raise self.error(self.path(key), f"{v!r} is negative")
-        return _whole_seconds(seconds)
-
-    def mapping(self, d: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-        v = self._get(d, key)
-        if v is None:
-            return {}
-        if not isinstance(v, Mapping):
-            raise self.error(self.path(key), f"expected a mapping, found {describe(v)}")
-        return v
-
-    def items(self, d: Mapping[str, Any], key: str) -> list[Any]:
-        v = self._get(d, key)
-        if v is None:
-            return []
-        if not isinstance(v, list | tuple):
-            raise self.error(self.path(key), f"expected a list, found {describe(v)}")
-        return list(v)
-
-    def strings(self, d: Mapping[str, Any], key: str) -> tuple[str, ...]:
-        out: list[str] = []
-        for i, v in enumerate(self.items(d, key)):
-            if not isinstance(v, str):
-                raise self.error(
-                    f"{self.path(key)}[{i}]", f"expected a string, found {describe(v)}"
-                )
-            out.append(v)
-        return tuple(out)
-
-    def cidr_value(self, v: Any, path: str, version: int | None = None) -> str:
-        """A CIDR, masked to its network (Calico stores the masked form)."""
-        kind = {None: "a CIDR", 4: "an IPv4 CIDR", 6: "an IPv6 CIDR"}[version]
-        if not isinstance(v, str) or "/" not in v:
-            raise self.error(path, f"{describe(v)} is not {kind}")
-        try:
-            net = ipaddress.ip_network(v.strip(), strict=False)
-        except ValueError:
-            raise self.error(path, f"{v!r} is not {kind}") from None
-        if version is not None and net.version != version:
-            raise self.error(path, f"{v!r} is not {kind}")
-        return str(net)
-
-    def cidr(self, d: Mapping[str, Any], key: str, version: int | None = None) -> str | None:
-        v = self._get(d, key)
-        if v is None or v == "":
-            return None
-        return self.cidr_value(v, self.path(key), version)
-
-    def cidrs(self, d: Mapping[str, Any], key: str, item: str) -> tuple[str, ...]:
-        """[{<item>: cidr}, ...] as in serviceClusterIPs."""
-        out: list[str] = []
-        for i, entry in enumerate(self.items(d, key)):
-            r = self.sub(f"{key}[{i}]")
-            if not isinstance(entry, Mapping):
-                raise r.error(r.prefix, f"expected a mapping, found {describe(entry)}")
-            c = r.cidr(entry, item)
-            if c is not None:  # Calico skips empty entries
-                out.append(c)
-        return tuple(out)
-
-    def ip(self, d: Mapping[str, Any], key: str, version: int | None = None) -> str | None:
-        v = self._get(d, key)
-        if v is None or v == "":
-            return None
-        kind = {None: "an IP address", 4: "an IPv4 address", 6: "an IPv6 address"}[version]
-        if not isinstance(v, str):
-            raise self.error(self.path(key), f"{describe(v)} is not {kind}")
-        try:
-            ip = ipaddress.ip_address(v.strip())
-        except ValueError:
-            raise self.error(self.path(key), f"{v!r} is not {kind}") from None
-        if version is not None and ip.version != version:
-            raise self.error(self.path(key), f"{v!r} is not {kind}")
-        return str(ip)
-
-    def interface(self, d: Mapping[str, Any], key: str, version: int) -> str | None:
-        """An address with optional prefix length ("10.0.0.2/24" or "10.0.0.2"), as Calico's
-        ParseCIDROrIP; kept with its prefix length, address canonical."""
-        v = self._get(d, key)
-        if v is None or v == "":
-            return None
-        kind = "an IPv4" if version == 4 else "an IPv6"
-        if not isinstance(v, str):
-            raise self.error(self.path(key), f"{describe(v)} is not {kind} address or CIDR")
-        try:
-            iface = ipaddress.ip_interface(v.strip())
-        except ValueError:
-            raise self.error(self.path(key), f"{v!r} is not {kind} address or CIDR") from None
-        if iface.version != version:
-            raise self.error(self.path(key), f"{v!r} is not {kind} address or CIDR")
-        return f"{iface.ip}/{iface.network.prefixlen}"
-
-    def selector(self, d: Mapping[str, Any], key: str) -> str | None:
-        text = self.string(d, key)
-        if text is None:
-            return None
-        try:
-            selector.parse(text)
-        except selector.SelectorError as e:
-            raise self.error(self.path(key), f"{text!r} is not a valid selector: {e}") from None
-        return text
-
-    def secret(self, d: Mapping[str, Any], key: str) -> SecretKeyRef | None:
-        outer = self.mapping(d, key)
-        if not outer:
-            return None
-        r = self.sub(key)
-        ref = r.mapping(outer, "secretKeyRef")
-        if not ref:
-            raise r.error(r.path("secretKeyRef"), "required (passwords are secret references)")
-        rr = r.sub("secretKeyRef")
-        name = rr.string(ref, "name")
-        secret_key = rr.string(ref, "key")
-        if name is None:
-            raise rr.error(rr.path("name"), "required")
-        if secret_key is None:
-            raise rr.error(rr.path("key"), "required")
-        # Read as the file NAME/KEY under the secrets directory: only names Kubernetes
-        # allows, so a reference cannot point outside it ("../", "/").
-        if (problem := secret_name_problem(name)) is not None:
-            raise rr.error(rr.path("name"), problem)
-        if (problem := secret_key_problem(secret_key)) is not None:
-            raise rr.error(rr.path("key"), problem)
-        return SecretKeyRef(name, secret_key)
-
-
-def _labels(r: _Reader, meta: Mapping[str, Any]) -> Mapping[str, str]:
-    raw = meta.get("labels")
-    if raw is None:
-        return _EMPTY
-    if not isinstance(raw, Mapping):
-        raise r.error("metadata.labels", f"expected a mapping, found {describe(raw)}")
-    out: dict[str, str] = {}
-    for k, v in raw.items():
-        # YAML reads `label: yes` / `label: true` as a boolean; Calico labels are strings.
-        if isinstance(v, bool):
-            v = "true" if v else "false"
-        elif v is None:
-            v = ""
-        elif isinstance(v, int | float):
-            v = str(v)
-        if not isinstance(v, str):
-            raise r.error(f"metadata.labels.{k}", f"expected a string, found {describe(v)}")
-        out[str(k)] = v
-    return types.MappingProxyType(out)
-
-
-def _bfd(r: _Reader, meta: Mapping[str, Any]) -> BfdSettings:
+def _bfd(r: Reader, meta: Mapping[str, Any]) -> BfdSettings:
     """metadata.annotations pybgpd.io/bfd ("true" | "false"), pybgpd.io/bfd-interval (a Go
     duration, "300ms") and pybgpd.io/bfd-multiplier ("3"). Another pybgpd.io/bfd* key is
     a typo that would silently do nothing, so it is an error."""
@@ -948,7 +579,7 @@ def _bfd(r: _Reader, meta: Mapping[str, Any]) -> BfdSettings:
     return BfdSettings(enabled, interval, multiplier)
 
 
-def _severity(r: _Reader, spec: Mapping[str, Any]) -> str | None:
+def _severity(r: Reader, spec: Mapping[str, Any]) -> str | None:
     text = r.string(spec, "logSeverityScreen")
     if text is None:
         return None
@@ -960,7 +591,7 @@ def _severity(r: _Reader, spec: Mapping[str, Any]) -> str | None:
 
 
 def _read_bgp_configuration(
-    r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
+    r: Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
 ) -> BGPConfiguration:
     communities: list[Community] = []
     for i, c in enumerate(r.items(spec, "communities")):
@@ -1007,7 +638,7 @@ def _read_bgp_configuration(
     )
 
 
-def _read_node(r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]) -> Node:
+def _read_node(r: Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]) -> Node:
     bgp: NodeBGP | None = None
     raw_bgp = spec.get("bgp")
     if raw_bgp is not None:
@@ -1034,7 +665,7 @@ def _read_node(r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str
         addresses.append(NodeAddress(addr, ar.string(a, "type", "") or ""))
     return Node(
         name=name,
-        labels=_labels(r, meta),
+        labels=read_labels(r, meta),
         bgp=bgp,
         ipv4_vxlan_tunnel_addr=r.ip(spec, "ipv4VXLANTunnelAddr", 4),
         vxlan_tunnel_mac_addr=r.string(spec, "vxlanTunnelMACAddr"),
@@ -1075,7 +706,7 @@ def _port(text: str, port_text: str) -> int:
 
 
 def _read_bgp_peer(
-    r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
+    r: Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
 ) -> BGPPeer:
     node = r.string(spec, "node")
     node_selector = r.selector(spec, "nodeSelector")
@@ -1147,7 +778,7 @@ _DEPRECATED_IPIP_MODES = {
 
 
 def _read_ip_pool(
-    r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
+    r: Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
 ) -> IPPool:
     cidr = r.cidr(spec, "cidr")
     if cidr is None:
@@ -1190,7 +821,7 @@ def _read_ip_pool(
     )
 
 
-def _ipam_record(r: _Reader, read: Callable[[Any], _R], value: Any) -> _R:
+def _ipam_record(r: Reader, read: Callable[[Any], _R], value: Any) -> _R:
     """`value` read by calico.ipam (the one reader of IPAM forms); its error as this
     resource's ResourceError, naming the field."""
     try:
@@ -1200,7 +831,7 @@ def _ipam_record(r: _Reader, read: Callable[[Any], _R], value: Any) -> _R:
 
 
 def _read_block_affinity(
-    r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
+    r: Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
 ) -> BlockAffinity:
     node = r.string(spec, "node")
     if node is None:
@@ -1220,361 +851,9 @@ def _read_block_affinity(
 
 
 def _read_ipam_block(
-    r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
+    r: Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
 ) -> IPAMBlock:
     return IPAMBlock(name, _ipam_record(r, Block.from_obj, spec))
-
-
-# --- policy kinds (calico/policy.py) -------------------------------------------------------
-
-_PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_TIER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-# Rule fields felix cannot enforce: refused, never silently dropped.
-_UNSUPPORTED_RULE_FIELDS = {
-    "http": "HTTP matches need an application-layer proxy, which felix does not run",
-}
-_UNSUPPORTED_ENTITY_FIELDS = {
-    "services": "Kubernetes Service matches are not supported by felix",
-}
-
-
-def _order(r: _Reader, spec: Mapping[str, Any]) -> float | None:
-    v = spec.get("order")
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise r.error(r.path("order"), f"expected a number, found {describe(v)}")
-    if math.isnan(v) or math.isinf(v):
-        raise r.error(r.path("order"), f"{v!r} is not a finite number")
-    return float(v)
-
-
-def _protocol(r: _Reader, d: Mapping[str, Any], key: str) -> Protocol | None:
-    v = d.get(key)
-    if v is None or v == "":
-        return None
-    if isinstance(v, str) and v.strip().isdigit():
-        v = int(v.strip())
-    if isinstance(v, bool):
-        raise r.error(r.path(key), f"expected a protocol, found {describe(v)}")
-    if isinstance(v, int):
-        if not 1 <= v <= 255:
-            raise r.error(r.path(key), f"{v} is out of range 1..255")
-        return Protocol(v)
-    if isinstance(v, str):
-        for name, number in pol.PROTOCOL_NUMBERS.items():
-            if name.lower() == v.lower():
-                return Protocol(number, name)
-        names = ", ".join(pol.PROTOCOL_NUMBERS)
-        raise r.error(r.path(key), f"{v!r} is not a protocol ({names} or a number 1..255)")
-    raise r.error(r.path(key), f"expected a protocol, found {describe(v)}")
-
-
-def _icmp(r: _Reader, d: Mapping[str, Any], key: str) -> ICMPMatch | None:
-    raw = r.mapping(d, key)
-    if not raw:
-        return None
-    ir = r.sub(key)
-    icmp_type = ir.integer(raw, "type", 0, 254)
-    code = ir.integer(raw, "code", 0, 255)
-    if code is not None and icmp_type is None:
-        raise ir.error(ir.path("code"), "needs spec.type as well")
-    return ICMPMatch(icmp_type, code)
-
-
-def _rule_port(r: _Reader, path: str, v: Any) -> Port:
-    if isinstance(v, bool):
-        raise r.error(path, f"expected a port, found {describe(v)}")
-    if isinstance(v, float) and v.is_integer():
-        v = int(v)
-    if isinstance(v, int):
-        if not 0 <= v <= 65535:
-            raise r.error(path, f"{v} is out of range 0..65535")
-        return Port(v, v)
-    if not isinstance(v, str) or not v.strip():
-        raise r.error(path, f"expected a port, found {describe(v)}")
-    text = v.strip()
-    if re.fullmatch(r"[0-9]+", text):
-        return _rule_port(r, path, int(text))
-    m = re.fullmatch(r"([0-9]+):([0-9]+)", text)
-    if m:
-        first, last = int(m.group(1)), int(m.group(2))
-        if not 0 <= first <= last <= 65535:
-            raise r.error(path, f"{text!r} is not a port range first:last within 0..65535")
-        return Port(first, last)
-    if len(text) > 15 or not _PORT_NAME.match(text) or not re.search("[a-z]", text):
-        raise r.error(
-            path,
-            f"{text!r} is not a port, a range 'first:last' or a port name "
-            "(up to 15 lowercase letters, digits and '-')",
-        )
-    return Port(name=text)
-
-
-def _ports(r: _Reader, d: Mapping[str, Any], key: str) -> tuple[Port, ...]:
-    return tuple(
-        _rule_port(r, f"{r.path(key)}[{i}]", v) for i, v in enumerate(r.items(d, key))
-    )
-
-
-def _nets(r: _Reader, d: Mapping[str, Any], key: str) -> tuple[str, ...]:
-    """CIDRs or bare addresses (Calico's ParseCIDROrIP), kept as masked networks."""
-    out: list[str] = []
-    for i, v in enumerate(r.items(d, key)):
-        path = f"{r.path(key)}[{i}]"
-        if not isinstance(v, str):
-            raise r.error(path, f"{describe(v)} is not a CIDR")
-        try:
-            out.append(str(ipaddress.ip_network(v.strip(), strict=False)))
-        except ValueError:
-            raise r.error(path, f"{v!r} is not a CIDR") from None
-    return tuple(out)
-
-
-def _entity(r: _Reader, d: Mapping[str, Any], key: str) -> EntityRule:
-    raw = r.mapping(d, key)
-    er = r.sub(key)
-    for name, why in _UNSUPPORTED_ENTITY_FIELDS.items():
-        if raw.get(name):
-            raise er.error(er.path(name), f"not supported: {why}")
-    ns_selector = er.selector(raw, "namespaceSelector") or ""
-    if "global(" in ns_selector and ns_selector.strip() != "global()":
-        raise er.error(
-            er.path("namespaceSelector"), "global() must be the whole namespaceSelector"
-        )
-    accounts: ServiceAccountMatch | None = None
-    sa = er.mapping(raw, "serviceAccounts")
-    if sa:
-        sr = er.sub("serviceAccounts")
-        accounts = ServiceAccountMatch(sr.strings(sa, "names"), sr.selector(sa, "selector") or "")
-    return EntityRule(
-        nets=_nets(er, raw, "nets"),
-        not_nets=_nets(er, raw, "notNets"),
-        selector=er.selector(raw, "selector") or "",
-        not_selector=er.selector(raw, "notSelector") or "",
-        namespace_selector=ns_selector,
-        ports=_ports(er, raw, "ports"),
-        not_ports=_ports(er, raw, "notPorts"),
-        service_accounts=accounts,
-    )
-
-
-def _check_rule(r: _Reader, rule: Rule) -> None:
-    """Calico's validateRule and the CEL rules beside it (libcalico-go validator/v3)."""
-    for side, entity in (("source", rule.source), ("destination", rule.destination)):
-        for key, ports in (("ports", entity.ports), ("notPorts", entity.not_ports)):
-            if not ports:
-                continue
-            if rule.protocol is None:
-                if not all(p.is_named for p in ports):
-                    raise r.error(
-                        r.path(f"{side}.{key}"),
-                        "numeric ports need spec.protocol TCP, UDP or SCTP",
-                    )
-            elif not rule.protocol.supports_ports:
-                raise r.error(
-                    r.path(f"{side}.{key}"),
-                    f"protocol {rule.protocol} has no ports (use TCP, UDP or SCTP)",
-                )
-    for key, icmp in (("icmp", rule.icmp), ("notICMP", rule.not_icmp)):
-        if icmp is None:
-            continue
-        if rule.protocol is None or rule.protocol.number not in (1, 58):
-            raise r.error(r.path(key), "needs spec.protocol ICMP or ICMPv6")
-    if rule.protocol is not None and rule.ip_version is not None:
-        if rule.protocol.number == 1 and rule.ip_version == 6:
-            raise r.error(r.path("protocol"), "ICMP is IPv4's; IPv6 rules use ICMPv6")
-        if rule.protocol.number == 58 and rule.ip_version == 4:
-            raise r.error(r.path("protocol"), "ICMPv6 is IPv6's; IPv4 rules use ICMP")
-    seen: set[int] = set()
-    for side, entity in (("source", rule.source), ("destination", rule.destination)):
-        for key, nets in (("nets", entity.nets), ("notNets", entity.not_nets)):
-            versions = {ipaddress.ip_network(n).version for n in nets}
-            path = r.path(f"{side}.{key}")
-            if rule.ip_version is not None and versions - {rule.ip_version}:
-                raise r.error(
-                    path, f"has CIDRs of another IP version than ipVersion {rule.ip_version}"
-                )
-            if len(versions | seen) > 1:
-                raise r.error(path, "the rule would mix IPv4 and IPv6 CIDRs")
-            seen |= versions
-            if key == "notNets" and any(ipaddress.ip_network(n).prefixlen == 0 for n in nets):
-                raise r.error(path, "a catch-all CIDR in notNets matches no traffic")
-
-
-def _rules(r: _Reader, spec: Mapping[str, Any], key: str) -> tuple[Rule, ...]:
-    out: list[Rule] = []
-    for i, raw in enumerate(r.items(spec, key)):
-        rr = r.sub(f"{key}[{i}]")
-        if not isinstance(raw, Mapping):
-            raise rr.error(rr.prefix, f"expected a mapping, found {describe(raw)}")
-        for name, why in _UNSUPPORTED_RULE_FIELDS.items():
-            if raw.get(name):
-                raise rr.error(rr.path(name), f"not supported: {why}")
-        action = rr.string(raw, "action")
-        if action is None:
-            raise rr.error(rr.path("action"), "required")
-        if action not in pol.ACTIONS:
-            allowed = ", ".join(repr(a) for a in pol.ACTIONS)
-            raise rr.error(rr.path("action"), f"{action!r} is not one of {allowed}")
-        ip_version = rr.integer(raw, "ipVersion", 4, 6)
-        if ip_version == 5:
-            raise rr.error(rr.path("ipVersion"), "must be 4 or 6")
-        meta = rr.mapping(raw, "metadata")
-        annotations = {
-            str(k): str(v) for k, v in rr.sub("metadata").mapping(meta, "annotations").items()
-        }
-        rule = Rule(
-            action=action,
-            ip_version=ip_version,
-            protocol=_protocol(rr, raw, "protocol"),
-            not_protocol=_protocol(rr, raw, "notProtocol"),
-            icmp=_icmp(rr, raw, "icmp"),
-            not_icmp=_icmp(rr, raw, "notICMP"),
-            source=_entity(rr, raw, "source"),
-            destination=_entity(rr, raw, "destination"),
-            annotations=types.MappingProxyType(annotations),
-        )
-        _check_rule(rr, rule)
-        out.append(rule)
-    return tuple(out)
-
-
-def _policy_types(
-    r: _Reader, spec: Mapping[str, Any], ingress: tuple[Rule, ...], egress: tuple[Rule, ...]
-) -> tuple[str, ...]:
-    given = r.strings(spec, "types")
-    for i, t in enumerate(given):
-        if t not in (pol.INGRESS, pol.EGRESS):
-            raise r.error(f"{r.path('types')}[{i}]", f"{t!r} is not 'Ingress' or 'Egress'")
-    if len(set(given)) != len(given):
-        raise r.error(r.path("types"), "lists a type twice")
-    if given:
-        return given
-    # Calico's defaulting on write (api/pkg/defaults/networkpolicy.go).
-    if not egress:
-        return (pol.INGRESS,)
-    if not ingress:
-        return (pol.EGRESS,)
-    return (pol.INGRESS, pol.EGRESS)
-
-
-def _tier_name(r: _Reader, spec: Mapping[str, Any]) -> str:
-    tier = r.string(spec, "tier", pol.DEFAULT_TIER) or pol.DEFAULT_TIER
-    if len(tier) > 63 or not _TIER_NAME.match(tier):
-        raise r.error(r.path("tier"), f"{tier!r} is not a tier name (lowercase, digits, '-')")
-    return tier
-
-
-def _read_network_policy(
-    r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
-) -> NetworkPolicy:
-    ingress, egress = _rules(r, spec, "ingress"), _rules(r, spec, "egress")
-    return NetworkPolicy(
-        name=name,
-        namespace=_namespace(r, meta),
-        tier=_tier_name(r, spec),
-        order=_order(r, spec),
-        selector=r.selector(spec, "selector") or "",
-        service_account_selector=r.selector(spec, "serviceAccountSelector") or "",
-        types=_policy_types(r, spec, ingress, egress),
-        ingress=ingress,
-        egress=egress,
-    )
-
-
-def _read_global_network_policy(
-    r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
-) -> GlobalNetworkPolicy:
-    ingress, egress = _rules(r, spec, "ingress"), _rules(r, spec, "egress")
-    do_not_track, pre_dnat = r.flag(spec, "doNotTrack"), r.flag(spec, "preDNAT")
-    apply_on_forward = r.flag(spec, "applyOnForward")
-    if do_not_track and pre_dnat:
-        raise r.error(r.path("preDNAT"), "cannot be set together with spec.doNotTrack")
-    if (do_not_track or pre_dnat) and not apply_on_forward:
-        which = "doNotTrack" if do_not_track else "preDNAT"
-        raise r.error(r.path("applyOnForward"), f"must be true when spec.{which} is")
-    if pre_dnat and egress:
-        raise r.error(r.path("egress"), "a preDNAT policy has no egress rules")
-    return GlobalNetworkPolicy(
-        name=name,
-        tier=_tier_name(r, spec),
-        order=_order(r, spec),
-        selector=r.selector(spec, "selector") or "",
-        namespace_selector=r.selector(spec, "namespaceSelector") or "",
-        service_account_selector=r.selector(spec, "serviceAccountSelector") or "",
-        types=_policy_types(r, spec, ingress, egress),
-        ingress=ingress,
-        egress=egress,
-        do_not_track=do_not_track,
-        pre_dnat=pre_dnat,
-        apply_on_forward=apply_on_forward,
-    )
-
-
-def _string_map(r: _Reader, d: Mapping[str, Any], key: str) -> Mapping[str, str]:
-    out: dict[str, str] = {}
-    for k, v in r.mapping(d, key).items():
-        if isinstance(v, bool):
-            v = "true" if v else "false"
-        elif v is None:
-            v = ""
-        elif isinstance(v, int | float):
-            v = str(v)
-        if not isinstance(v, str):
-            raise r.error(f"{r.path(key)}.{k}", f"expected a string, found {describe(v)}")
-        out[str(k)] = v
-    return types.MappingProxyType(out)
-
-
-def _read_profile(
-    r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
-) -> Profile:
-    return Profile(
-        name=name,
-        ingress=_rules(r, spec, "ingress"),
-        egress=_rules(r, spec, "egress"),
-        labels_to_apply=_string_map(r, spec, "labelsToApply"),
-    )
-
-
-def _read_tier(r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]) -> Tier:
-    if len(name) > 63 or not _TIER_NAME.match(name):
-        raise r.error("metadata.name", f"{name!r} is not a tier name (lowercase, digits, '-')")
-    order = _order(r, spec)
-    if order is None:
-        order = pol.WELL_KNOWN_TIER_ORDERS.get(name)
-    return Tier(
-        name=name,
-        order=order,
-        default_action=r.choice(spec, "defaultAction", (pol.DENY, pol.PASS), pol.DENY),
-    )
-
-
-def _namespace(r: _Reader, meta: Mapping[str, Any]) -> str:
-    ns = meta.get("namespace")
-    if ns is None or ns == "":
-        return "default"
-    if not isinstance(ns, str) or "/" in ns:
-        raise r.error("metadata.namespace", f"{describe(ns)} is not a namespace name")
-    return ns
-
-
-def _read_network_set(
-    r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
-) -> NetworkSet:
-    return NetworkSet(
-        name=name,
-        namespace=_namespace(r, meta),
-        labels=_labels(r, meta),
-        nets=_nets(r, spec, "nets"),
-    )
-
-
-def _read_global_network_set(
-    r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
-) -> GlobalNetworkSet:
-    return GlobalNetworkSet(name=name, labels=_labels(r, meta), nets=_nets(r, spec, "nets"))
 
 
 # What felix reads of a FelixConfiguration (FelixConfiguration's docstring); any other
@@ -1593,7 +872,7 @@ _FELIX_FIELDS = frozenset(
 
 
 def _read_felix_configuration(
-    r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
+    r: Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
 ) -> FelixConfiguration:
     def action(key: str, options: tuple[str, ...]) -> str | None:
         v = r.string(spec, key)
@@ -1626,172 +905,8 @@ def _read_felix_configuration(
     )
 
 
-_FILTER_INTERFACE = re.compile(r"[a-zA-Z0-9_.*-]{1,15}")
-_STANDARD_COMMUNITY = re.compile(r"(\d+):(\d+)")
-_LARGE_COMMUNITY = re.compile(r"(\d+):(\d+):(\d+)")
-
-
-def _community(r: _Reader, path: str, value: Any) -> str:
-    """A BGP community value "a:b" (16-bit parts) or "a:b:c" (32-bit parts), as written."""
-    if not isinstance(value, str):
-        raise r.error(path, f"expected a community 'a:b' or 'a:b:c', found {describe(value)}")
-    if m := _STANDARD_COMMUNITY.fullmatch(value):
-        if all(int(p) <= 0xFFFF for p in m.groups()):
-            return value
-        raise r.error(path, f"{value!r}: a standard community has 16-bit parts (0..65535)")
-    if m := _LARGE_COMMUNITY.fullmatch(value):
-        if all(int(p) <= 0xFFFFFFFF for p in m.groups()):
-            return value
-        raise r.error(path, f"{value!r}: a large community has 32-bit parts (0..4294967295)")
-    raise r.error(path, f"{value!r} is not a community 'a:b' or 'a:b:c'")
-
-
-def _as_numbers(r: _Reader, d: Mapping[str, Any], key: str) -> tuple[int, ...]:
-    out: list[int] = []
-    for i, v in enumerate(r.items(d, key)):
-        try:
-            out.append(parse_as_number(v))
-        except ValueError as e:
-            raise r.error(f"{r.path(key)}[{i}]", str(e)) from None
-    return tuple(out)
-
-
-def _filter_operation(r: _Reader, op: Any) -> FilterOperation:
-    if not isinstance(op, Mapping):
-        raise r.error(r.prefix, f"expected a mapping, found {describe(op)}")
-    given = [k for k in ("addCommunity", "prependASPath", "setPriority") if op.get(k) is not None]
-    if len(given) != 1:
-        found = ", ".join(given) if given else "none"
-        raise r.error(
-            r.prefix,
-            f"exactly one of addCommunity, prependASPath, setPriority must be set, found {found}",
-        )
-    what = given[0]
-    sub = r.sub(what)
-    body = r.mapping(op, what)
-    if what == "addCommunity":
-        if body.get("value") is None:
-            raise sub.error(sub.path("value"), "required")
-        return FilterOperation(add_community=_community(sub, sub.path("value"), body["value"]))
-    if what == "prependASPath":
-        prefix = _as_numbers(sub, body, "prefix")
-        if not 1 <= len(prefix) <= 10:
-            raise sub.error(sub.path("prefix"), f"needs 1 to 10 AS numbers, found {len(prefix)}")
-        return FilterOperation(prepend_as_path=prefix)
-    value = sub.integer(body, "value", 1, MAX_PRIORITY)
-    if value is None:
-        raise sub.error(sub.path("value"), "required")
-    return FilterOperation(set_priority=value)
-
-
-def _filter_rule(r: _Reader, rule: Any, version: int) -> FilterRule:
-    if not isinstance(rule, Mapping):
-        raise r.error(r.prefix, f"expected a mapping, found {describe(rule)}")
-    action = r.string(rule, "action")
-    if action is None:
-        raise r.error(r.path("action"), "required")
-    if action not in FILTER_ACTIONS:
-        raise r.error(r.path("action"), f"{action!r} is not one of 'Accept', 'Reject'")
-    cidr: str | None = None
-    raw_cidr = rule.get("cidr")
-    if raw_cidr is not None and raw_cidr != "":
-        if isinstance(raw_cidr, str) and "/" not in raw_cidr:
-            raw_cidr = f"{raw_cidr}/{32 if version == 4 else 128}"  # an address: a full mask
-        cidr = r.cidr_value(raw_cidr, r.path("cidr"), version)
-        try:
-            ipaddress.ip_network(str(raw_cidr).strip())
-        except ValueError:  # BIRD refuses a prefix with host bits, as Calico's netv4/netv6
-            raise r.error(r.path("cidr"), f"{raw_cidr!r} has host bits set (use {cidr})") from None
-    operator = r.choice(rule, "matchOperator", MATCH_OPERATORS, "") or None
-    if (cidr is None) != (operator is None):
-        raise r.error(
-            r.path("cidr" if cidr is None else "matchOperator"),
-            "cidr and matchOperator must both be set or both be empty",
-        )
-    prefix_length: tuple[int | None, int | None] | None = None
-    raw_length = rule.get("prefixLength")
-    if raw_length is not None:
-        lr = r.sub("prefixLength")
-        if not isinstance(raw_length, Mapping):
-            raise lr.error(lr.prefix, f"expected a mapping, found {describe(raw_length)}")
-        if cidr is None:
-            raise lr.error(lr.prefix, "cidr is required when prefixLength is set")
-        top = 32 if version == 4 else 128
-        low = lr.integer(raw_length, "min", 0, top)
-        high = lr.integer(raw_length, "max", 0, top)
-        plen = ipaddress.ip_network(cidr).prefixlen
-        lo_eff, hi_eff = max(plen, low or 0), min(top, top if high is None else high)
-        if lo_eff > hi_eff:
-            raise lr.error(
-                lr.prefix,
-                f"no prefix length fits {cidr} between {lo_eff} and {hi_eff} "
-                "(BIRD refuses such a range)",
-            )
-        prefix_length = (low, high)
-    source = r.choice(rule, "source", (SOURCE_REMOTE_PEERS,), "") or None
-    interface = r.string(rule, "interface")
-    if interface is not None and interface != "*" and not _FILTER_INTERFACE.fullmatch(interface):
-        raise r.error(
-            r.path("interface"),
-            f"{interface!r} is not an interface name or glob (1-15 of a-z A-Z 0-9 _ . - *)",
-        )
-    peer_type = r.choice(rule, "peerType", (PEER_TYPE_EBGP, PEER_TYPE_IBGP), "") or None
-    community: str | None = None
-    raw_communities = rule.get("communities")
-    if raw_communities is not None:
-        cr = r.sub("communities")
-        if not isinstance(raw_communities, Mapping):
-            raise cr.error(cr.prefix, f"expected a mapping, found {describe(raw_communities)}")
-        values = cr.items(raw_communities, "values")
-        if len(values) != 1:
-            raise cr.error(cr.path("values"), f"needs exactly one value, found {len(values)}")
-        community = _community(cr, f"{cr.path('values')}[0]", values[0])
-    operations = tuple(
-        _filter_operation(r.sub(f"operations[{i}]"), op)
-        for i, op in enumerate(r.items(rule, "operations"))
-    )
-    if len(operations) > MAX_FILTER_OPERATIONS:
-        raise r.error(
-            r.path("operations"),
-            f"at most {MAX_FILTER_OPERATIONS} operations, found {len(operations)}",
-        )
-    if operations and action != FILTER_ACCEPT:
-        raise r.error(r.path("operations"), "operations may only be used with action Accept")
-    return FilterRule(
-        action=action,
-        cidr=cidr,
-        match_operator=operator,
-        prefix_length=prefix_length,
-        source=source,
-        interface=interface,
-        peer_type=peer_type,
-        community=community,
-        as_path_prefix=_as_numbers(r, rule, "asPathPrefix"),
-        priority=r.integer(rule, "priority", 1, MAX_PRIORITY),
-        operations=operations,
-    )
-
-
-def _read_bgp_filter(
-    r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
-) -> BGPFilter:
-    lists: dict[str, tuple[FilterRule, ...]] = {}
-    for key, version in (("exportV4", 4), ("importV4", 4), ("exportV6", 6), ("importV6", 6)):
-        lists[key] = tuple(
-            _filter_rule(r.sub(f"{key}[{i}]"), rule, version)
-            for i, rule in enumerate(r.items(spec, key))
-        )
-    return BGPFilter(
-        name=name,
-        export_v4=lists["exportV4"],
-        import_v4=lists["importV4"],
-        export_v6=lists["exportV6"],
-        import_v6=lists["importV6"],
-    )
-
-
 def _read_workload_endpoint(
-    r: _Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
+    r: Reader, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
 ) -> WorkloadEndpoint:
     namespace = meta.get("namespace")
     if namespace is not None and not isinstance(namespace, str):
@@ -1804,12 +919,12 @@ def _read_workload_endpoint(
         name=name,
         namespace=namespace or "default",
         node=r.string(spec, "node", "") or "",
-        labels=_labels(r, meta),
+        labels=read_labels(r, meta),
         ip_networks=networks,
     )
 
 
-_ResourceReader = Callable[[_Reader, str, Mapping[str, Any], Mapping[str, Any]], Resource]
+_ResourceReader = Callable[[Reader, str, Mapping[str, Any], Mapping[str, Any]], Resource]
 
 _READERS: Mapping[str, _ResourceReader] = types.MappingProxyType(
     {
@@ -1819,14 +934,14 @@ _READERS: Mapping[str, _ResourceReader] = types.MappingProxyType(
         IPPool.kind: _read_ip_pool,
         BlockAffinity.kind: _read_block_affinity,
         IPAMBlock.kind: _read_ipam_block,
-        NetworkPolicy.kind: _read_network_policy,
-        GlobalNetworkPolicy.kind: _read_global_network_policy,
-        Profile.kind: _read_profile,
-        Tier.kind: _read_tier,
-        NetworkSet.kind: _read_network_set,
-        GlobalNetworkSet.kind: _read_global_network_set,
+        NetworkPolicy.kind: read_network_policy,
+        GlobalNetworkPolicy.kind: read_global_network_policy,
+        Profile.kind: read_profile,
+        Tier.kind: read_tier,
+        NetworkSet.kind: read_network_set,
+        GlobalNetworkSet.kind: read_global_network_set,
         FelixConfiguration.kind: _read_felix_configuration,
-        BGPFilter.kind: _read_bgp_filter,
+        BGPFilter.kind: read_bgp_filter,
         WorkloadEndpoint.kind: _read_workload_endpoint,
     }
 )
