@@ -94,6 +94,17 @@ _Memo = dict[tuple[int, int, int], tuple[object, object, object, "PathAttributes
 """Exports of one family by (attributes, source, token) ids, holding the three alive."""
 
 
+_Items = bytes | list[bytes]
+"""The items (path id + prefix) advertised for a prefix under ADD-PATH send: the item itself
+when there is one (the common case: no list per prefix, ~64 bytes a route), else a list."""
+
+
+def _items(had: _Items | None) -> Sequence[bytes]:
+    if had is None:
+        return ()
+    return (had,) if isinstance(had, bytes) else had
+
+
 class PathSource(Protocol):
     """Every path of the Loc-RIB, not only the best (bgpd/rib/table.py's LocRib)."""
 
@@ -316,7 +327,7 @@ class UpdateGroup:
         self._pending: dict[Family, dict[bytes, Route | None]] = {f: {} for f in key.families}
         # ADD-PATH send families: the items advertised per prefix; where every path comes
         # from (without one, the best path alone is advertised); and the identifiers.
-        self._by_prefix: dict[Family, dict[bytes, list[bytes]]] = {
+        self._by_prefix: dict[Family, dict[bytes, _Items]] = {
             f: {} for f in key.families if f in key.options.add_path_send
         }
         self._paths = paths
@@ -421,9 +432,14 @@ class UpdateGroup:
                 continue
             item = self.path_ids.of(route) + route.prefix
             self._remember(out, counts, item, (desired, route.source.name), out.get(item))
-            items = by_prefix.setdefault(route.prefix, [])
-            if item not in items:
-                items.append(item)
+            had = by_prefix.get(route.prefix)
+            if had is None:
+                by_prefix[route.prefix] = item
+            elif isinstance(had, bytes):
+                if had != item:
+                    by_prefix[route.prefix] = [had, item]
+            elif item not in had:
+                had.append(item)
 
     # --- bytes out --------------------------------------------------------------------
 
@@ -625,7 +641,7 @@ class UpdateGroup:
             else:
                 routes = () if best is None else (best,)
             had = by_prefix.get(prefix)
-            if len(routes) == 1 and (had is None or len(had) == 1):
+            if len(routes) == 1 and (had is None or isinstance(had, bytes)):
                 # One path now, at most one before: the common case, without the dicts.
                 route = routes[0]
                 desired = None
@@ -644,8 +660,8 @@ class UpdateGroup:
                         if run:
                             take(counts, entry, run)
                             run = 0
-                        forget(counts, out.pop(had[0]))
-                        withdrawn.append(had[0])
+                        forget(counts, out.pop(had))
+                        withdrawn.append(had)
                         del by_prefix[prefix]
                     continue
                 if src is not id_source or route.path_id != id_number:
@@ -654,7 +670,7 @@ class UpdateGroup:
                 name = src.name
                 cur = None
                 if had is not None:
-                    if had[0] == item:
+                    if had == item:
                         cur = out[item]
                         if cur[0] is desired and cur[1] == name:
                             continue  # already advertised exactly so
@@ -662,11 +678,11 @@ class UpdateGroup:
                         if run:
                             take(counts, entry, run)
                             run = 0
-                        forget(counts, out.pop(had[0]))
-                        withdrawn.append(had[0])
-                        had[0] = item
+                        forget(counts, out.pop(had))
+                        withdrawn.append(had)
+                        by_prefix[prefix] = item
                 else:
-                    by_prefix[prefix] = [item]
+                    by_prefix[prefix] = item
                 if desired is not entry[0] or name != entry[1]:
                     if run:
                         take(counts, entry, run)
@@ -711,7 +727,7 @@ class UpdateGroup:
                 exported = export(route, memo, token)
                 if exported is not None:
                     wanted[ids.of(route) + prefix] = (exported, route.source.name)
-            for item in had or ():
+            for item in _items(had):
                 if item not in wanted:
                     forget(counts, out.pop(item))
                     withdrawn.append(item)
@@ -722,7 +738,9 @@ class UpdateGroup:
                 self._remember(out, counts, item, entry, cur)
                 if entry[1] != sole:
                     add(item, entry)
-            if wanted:
+            if len(wanted) == 1:
+                (by_prefix[prefix],) = wanted
+            elif wanted:
                 by_prefix[prefix] = list(wanted)
             elif had is not None:
                 del by_prefix[prefix]
@@ -834,8 +852,10 @@ class UpdateGroup:
         by_prefix = self._by_prefix.get(family)
         if by_prefix is None:
             return self._out.get(family, {}).get(prefix)
-        items = by_prefix.get(prefix)
-        return self._out[family][items[0]] if items else None
+        had = by_prefix.get(prefix)
+        if had is None:
+            return None
+        return self._out[family][had if isinstance(had, bytes) else had[0]]
 
     def advertised_paths(self, family: Family, prefix: bytes) -> list[tuple[int, _Entry]]:
         """Under ADD-PATH send: (path identifier, entry) of each path of `prefix` sent."""
@@ -844,7 +864,7 @@ class UpdateGroup:
             entry = self._out.get(family, {}).get(prefix)
             return [] if entry is None else [(0, entry)]
         out = self._out[family]
-        return [(int.from_bytes(i[:4], "big"), out[i]) for i in by_prefix.get(prefix, ())]
+        return [(int.from_bytes(i[:4], "big"), out[i]) for i in _items(by_prefix.get(prefix))]
 
     def advertised_count(self, member: str, family: Family | None = None) -> int:
         families = self.key.families if family is None else {family} & self.key.families

@@ -27,10 +27,11 @@ CLIENTS, PREFIXES = 5, 4000
 ROUTES = CLIENTS * PREFIXES
 
 
-@pytest.mark.parametrize(("add_path", "bound"), [(False, 300), (True, 450)])
+@pytest.mark.parametrize(("add_path", "bound"), [(False, 300), (True, 400)])
 def test_bytes_per_route_of_a_reflector(tmp_path: Path, add_path: bool, bound: int) -> None:
     """Under ADD-PATH send (Calico's `add paths on`) the group keys its table by path id +
-    prefix and keeps each prefix's items: about 110 bytes more per route."""
+    prefix and keeps each prefix's item in a second dict: about 120 bytes more per route
+    (345 against 224 measured; a list per prefix made it 410)."""
     updates = [mem_profile.client_updates(i, PREFIXES, add_path) for i in range(CLIENTS)]
     rr = mem_profile.Reflector.make(CLIENTS, tmp_path / "calico.yaml", add_path)
     rr.establish()
