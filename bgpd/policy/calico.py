@@ -217,6 +217,11 @@ class ExportPolicy:
             Family.IPV6_UNICAST: self._compile(6),
         }
 
+    def inputs(self) -> tuple[object, ...]:
+        """What the decisions are made of: equal inputs, equal answers (so a new plan with
+        equal inputs keeps the groups' policies)."""
+        return (self.blocks, self.pools, self.tunnels, self.ignored_interfaces)
+
     def allows(
         self,
         prefix: str,

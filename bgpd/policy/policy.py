@@ -507,7 +507,7 @@ class Policy:
         """Everything a group's export decision depends on besides its key."""
         calico = self.calico
         return (
-            None if calico is None else (calico.blocks, calico.pools, calico.tunnels),
+            None if calico is None else calico.inputs(),
             tuple(self.filters[n] for n in key.policies if n in self.filters),
             self.priority,
             self.communities.rules,

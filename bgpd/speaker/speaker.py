@@ -519,9 +519,7 @@ def _calico_inputs(plan: PeeringPlan) -> tuple[object, ...]:
 def _policy_inputs(plan: PeeringPlan, calico: ExportPolicy | None) -> tuple[object, ...]:
     """What the routing policy is made of, to tell whether a new plan changes it."""
     return (
-        None
-        if calico is None
-        else (calico.blocks, calico.pools, calico.tunnels, calico.ignored_interfaces),
+        None if calico is None else calico.inputs(),
         plan.filters,
         tuple((s.name, s.filters) for s in plan.sessions if s.filters),
         (plan.normal_priority_v4, plan.normal_priority_v6),

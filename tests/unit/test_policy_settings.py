@@ -230,3 +230,37 @@ def test_ignored_interfaces_are_not_exported() -> None:
     assert exported(policy, route("192.168.9.0/26", KERNEL), EBGP_OUT, key(EBGP_OUT)) is None
     other = Policy(calico, lambda r: "cali1" if r.source is KERNEL else None)
     assert exported(other, route("192.168.9.0/26", KERNEL), EBGP_OUT, key(EBGP_OUT)) is not None
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        ExportPolicy((BLOCK,), (POOL,), ignored_interfaces=()),
+        ExportPolicy((BLOCK,), (POOL,), ignored_interfaces=("ign*", "x")),
+        ExportPolicy((), (POOL,), ignored_interfaces=("ign*",)),
+        ExportPolicy((BLOCK,), (POOL, POOL6), ignored_interfaces=("ign*",)),
+        ExportPolicy((BLOCK,), (POOL,), ("tunl0",), ignored_interfaces=("ign*",)),
+    ],
+)
+def test_a_change_of_calicos_rules_reaches_the_running_groups(changed: ExportPolicy) -> None:
+    """Each of ExportPolicy's inputs is part of a group's export rules, so a new plan that
+    changes it re-decides the group's routes: with ignoredInterfaces dropped, the route
+    through ign0 goes out on the session already up (CI caught the group keeping the old
+    closure)."""
+    ifname = lambda r: "ign0" if r.source is KERNEL else None  # noqa: E731
+    old = Policy(ExportPolicy((BLOCK,), (POOL,), ignored_interfaces=("ign*",)), ifname)
+    new = Policy(changed, ifname)
+    k = key(EBGP_OUT)
+    assert old.export_rules(k) != new.export_rules(k)
+    assert Policy(ExportPolicy((BLOCK,), (POOL,), ignored_interfaces=("ign*",)), ifname
+                  ).export_rules(k) == old.export_rules(k)
+    rib = Rib(AS, RID, imports=old)
+    out = AdjRibOut(RID, old)
+    group = out.join(EBGP_OUT, k, rib.iter_best)
+    r = route("192.168.9.0/26", KERNEL)
+    group.stage(BestChange(r.family, r.prefix, None, r, None, False))
+    assert not group.flush().data
+    assert out.set_policies(new, lambda f: [r] if f is r.family else [],
+                            lambda g: old.export_rules(g) != new.export_rules(g)) == [group]
+    if changed.ignored_interfaces == ():
+        assert group.flush().data  # now advertised
