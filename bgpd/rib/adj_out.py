@@ -579,6 +579,10 @@ class UpdateGroup:
                 logs[id(self._log)] = self._log
             for log in logs.values():
                 log.append(result, items_out)
+            if self._log is not None and self._log.stale():
+                # The next joiner would start from a fresh snapshot anyway; those reading
+                # this log hold it themselves. Kept, it would grow by every write-out.
+                self._log = None
         return result
 
     def _flush_paths(
