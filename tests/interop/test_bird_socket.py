@@ -34,6 +34,7 @@ from labs.harness.calico_bird import (
 )
 from labs.harness.calico_cluster import ASN, NodeDef, cluster_docs
 from labs.harness.lab import Lab, Node
+from labs.harness.needs import require
 from labs.harness.peers import BirdPeer, Neighbor, missing_programs
 from labs.harness.wait import wait_for
 
@@ -175,8 +176,9 @@ def world(lab: Lab) -> dict[str, Path]:
     if missing_programs(BirdPeer):
         pytest.skip(f"BirdPeer: missing {', '.join(missing_programs(BirdPeer))}")
     sw = lab.add_switch("sw", "10.0.79.0/24", "fd00:79::/64")
-    with_16 = (BIRD16 / "bird").exists()
-    subjects = {k: v for k, v in SUBJECTS.items() if with_16 or k != "bird16"}
+    require((BIRD16 / "bird").exists() and (BIRD16 / "birdc").exists(),
+            f"BIRD 1.6 is not unpacked under {BIRD16} (scripts/setup.sh does it)")
+    subjects = SUBJECTS
     nodes = {}
     for name, ip in {"mesh": MESH_IP, "tor": TOR_IP, "dead": DEAD_IP, **subjects}.items():
         nodes[name] = lab.add_node(name)
@@ -198,24 +200,20 @@ def world(lab: Lab) -> dict[str, Path]:
         str(sockets["bgpd6"]),
     )).start()
     sockets["bird2"] = start_bird(lab, nodes["bird2"], SUBJECTS["bird2"], 2)
-    if with_16:
-        sockets["bird16"] = start_bird(lab, nodes["bird16"], SUBJECTS["bird16"], 16)
+    sockets["bird16"] = start_bird(lab, nodes["bird16"], SUBJECTS["bird16"], 16)
     for name in ("bgpd", "bird2", "bird16"):
-        if name in sockets:
-            headings = "bird2" if name == "bird2" else "bird1"
-            wait_for(lambda n=name, h=headings: settled(peers_of(sockets[n], h)), 60,
-                     message=lambda n=name, h=headings: f"{n}: {peers_of(sockets[n], h)}")
-            # Established is not the same as holding the peers' routes: the UPDATEs follow.
-            wait_for(lambda n=name: (count_of(sockets[n], MESH), count_of(sockets[n], GLOBAL))
-                     == ("1", "2"), 30, message=lambda n=name: f"{n}: the peers' routes")
+        headings = "bird2" if name == "bird2" else "bird1"
+        wait_for(lambda n=name, h=headings: settled(peers_of(sockets[n], h)), 60,
+                 message=lambda n=name, h=headings: f"{n}: {peers_of(sockets[n], h)}")
+        # Established is not the same as holding the peers' routes: the UPDATEs follow.
+        wait_for(lambda n=name: (count_of(sockets[n], MESH), count_of(sockets[n], GLOBAL))
+                 == ("1", "2"), 30, message=lambda n=name: f"{n}: the peers' routes")
     return sockets
 
 
 def test_calico_reads_bgpd_as_it_reads_bird(world: dict[str, Path]) -> None:
     ours = peers_of(world["bgpd"])
-    theirs = {"bird2": peers_of(world["bird2"], "bird2")}
-    if "bird16" in world:
-        theirs["bird16"] = peers_of(world["bird16"])
+    theirs = {"bird2": peers_of(world["bird2"], "bird2"), "bird16": peers_of(world["bird16"])}
     for name, peers in theirs.items():
         assert compared(ours) == compared(peers), name
         assert bird_ready(ours, False) == bird_ready(peers, False)
@@ -233,17 +231,14 @@ def test_calico_reads_bgpd_as_it_reads_bird(world: dict[str, Path]) -> None:
 
 
 def clients() -> list[list[str]]:
-    found = [[c] for c in ("birdc", "birdcl") if shutil.which(c)]
-    if (BIRD16 / "birdc").exists():
-        found.append([str(BIRD16 / "birdc")])
-    return found
+    """BIRD 2's two clients (Debian's bird2 ships both) and BIRD 1.6's birdc (the world
+    requires it): each must be there."""
+    return [["birdc"], ["birdcl"], [str(BIRD16 / "birdc")]]
 
 
 def test_birds_clients_run_every_command(world: dict[str, Path]) -> None:
     sock = str(world["bgpd"])
-    ran = clients()
-    assert ran, "no BIRD client installed"
-    for client in ran:
+    for client in clients():
         for command in COMMANDS:
             got = subprocess.run([*client, "-s", sock, *command.split()], capture_output=True,
                                  text=True, timeout=20, stdin=subprocess.DEVNULL)
