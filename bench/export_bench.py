@@ -32,6 +32,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -44,7 +45,7 @@ from bgpd.rib.table import BestChange, LocRib
 from bgpd.wire.attributes import PathAttributes
 from bgpd.wire.family import Family
 from bgpd.wire.options import CodecOptions
-from calico.model import BGPFilter, FilterRule
+from calico.model import BGPFilter, parse_resource
 
 V4 = Family.IPV4_UNICAST
 AS = 64512
@@ -112,30 +113,40 @@ def filter_first(routes: list[Route]) -> float:
     return elapsed * 1e9 / len(routes)
 
 
-def bgp_filter(rules: int, seed: int = 2) -> BGPFilter:
-    """`rules` export rules as a user might write them: rejects of /24s and /32s inside the
-    pool, accepts of networks outside it with prefix-length ranges, NotIn rules around the
-    pool; most routes match none of them and go on to Calico's rules."""
+def bgp_filter_resource(rules: int, seed: int = 2) -> dict[str, Any]:
+    """A Calico BGPFilter named `bench` of `rules` export rules as a user might write them:
+    rejects of /24s and /32s inside the pool, accepts of networks outside it with
+    prefix-length ranges, NotIn rules around the pool; most routes match none of them and go
+    on to Calico's rules. bench/rr_bench.py's `bgpd-filter` reflector applies the same one."""
     rng = random.Random(seed)
-    out: list[FilterRule] = []
+    out: list[dict[str, Any]] = []
     for i in range(rules):
         kind = i % 5
         third = rng.randrange(64, 128)
         if kind == 0:
-            out.append(FilterRule("Reject", f"100.{third}.{rng.randrange(256)}.0/24", "In"))
+            rule = {"action": "Reject", "cidr": f"100.{third}.{rng.randrange(256)}.0/24",
+                    "matchOperator": "In"}  # fmt: skip
         elif kind == 1:
-            out.append(FilterRule("Reject", f"100.{third}.{rng.randrange(256)}.7/32", "Equal"))
+            rule = {"action": "Reject", "cidr": f"100.{third}.{rng.randrange(256)}.7/32",
+                    "matchOperator": "Equal"}  # fmt: skip
         elif kind == 2:
-            out.append(FilterRule("Accept", f"198.{rng.randrange(18, 20)}.{i}.0/24", "In"))
+            rule = {"action": "Accept", "cidr": f"198.{rng.randrange(18, 20)}.{i}.0/24",
+                    "matchOperator": "In"}  # fmt: skip
         elif kind == 3:
-            out.append(
-                FilterRule("Accept", f"172.{16 + i % 16}.0.0/16", "In", prefix_length=(20, 28))
-            )
+            rule = {"action": "Accept", "cidr": f"172.{16 + i % 16}.0.0/16",
+                    "matchOperator": "In", "prefixLength": {"min": 20, "max": 28}}  # fmt: skip
         else:
-            out.append(
-                FilterRule("Reject", "64.0.0.0/2", "NotIn", prefix_length=(8 + i % 24, 32))
-            )
-    return BGPFilter("bench", export_v4=tuple(out))
+            rule = {"action": "Reject", "cidr": "64.0.0.0/2", "matchOperator": "NotIn",
+                    "prefixLength": {"min": 8 + i % 24, "max": 32}}  # fmt: skip
+        out.append(rule)
+    return {"apiVersion": "projectcalico.org/v3", "kind": "BGPFilter",
+            "metadata": {"name": "bench"}, "spec": {"exportV4": out}}  # fmt: skip
+
+
+def bgp_filter(rules: int, seed: int = 2) -> BGPFilter:
+    flt = parse_resource(bgp_filter_resource(rules, seed))
+    assert isinstance(flt, BGPFilter)
+    return flt
 
 
 def flush_once(
@@ -147,7 +158,10 @@ def flush_once(
 ) -> Callable[[], object]:
     options = CodecOptions(add_path_send=frozenset({V4})) if loc is not None else CodecOptions()
     key = GroupKey.for_peer(
-        peers[0], options=options, families=(V4,), local_ipv4=bytes((10, 0, 0, 1)),
+        peers[0],
+        options=options,
+        families=(V4,),
+        local_ipv4=bytes((10, 0, 0, 1)),
         policies=(bgp_filter.name,) if bgp_filter else (),
     )
     filters = {bgp_filter.name: bgp_filter} if bgp_filter else {}
@@ -190,9 +204,7 @@ def main() -> int:
         ("flush, no filter", best_ns(flush_once(peers, changes, lambda: None), n, args.repeat)),
         (
             "flush, with filter",
-            best_ns(
-                flush_once(peers, changes, make_policy), n, args.repeat
-            ),
+            best_ns(flush_once(peers, changes, make_policy), n, args.repeat),
         ),
         (
             f"flush, with filter + BGPFilter of {args.rules} rules",

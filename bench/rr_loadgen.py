@@ -299,7 +299,8 @@ class LoadGen:
         self.hold = int(cfg.get("hold_time", 90))
         self.routes = int(cfg["prefixes"])
         self.plen = int(cfg["prefix_len"])
-        self.want = len(self.addresses) * self.routes
+        # A reflector under export policy (rr_bench's bgpd-filter) withholds some routes.
+        self.want = len(self.addresses) * self.routes - int(cfg.get("withheld", 0))
         base = int(ipaddress.IPv4Address(cfg["prefix_base"])) >> (32 - self.plen)
         every = [*self.addresses, self.monitor_address]
         self.opens = [open_bytes(a, self.asn, self.hold) for a in every]
