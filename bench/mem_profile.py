@@ -77,7 +77,9 @@ def client_updates(i: int, prefixes: int, add_path: bool = True) -> list[bytes]:
     """Client `i`'s UPDATE messages, as rr_loadgen builds them; under ADD-PATH (Calico's
     `add paths on`, on every session) each item carries path identifier 1, as BIRD sends."""
     attrs = PathAttributes(
-        origin=0, as_path=(), next_hop=ipaddress.IPv4Address(client_address(i)).packed,
+        origin=0,
+        as_path=(),
+        next_hop=ipaddress.IPv4Address(client_address(i)).packed,
         local_pref=100,
     )
     start = PREFIX_BASE + i * prefixes
