@@ -20,7 +20,10 @@ Prints nanoseconds per prefix (best of `--repeat`, garbage collector off) for:
   and out of the pool, none deciding most routes: they go on to Calico's rules); the
   ratio to `flush, with filter` is the BGPFilter's cost (within 1.5x is the bar);
 - `flush, ADD-PATH send`: the same group with ADD-PATH send negotiated (every path of a
-  prefix read from the Loc-RIB and sent under its own id; here one path per prefix).
+  prefix read from the Loc-RIB and sent under its own id; here one path per prefix);
+- `flush, ADD-PATH send, mesh node`: bench/soak.py's pattern: a node of a Calico mesh (add
+  paths on) holds three paths per prefix, its ToR's over eBGP and the two its mesh peers
+  pass on; its group of mesh peers may be sent only the first.
 """
 
 from __future__ import annotations
@@ -177,6 +180,49 @@ def flush_once(
     return run
 
 
+def mesh_flush(prefixes: int) -> tuple[Callable[[], object], int]:
+    """A mesh node's flush of `prefixes` changes, each prefix with three paths in the
+    Loc-RIB (one from an eBGP ToR, two from iBGP mesh peers), to its two mesh peers."""
+    tor = PeerInfo("tor", bytes((10, 1, 0, 2)), 65000, 0x0A010002, AS, False)
+    mesh = [
+        PeerInfo(f"m{i}", bytes((10, 0, 0, 2 + i)), AS, 0x0A000002 + i, AS, False)
+        for i in range(2)
+    ]
+    loc = LocRib()
+    changes: list[BestChange] = []
+    ebgp = PathAttributes(origin=0, as_path=((2, (65000,)),), next_hop=tor.address)
+    # One attributes object per peer, as the RIB interns them.
+    passed_on = [
+        PathAttributes(origin=0, as_path=((2, (65000,)),), next_hop=m.address, local_pref=100)
+        for m in mesh
+    ]
+    for j in range(prefixes):
+        prefix = bytes((32,)) + ((100 << 24 | 64 << 16) + j).to_bytes(4, "big")
+        best = Route(prefix, V4, ebgp, tor)
+        loc.update(best)
+        for m, attrs in zip(mesh, passed_on, strict=True):
+            loc.update(Route(prefix, V4, attrs, m))
+        changes.append(BestChange(V4, prefix, None, best, None, False))
+    key = GroupKey.for_peer(
+        mesh[0],
+        options=CodecOptions(add_path_send=frozenset({V4})),
+        families=(V4,),
+        local_ipv4=bytes((10, 0, 0, 1)),
+    )
+
+    def run() -> object:
+        policy = Policy(make_policy())
+        group = UpdateGroup(key, policy=policy.for_group(key, 0), paths=loc)
+        for m in mesh:
+            group.add_member(m)
+        group.stage_all(changes)
+        flushed = group.flush()
+        assert flushed.data, "the ToR's paths go to the mesh"
+        return flushed
+
+    return run, prefixes
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--clients", type=int, default=100)
@@ -216,6 +262,7 @@ def main() -> int:
             "flush, ADD-PATH send",
             best_ns(flush_once(peers, changes, make_policy, loc=loc), n, args.repeat),
         ),
+        ("flush, ADD-PATH send, mesh node", best_ns(*mesh_flush(n), args.repeat)),
     ]
     print(f"{args.clients} clients x {args.prefixes} prefixes ({n} routes), best of {args.repeat}")
     print()

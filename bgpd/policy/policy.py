@@ -48,10 +48,10 @@ from bgpd.policy.bgpfilter import (
 from bgpd.policy.calico import ExportPolicy, accepting
 from bgpd.policy.communities import CommunityRule, CommunityRules
 from bgpd.policy.imports import ImportRules
-from bgpd.policy.reflection import export_attrs, may_export_to
+from bgpd.policy.reflection import export_attrs, may_export_to, may_reflect
 from bgpd.rib.adj_out import GroupKey
 from bgpd.rib.attrcache import AttrCache
-from bgpd.rib.route import Identity, ImportCheck, LocalSource, PeerInfo, Route
+from bgpd.rib.route import Identity, ImportCheck, LocalSource, PeerInfo, Route, Source
 from bgpd.wire.attributes import PathAttributes
 from bgpd.wire.family import Family, nlri_network
 from calico.model import BGPFilter
@@ -192,6 +192,9 @@ class GroupExport:
         if tok is None:
             tok = self._tokens[k] = ExportToken(ops, krt, variant)
         return tok
+
+    def sends_from(self, source: Source) -> bool:
+        return may_reflect(source, self.key)
 
     def export(
         self, route: Route, cache: AttrCache | None, token: object = PLAIN

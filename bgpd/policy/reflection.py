@@ -46,9 +46,14 @@ def may_export_to(source: Source, target: ExportTarget, route: Route) -> bool:
             return False
         if not target.ibgp and (NO_EXPORT in communities or NO_EXPORT_SUBCONFED in communities):
             return False
+    return may_reflect(source, target)
+
+
+def may_reflect(source: Source, target: ExportTarget) -> bool:
+    """The rule of `may_export_to` that depends on the source's kind alone: iBGP to iBGP
+    only by reflection, client -> anyone, non-client -> clients."""
     if isinstance(source, LocalSource) or not source.ibgp or not target.ibgp:
         return True
-    # iBGP to iBGP: only by reflection, client -> anyone, non-client -> clients.
     return source.rr_client or target.rr_client
 
 

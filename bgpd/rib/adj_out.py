@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bgpd.rib.attrcache import AttrCache
-from bgpd.rib.route import PeerInfo, Route
+from bgpd.rib.route import PeerInfo, Route, Source
 from bgpd.rib.table import BestChange, Destination
 from bgpd.wire import encode_end_of_rib, pack_announcements, pack_withdrawals
 from bgpd.wire.attributes import PathAttributes
@@ -207,6 +207,11 @@ class OutboundPolicy(Protocol):
         """Whether the route may go to the group at all, asked per prefix: falsy when not,
         else a token (`True`, or a long-lived object compared by identity) that stands for how
         it goes out, e.g. the filter rule that accepted it."""
+        ...
+
+    def sends_from(self, source: Source) -> bool:
+        """False when no route from `source` may go to the group, whatever the route (RFC
+        4456's rule by the kinds of source and group); True when some may."""
         ...
 
     def export(self, route: Route, cache: AttrCache, token: object) -> PathAttributes | None:
@@ -637,6 +642,8 @@ class UpdateGroup:
         run = 0
         last_bucket: PathAttributes | None = None
         last_items: list[bytes] = []
+        # Per source (alive in the Loc-RIB for the flush): may anything of it go out at all.
+        sends: dict[int, bool] = {}
         for prefix, best in pending.items():
             routes: Sequence[Route]
             if dests is not None:
@@ -645,20 +652,41 @@ class UpdateGroup:
             else:
                 routes = () if best is None else (best,)
             had = by_prefix.get(prefix)
-            if len(routes) == 1 and (had is None or isinstance(had, bytes)):
-                # One path now, at most one before: the common case, without the dicts.
+            single = not isinstance(had, list)
+            route = None
+            desired = None
+            if len(routes) == 1:
                 route = routes[0]
-                desired = None
-                src = route.source
                 token = allows(route)
                 if token:
                     attrs = route.attrs
+                    src = route.source
                     if attrs is last_attrs and src is last_source and token is last_token:
                         desired = last_desired
                     else:
                         desired = export(route, memo, token)
                         last_attrs, last_source, last_token = attrs, src, token
                         last_desired = desired
+            elif single:
+                # Several paths, but mostly only one goes out (a mesh node's peers may not be
+                # sent what other mesh peers passed on): then it is the one-path case too.
+                for path in routes:
+                    ok = sends.get(id(path.source))
+                    if ok is None:
+                        ok = sends[id(path.source)] = self.policy.sends_from(path.source)
+                    if not ok:
+                        continue
+                    token = allows(path)
+                    if token:
+                        exported = export(path, memo, token)
+                        if exported is not None:
+                            if desired is not None:
+                                single = False
+                                break
+                            route, desired = path, exported
+            if single and not isinstance(had, list):
+                # At most one path out now, at most one before: the common case, without the
+                # dicts.
                 if desired is None:
                     if had is not None:
                         if run:
@@ -668,6 +696,8 @@ class UpdateGroup:
                         withdrawn.append(had)
                         del by_prefix[prefix]
                     continue
+                assert route is not None
+                src = route.source
                 if src is not id_source or route.path_id != id_number:
                     id_source, id_number, last_id = src, route.path_id, ids.of(route)
                 item = last_id + prefix

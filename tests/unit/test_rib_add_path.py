@@ -233,6 +233,10 @@ _op = st.one_of(
 )
 
 
+MESH_1 = peer("mesh-1", 6)
+MESH_2 = peer("mesh-2", 7)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(_op, max_size=30))
 def test_members_hold_every_exportable_path_of_others(ops: list[tuple[Any, ...]]) -> None:
@@ -240,17 +244,33 @@ def test_members_hold_every_exportable_path_of_others(ops: list[tuple[Any, ...]]
     per prefix, one path per other source whose route may go to it (an eBGP route to a
     client; a client's route to the other client), each once, with the attributes the
     policy gives it."""
-    rib, out = setup(*_SOURCES)
-    group = out.join(CLIENT_1, key(CLIENT_1), rib.iter_best)
-    assert out.join(CLIENT_2, key(CLIENT_2), rib.iter_best) is group
+    _hold_every_exportable_path(ops, _SOURCES, (CLIENT_1, CLIENT_2))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_op, max_size=30))
+def test_mesh_members_hold_only_the_paths_they_may_have(ops: list[tuple[Any, ...]]) -> None:
+    """A Calico mesh under `add paths on`: a node holds its eBGP paths and those its mesh
+    peers passed on, and may send its mesh peers only the first (several paths of a prefix,
+    one of them exportable, or none, or two)."""
+    _hold_every_exportable_path(ops, (EBGP_A, EBGP_B, MESH_1, MESH_2), (MESH_1, MESH_2))
+
+
+def _hold_every_exportable_path(
+    ops: list[tuple[Any, ...]], sources: tuple[PeerInfo, ...], members: tuple[PeerInfo, ...]
+) -> None:
+    rib, out = setup(*sources)
+    first, second = members
+    group = out.join(first, key(first), rib.iter_best)
+    assert out.join(second, key(second), rib.iter_best) is group
     views: dict[str, dict[bytes, PathAttributes]] = {}
-    for name in ("client-1", "client-2"):
-        views[name] = {}
-        apply(views[name], [c for c, _n in group.catch_up(name)])
+    for m in members:
+        views[m.name] = {}
+        apply(views[m.name], [c for c, _n in group.catch_up(m.name)])
     for op in ops:
         if op[0] == "announce":
             _, src, prefix, length = op
-            source = _SOURCES[src]
+            source = sources[src]
             asns = (source.asn,) * length if not source.ibgp else ()
             update = Update(
                 attributes=PathAttributes(
@@ -260,27 +280,28 @@ def test_members_hold_every_exportable_path_of_others(ops: list[tuple[Any, ...]]
             )
             out.stage(rib.apply_update(source.name, update, PLAIN))
         elif op[0] == "withdraw":
-            out.stage(withdraw(rib, _SOURCES[op[1]], op[2]))
+            out.stage(withdraw(rib, sources[op[1]], op[2]))
         elif op[0] == "toggle":
-            # Alone in the group, client-1 is sent no path of its own at all.
-            if "client-2" in views:
-                out.leave("client-2")
-                del views["client-2"]
+            # Alone in the group, the first member is sent no path of its own at all.
+            if second.name in views:
+                out.leave(second.name)
+                del views[second.name]
             else:
-                assert out.join(CLIENT_2, key(CLIENT_2), rib.iter_best) is group
-                views["client-2"] = {}
-                apply(views["client-2"], [c for c, _n in group.catch_up("client-2")])
+                assert out.join(second, key(second), rib.iter_best) is group
+                views[second.name] = {}
+                apply(views[second.name], [c for c, _n in group.catch_up(second.name)])
         else:
             for _g, flush in out.flush():
                 for name, view in views.items():
                     apply(view, flush.for_member(name))
             for name, view in views.items():
-                # Every path is exportable here: from eBGP, or from a client to a client.
+                # From eBGP, or from a client to a client; never a mesh peer's to the mesh.
                 want = {
                     out.path_ids.of(r) + r.prefix
                     for prefix in _PREFIXES
                     for r in rib.paths(V4, p4(prefix))
                     if r.source.name != name
+                    and (not r.source.ibgp or r.source.rr_client or first.rr_client)
                 }
                 assert set(view) == want
                 for item, attrs in view.items():
