@@ -76,9 +76,12 @@ class Close(Action):
 
 @dataclass(frozen=True, slots=True)
 class FibChanges(Action):
-    """Best-path changes for the kernel's FIB state, then program what changed."""
+    """Best-path changes for the kernel's FIB state; with `program`, then program what
+    changed. A slice of route work plans its changes at once (so a write-out does not
+    also carry the whole tick's FIB decisions); the write-out programs them."""
 
     changes: tuple[BestChange, ...]
+    program: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -190,7 +190,8 @@ class SpeakerDriver:
                 if self.kernel is not None:
                     for change in action.changes:
                         self.kernel.best_changed(change)
-                    self.kernel.flush()
+                    if action.program:
+                        self.kernel.flush()
             elif isinstance(action, Log):
                 fields = dict(action.fields)
                 if action.traceback is not None:

@@ -115,6 +115,7 @@ class Speaker:
         self._begun = False
         self._actions: list[Action] = []
         self._fib: list[BestChange] = []
+        self._fib_planned = False  # changes taken into the FIB state, not yet programmed
         self._dirty = False
 
     # --- outputs ------------------------------------------------------------------------
@@ -247,7 +248,12 @@ class Speaker:
             self._guard(name, self._resend, peer)
 
     def slice_done(self) -> None:
-        """A slice of route work ended: read paused peers again if the queue has drained."""
+        """A slice of route work ended: its FIB changes go to the kernel's state (programmed
+        at the write-out), and paused peers read again if the queue has drained."""
+        if self._fib:
+            self._actions.append(FibChanges(tuple(self._fib), program=False))
+            self._fib = []
+            self._fib_planned = True
         for name in self.inbound.resume():
             if name in self.peers:
                 self._actions.append(SetReading(name, True))
@@ -489,9 +495,10 @@ class Speaker:
             self._actions.append(Broadcast(members, out))
             # `extra` goes to the few members that were a route's source (split horizon).
             sends += (len(members) if out.data else 0) + len(out.extra)
-        if self._fib:
+        if self._fib or self._fib_planned:
             self._actions.append(FibChanges(tuple(self._fib)))
             self._fib = []
+            self._fib_planned = False
         self.pacer.wrote(now, sends)
         return sends
 

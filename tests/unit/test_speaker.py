@@ -214,6 +214,32 @@ def test_establishment_dumps_the_table_and_write_outs_go_to_the_group(
     assert prefix_to_nlri("192.168.9.1/32")[1] in bc.out.data
 
 
+def test_a_slice_plans_its_fib_changes_and_the_write_out_programs_them(
+    speaker: Speaker,
+) -> None:
+    """The FIB decisions of a slice's routes are made with the slice (as their RIB work),
+    not all at the write-out, which then only has the kernel program them."""
+    up(speaker)
+    speaker.write_out(1.0)
+    speaker.take_actions()
+    # The mesh session negotiated ADD-PATH (Calico's `add paths on`): items carry path ids.
+    assert V4 in speaker.peers[PEER].options.add_path_receive
+    update = announce(3)
+    speaker.receive(
+        UpdateReceived(PEER, replace(update, nlri=tuple(b"\0\0\0\1" + n for n in update.nlri))),
+        1.0,
+    )
+    drain(speaker, 1.0)
+    (planned,) = of(speaker.take_actions(), FibChanges)
+    assert not planned.program
+    assert sorted(c.prefix for c in planned.changes) == sorted(update.nlri)
+    speaker.write_out(2.0)
+    (programmed,) = of(speaker.take_actions(), FibChanges)
+    assert programmed.program and programmed.changes == ()
+    speaker.write_out(3.0)
+    assert not of(speaker.take_actions(), FibChanges)  # nothing left to program
+
+
 def test_write_outs_are_spaced_by_their_fan_out(speaker: Speaker) -> None:
     up(speaker)
     speaker.learned([("192.168.9.1/32", True)])
