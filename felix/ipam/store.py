@@ -6,6 +6,8 @@ compare: nothing was written, so the loop just re-reads.
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
@@ -59,6 +61,7 @@ class IpamStore:
         self.clock = clock
         self.retries = retries
         self.conflicts = 0  # lost races so far (for tests and logs)
+        self._losing = 0  # races lost in a row
         # Blocks as last read, by key: unchanged ones (same mod revision) are not re-parsed.
         self._blocks: dict[str, Versioned[Block]] = {}
 
@@ -91,8 +94,14 @@ class IpamStore:
     async def _apply(self, step: Step) -> bool:
         if not await apply_step(self.kv, step):
             self.conflicts += 1
+            self._losing += 1
             log.debug("ipam.race_lost", reason=step.reason)
+            # Writers that retry at once keep colliding on the same next free address (a
+            # CNI ADD storm: one lost 100 races in a row); a random pause, growing with the
+            # losses, lets one of them through.
+            await asyncio.sleep(random.uniform(0, min(0.05, 0.0005 * 2 ** min(self._losing, 7))))
             return False
+        self._losing = 0
         log.debug("ipam.step", reason=step.reason, addresses=list(step.addresses))
         return True
 
