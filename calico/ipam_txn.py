@@ -4,12 +4,15 @@ transaction whose every write is guarded by the revision its key was read at, an
 applies. A lost race is a failed compare: nothing was written, so the loop just re-reads.
 
 Calico retries a contended write up to 100 times (`datastoreRetries`); so do we, counting
-only lost races (a release across blocks takes a few steps even without contention).
-Shared by felix's IpamStore and bgpctl's `ipam release`.
+only lost races (a release across blocks takes a few steps even without contention). After
+a lost race the loop waits a random pause that grows with the races lost (`backoff`):
+writers that retry at once keep colliding on the same next free address (in a CNI ADD storm
+one assign lost 100 races). Shared by felix's IpamStore and bgpctl's `ipam release`.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Awaitable, Callable
 
 from calico.ipam_release import IpamError, Step
@@ -18,6 +21,14 @@ from calico.store.kv import Compare, Delete, KVStore, Op, Put
 
 DATASTORE_RETRIES = 100
 MAX_STEPS = 1000
+BACKOFF_FIRST = 0.001  # the longest pause after the first lost race, doubling up to
+BACKOFF_MAX = 0.05
+
+
+def backoff(lost: int) -> float:
+    """Seconds to wait after the `lost`-th lost race of one operation (random, so that the
+    writers that collided do not collide again)."""
+    return random.uniform(0, min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** min(lost - 1, 6)))
 
 
 class Contended(IpamError):
@@ -38,11 +49,13 @@ async def run_steps(
     what: str,
     *,
     apply: Callable[[Step], Awaitable[bool]],
+    pause: Callable[[float], Awaitable[None]],
     retries: int = DATASTORE_RETRIES,
 ) -> list[Step]:
     """Plan and apply until a final step applies (or a step has nothing to write); the
     steps that applied. `plan` may raise (an IpamError the caller reports); `apply` is
-    `apply_step` bound to a store, or a wrapper that logs and counts."""
+    `apply_step` bound to a store, or a wrapper that logs and counts; `pause` is the
+    store's (KVStore.pause)."""
     applied: list[Step] = []
     lost = 0
     for _ in range(MAX_STEPS):
@@ -58,4 +71,5 @@ async def run_steps(
             lost += 1
             if lost > retries:
                 raise Contended(f"{what}: still contended after {retries} retries")
+            await pause(backoff(lost))
     raise Contended(f"{what}: no progress after {MAX_STEPS} steps")

@@ -392,6 +392,13 @@ def _release_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+async def _steps(kv: KVStore, plan: Callable[[Any], Any], what: str) -> list[Any]:
+    """`plan`'s steps applied to the store until the last one applies (calico.ipam_txn)."""
+    return await run_steps(
+        lambda: read_view(kv), plan, what, apply=lambda s: apply_step(kv, s), pause=kv.pause
+    )
+
+
 async def release_ip(kv: KVStore, ip: str, *, force: bool, out: TextIO) -> None:
     state = await load(kv, strict=True)
     result = check(state.view, state.pools, state.nodes, state.workloads)
@@ -408,7 +415,7 @@ async def release_ip(kv: KVStore, ip: str, *, force: bool, out: TextIO) -> None:
         freed[:] = already
         return step
 
-    await run_steps(lambda: read_view(kv), plan, f"release {ip}", apply=lambda s: apply_step(kv, s))
+    await _steps(kv, plan, f"release {ip}")
     if freed:
         raise CommandError(f"IP address {ip} is not assigned")
     out.write(f"Successfully released IP address {ip}\n")
@@ -481,9 +488,7 @@ async def _release_leaked(kv: KVStore, releases: list[ReleaseIP], out: TextIO) -
             return step
 
         try:
-            await run_steps(
-                lambda: read_view(kv), plan, f"release {rel.ip}", apply=lambda s: apply_step(kv, s)
-            )
+            await _steps(kv, plan, f"release {rel.ip}")
         except ReleaseRefused as exc:
             refused.append(str(exc))
             continue
@@ -518,9 +523,7 @@ async def _delete_handles(kv: KVStore, handles: list[HandleInfo], out: TextIO) -
             return plan_delete_handle(view, info.id, revision)
 
         try:
-            steps = await run_steps(
-                lambda: read_view(kv), plan, f"delete {info.id}", apply=lambda s: apply_step(kv, s)
-            )
+            steps = await _steps(kv, plan, f"delete {info.id}")
         except ReleaseRefused:
             steps = []
         except (IpamError, DatastoreError) as exc:

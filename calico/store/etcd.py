@@ -489,6 +489,9 @@ class EtcdKV(KVStore):
 
         await self._call(call)
 
+    async def pause(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:

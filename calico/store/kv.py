@@ -135,6 +135,10 @@ class KVStore(abc.ABC):
     async def txn(self, compares: Sequence[Compare], ops: Sequence[Op]) -> TxnResult: ...
 
     @abc.abstractmethod
+    async def pause(self, seconds: float) -> None:
+        """Wait `seconds` before trying this store again (a writer that lost a race)."""
+
+    @abc.abstractmethod
     async def grant(self, ttl: int) -> int:
         """A new lease of `ttl` seconds; its id."""
 

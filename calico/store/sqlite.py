@@ -438,6 +438,9 @@ class SqliteKV(KVStore):
     async def compact(self, revision: int) -> None:
         await asyncio.to_thread(self.store.compact, revision)
 
+    async def pause(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
     async def close(self) -> None:
         if not self._closed:
             self._closed = True

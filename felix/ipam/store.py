@@ -6,8 +6,6 @@ compare: nothing was written, so the loop just re-reads.
 
 from __future__ import annotations
 
-import asyncio
-import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
@@ -22,7 +20,14 @@ from calico.ipam import (
     IpamConfig,
     handle_key,
 )
-from calico.ipam_txn import DATASTORE_RETRIES, MAX_STEPS, Contended, apply_step, run_steps
+from calico.ipam_txn import (
+    DATASTORE_RETRIES,
+    MAX_STEPS,
+    Contended,
+    apply_step,
+    backoff,
+    run_steps,
+)
 from calico.store.kv import KVStore
 from common.log import get_logger
 from felix.ipam.allocator import (
@@ -61,7 +66,6 @@ class IpamStore:
         self.clock = clock
         self.retries = retries
         self.conflicts = 0  # lost races so far (for tests and logs)
-        self._losing = 0  # races lost in a row
         # Blocks as last read, by key: unchanged ones (same mod revision) are not re-parsed.
         self._blocks: dict[str, Versioned[Block]] = {}
 
@@ -94,14 +98,8 @@ class IpamStore:
     async def _apply(self, step: Step) -> bool:
         if not await apply_step(self.kv, step):
             self.conflicts += 1
-            self._losing += 1
             log.debug("ipam.race_lost", reason=step.reason)
-            # Writers that retry at once keep colliding on the same next free address (a
-            # CNI ADD storm: one lost 100 races in a row); a random pause, growing with the
-            # losses, lets one of them through.
-            await asyncio.sleep(random.uniform(0, min(0.05, 0.0005 * 2 ** min(self._losing, 7))))
             return False
-        self._losing = 0
         log.debug("ipam.step", reason=step.reason, addresses=list(step.addresses))
         return True
 
@@ -109,7 +107,9 @@ class IpamStore:
         self, read: Callable[[], Awaitable[IpamView]], plan: Callable[[IpamView], Step], what: str
     ) -> list[Step]:
         """Plan and apply until a final step applies; the steps that applied."""
-        return await run_steps(read, plan, what, apply=self._apply, retries=self.retries)
+        return await run_steps(
+            read, plan, what, apply=self._apply, pause=self.kv.pause, retries=self.retries
+        )
 
     # --- operations ---------------------------------------------------------------------------
 
@@ -129,6 +129,7 @@ class IpamStore:
                 lost += 1
                 if lost > self.retries:
                     raise Contended(f"assign for {req.handle_id}: still contended")
+                await self.kv.pause(backoff(lost))
         raise Contended(f"assign for {req.handle_id}: no progress after {MAX_STEPS} steps")
 
     async def release_by_handle(self, handle_id: str) -> list[str]:
