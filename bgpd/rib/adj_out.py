@@ -652,7 +652,7 @@ class UpdateGroup:
             else:
                 routes = () if best is None else (best,)
             had = by_prefix.get(prefix)
-            single = not isinstance(had, list)
+            single = True  # at most one path goes out (`route`, `desired`)
             route = None
             desired = None
             if len(routes) == 1:
@@ -667,7 +667,7 @@ class UpdateGroup:
                         desired = export(route, memo, token)
                         last_attrs, last_source, last_token = attrs, src, token
                         last_desired = desired
-            elif single:
+            elif not isinstance(had, list):
                 # Several paths, but mostly only one goes out (a mesh node's peers may not be
                 # sent what other mesh peers passed on): then it is the one-path case too.
                 for path in routes:
