@@ -101,10 +101,16 @@ def _comparable(msg: Message) -> Message:
     if attrs is not None and attrs.unknown:
         # RFC 4271 5: unknown optional transitive attributes are passed on with PARTIAL set,
         # unknown non-transitive ones are not passed on.
+        # They go out in type-code order (RFC 4271 5, "SHOULD"), not in the peer's order.
         unknown = tuple(
-            dataclasses.replace(u, flags=u.flags | FLAG_PARTIAL)
-            for u in attrs.unknown
-            if u.flags & FLAG_TRANSITIVE
+            sorted(
+                (
+                    dataclasses.replace(u, flags=u.flags | FLAG_PARTIAL)
+                    for u in attrs.unknown
+                    if u.flags & FLAG_TRANSITIVE
+                ),
+                key=lambda u: u.type_code,
+            )
         )
         msg = dataclasses.replace(msg, attributes=dataclasses.replace(attrs, unknown=unknown))
     return msg
