@@ -301,7 +301,8 @@ def test_log_severity_screen_sets_the_log_level(lab: Lab) -> None:
     assert '"session established"' not in log  # info, below Warning
     loud = cluster(ipv4="10.0.46.1/24", config={"logSeverityScreen": "Debug"}, peers=peers)
     write(bgpd, loud)
-    wait_for(lambda: "log level from logSeverityScreen" in bgpd.log_path.read_text(), 20,
+    # The Warning level was logged at start: wait for the line naming the new one.
+    wait_for(lambda: '"severity": "Debug"' in bgpd.log_path.read_text(), 20,
              message="the new level taken")
     bgpd.bgpctl("neighbor", "10.0.46.2", "reset")
     wait_for(lambda: '"session established"' in bgpd.log_path.read_text(), 40,
