@@ -36,8 +36,12 @@ def need(*peer_types: type[Peer]) -> None:
 
 
 def res(kind: str, name: str, spec: dict[str, Any], **meta: Any) -> dict[str, Any]:
-    return {"apiVersion": "projectcalico.org/v3", "kind": kind,
-            "metadata": {"name": name, **meta}, "spec": spec}
+    return {
+        "apiVersion": "projectcalico.org/v3",
+        "kind": kind,
+        "metadata": {"name": name, **meta},
+        "spec": spec,
+    }
 
 
 def cluster(
@@ -54,8 +58,11 @@ def cluster(
     if ipv6:
         bgp["ipv6Address"] = ipv6
     docs = [
-        res("BGPConfiguration", "default",
-            {"asNumber": BGPD_AS, "nodeToNodeMeshEnabled": False, **(config or {})}),
+        res(
+            "BGPConfiguration",
+            "default",
+            {"asNumber": BGPD_AS, "nodeToNodeMeshEnabled": False, **(config or {})},
+        ),
         res("Node", "node1", {"bgp": bgp}),
     ]
     docs += [res("BGPPeer", f"peer-{i}", p) for i, p in enumerate(peers)]
@@ -87,19 +94,29 @@ def test_prefix_advertisement_communities_reach_the_peer(lab: Lab, peer_type: ty
     a, b = lab.add_node("bgpd"), lab.add_node("peer")
     lab.link(a, b, "10.0.40.1", "10.0.40.2", "fd00:40::1", "fd00:40::2")
     config = {
-        "communities": [{"name": "site", "value": "65000:100"},
-                        {"name": "big", "value": "65000:1:2"}],
+        "communities": [
+            {"name": "site", "value": "65000:100"},
+            {"name": "big", "value": "65000:1:2"},
+        ],
         "prefixAdvertisements": [
             {"cidr": "192.168.0.0/16", "communities": ["site", "big", "65000:7"]},
             {"cidr": "fd10::/48", "communities": ["big"]},
         ],
     }
-    peers = [{"peerIP": "10.0.40.2", "asNumber": 65002},
-             {"peerIP": "fd00:40::2", "asNumber": 65002}]
-    docs = cluster(ipv4="10.0.40.1/24", ipv6="fd00:40::1/64", config=config, peers=peers,
-                   blocks=[BLOCK, BLOCK6, PLAIN_BLOCK])
-    peer = peer_type(b, "10.255.0.2", 65002,
-                     [Neighbor("10.0.40.1", BGPD_AS), Neighbor("fd00:40::1", BGPD_AS)]).start()
+    peers = [
+        {"peerIP": "10.0.40.2", "asNumber": 65002},
+        {"peerIP": "fd00:40::2", "asNumber": 65002},
+    ]
+    docs = cluster(
+        ipv4="10.0.40.1/24",
+        ipv6="fd00:40::1/64",
+        config=config,
+        peers=peers,
+        blocks=[BLOCK, BLOCK6, PLAIN_BLOCK],
+    )
+    peer = peer_type(
+        b, "10.255.0.2", 65002, [Neighbor("10.0.40.1", BGPD_AS), Neighbor("fd00:40::1", BGPD_AS)]
+    ).start()
     bgpd = Bgpd(a, "node1", docs).start()
     bgpd.wait_established("10.0.40.2", "fd00:40::2")
     peer.wait_received(4, [BLOCK, PLAIN_BLOCK])
@@ -133,7 +150,10 @@ def test_allow_local_as_accepts_our_as_in_the_path_that_often(lab: Lab) -> None:
         " if source ~ [RTS_STATIC, RTS_BGP] then accept; reject; };"
     )
     peer = BirdPeer(
-        b, "10.0.41.2", 65002, [Neighbor("10.0.41.1", BGPD_AS, af_extra=prepend)],
+        b,
+        "10.0.41.2",
+        65002,
+        [Neighbor("10.0.41.1", BGPD_AS, af_extra=prepend)],
         routes_v4=[once, twice],
     ).start()
 
@@ -147,8 +167,11 @@ def test_allow_local_as_accepts_our_as_in_the_path_that_often(lab: Lab) -> None:
     bgpd.wait_established("10.0.41.2")
     peer.wait_received(4, [BLOCK])
     # BIRD sent both; each has our AS in its path, so neither is accepted.
-    holds_for(lambda: not ({once, twice} & bgpd.kernel_prefixes(4)), 3,
-              message="routes with our AS stay out")
+    holds_for(
+        lambda: not ({once, twice} & bgpd.kernel_prefixes(4)),
+        3,
+        message="routes with our AS stay out",
+    )
     write(bgpd, docs(1))
     wait_for(lambda: once in bgpd.kernel_prefixes(4), 40, message="our AS once: accepted")
     assert twice not in bgpd.kernel_prefixes(4)  # twice is more than allowed
@@ -170,8 +193,9 @@ def test_next_hop_keep_towards_ebgp_peers(lab: Lab) -> None:
     nodes = {n: lab.add_node(n) for n in ("bgpd", "up", "r1", "r2", "r3")}
     ip = {n: sw.attach(node, f"10.0.42.{i + 1}").v4 for i, (n, node) in enumerate(nodes.items())}
     route = "10.99.5.0/24"
-    BirdPeer(nodes["up"], ip["up"], 65001, [Neighbor(ip["bgpd"], BGPD_AS)],
-             routes_v4=[route]).start()
+    BirdPeer(
+        nodes["up"], ip["up"], 65001, [Neighbor(ip["bgpd"], BGPD_AS)], routes_v4=[route]
+    ).start()
     r1 = FrrPeer(nodes["r1"], ip["r1"], 65003, [Neighbor(ip["bgpd"], BGPD_AS)]).start()
     r2 = BirdPeer(nodes["r2"], ip["r2"], 65004, [Neighbor(ip["bgpd"], BGPD_AS)]).start()
     r3 = BirdPeer(nodes["r3"], ip["r3"], 65005, [Neighbor(ip["bgpd"], BGPD_AS)]).start()
@@ -195,7 +219,9 @@ def test_next_hop_keep_towards_ebgp_peers(lab: Lab) -> None:
         assert receiver.received_routes(4)[route][0].as_path == (BGPD_AS, 65001)
     names = {"r1": "Global_10_0_42_3", "r2": "Global_10_0_42_4", "r3": "Global_10_0_42_5"}
     assert [protocol(bgpd, names[n])["next_hop"] for n in ("r1", "r2", "r3")] == [
-        "keep", "keep", "auto"
+        "keep",
+        "keep",
+        "auto",
     ]
 
 
@@ -211,8 +237,7 @@ def test_reachable_by_installs_the_route_to_the_peer(lab: Lab) -> None:
     lab.link(a, r, "10.0.43.1", "10.0.43.2")
     lab.link(r, p, "10.0.44.1", "10.0.44.2")
     p.run(["ip", "route", "add", "10.0.43.0/24", "via", "10.0.44.1"])
-    peer = BirdPeer(p, "10.0.44.2", 65002,
-                    [Neighbor("10.0.43.1", BGPD_AS, multihop=2)]).start()
+    peer = BirdPeer(p, "10.0.44.2", 65002, [Neighbor("10.0.43.1", BGPD_AS, multihop=2)]).start()
 
     def docs(reachable_by: str | None) -> list[dict[str, Any]]:
         spec: dict[str, Any] = {"peerIP": "10.0.44.2", "asNumber": 65002}
@@ -222,15 +247,21 @@ def test_reachable_by_installs_the_route_to_the_peer(lab: Lab) -> None:
 
     assert not a.ping("10.0.44.2")  # no route: only the static one will do
     bgpd = Bgpd(a, "node1", docs("10.0.43.2")).start()
-    static = wait_for(lambda: bgpd.kernel_routes(4).get("10.0.44.2/32"), 20,
-                      message="the reachableBy route in the kernel")
+    static = wait_for(
+        lambda: bgpd.kernel_routes(4).get("10.0.44.2/32"),
+        20,
+        message="the reachableBy route in the kernel",
+    )
     assert static["gateway"] == "10.0.43.2"
     bgpd.wait_established("10.0.44.2", timeout=40)
     peer.wait_received(4, [BLOCK])
     # The BGPPeer loses reachableBy: the route goes with it.
     write(bgpd, docs(None))
-    wait_for(lambda: "10.0.44.2/32" not in bgpd.kernel_prefixes(4), 30,
-             message="the reachableBy route removed")
+    wait_for(
+        lambda: "10.0.44.2/32" not in bgpd.kernel_prefixes(4),
+        30,
+        message="the reachableBy route removed",
+    )
     assert not a.ping("10.0.44.2")
 
 
@@ -247,23 +278,30 @@ def test_add_path_both_ways_shows_every_path_at_the_peer(lab: Lab) -> None:
     ip = {n: sw.attach(node, f"10.0.45.{i + 1}").v4 for i, (n, node) in enumerate(nodes.items())}
     shared, multi = "10.99.7.0/24", "10.98.0.0/24"
     BirdPeer(
-        nodes["u1"], ip["u1"], 65001,
+        nodes["u1"],
+        ip["u1"],
+        65001,
         [Neighbor(ip["bgpd"], BGPD_AS, af_extra="add paths tx;")],
         routes_v4=[shared, multi],
         extra=f"protocol static second4 {{\n  ipv4;\n  route {multi} blackhole;\n}}",
     ).start()
-    BirdPeer(nodes["u2"], ip["u2"], 65002, [Neighbor(ip["bgpd"], BGPD_AS)],
-             routes_v4=[shared]).start()
-    bird = BirdPeer(nodes["bird"], ip["bird"], 65003,
-                    [Neighbor(ip["bgpd"], BGPD_AS, af_extra="add paths rx;")]).start()
+    BirdPeer(
+        nodes["u2"], ip["u2"], 65002, [Neighbor(ip["bgpd"], BGPD_AS)], routes_v4=[shared]
+    ).start()
+    bird = BirdPeer(
+        nodes["bird"], ip["bird"], 65003, [Neighbor(ip["bgpd"], BGPD_AS, af_extra="add paths rx;")]
+    ).start()
     frr = FrrPeer(nodes["frr"], ip["frr"], 65004, [Neighbor(ip["bgpd"], BGPD_AS)]).start()
-    peers = [{"peerIP": ip[n], "asNumber": asn}
-             for n, asn in (("u1", 65001), ("u2", 65002), ("bird", 65003), ("frr", 65004))]
+    peers = [
+        {"peerIP": ip[n], "asNumber": asn}
+        for n, asn in (("u1", 65001), ("u2", 65002), ("bird", 65003), ("frr", 65004))
+    ]
     bgpd = Bgpd(nodes["bgpd"], "node1", cluster(ipv4=f"{ip['bgpd']}/24", peers=peers)).start()
     bgpd.wait_established(*(ip[n] for n in ("u1", "u2", "bird", "frr")))
     # ADD-PATH receive: both of U1's paths are in bgpd's RIB.
     wait_for(
-        lambda: len([r for r in bgpd.routes() if r["prefix"] == multi]) == 2, 30,
+        lambda: len([r for r in bgpd.routes() if r["prefix"] == multi]) == 2,
+        30,
         message="two paths of 10.98.0.0/24 from U1 in bgpd's RIB",
     )
 
@@ -271,18 +309,28 @@ def test_add_path_both_ways_shows_every_path_at_the_peer(lab: Lab) -> None:
         return sorted(r.as_path for r in peer.received_routes(4).get(prefix, []))
 
     for receiver in (bird, frr):
-        wait_for(lambda rc=receiver: paths(rc, shared) == [(BGPD_AS, 65001), (BGPD_AS, 65002)],
-                 30, message=f"{receiver}: both paths of {shared}")
-        wait_for(lambda rc=receiver: paths(rc, multi) == [(BGPD_AS, 65001), (BGPD_AS, 65001)],
-                 30, message=f"{receiver}: both of U1's paths of {multi}")
+        wait_for(
+            lambda rc=receiver: paths(rc, shared) == [(BGPD_AS, 65001), (BGPD_AS, 65002)],
+            30,
+            message=f"{receiver}: both paths of {shared}",
+        )
+        wait_for(
+            lambda rc=receiver: paths(rc, multi) == [(BGPD_AS, 65001), (BGPD_AS, 65001)],
+            30,
+            message=f"{receiver}: both of U1's paths of {multi}",
+        )
     detail = protocol(bgpd, f"Global_{ip['bird'].replace('.', '_')}")
     assert detail["add_path"] == "rx/tx" and detail["add_path_tx"] == ["ipv4"]
     # One upstream goes: its path is withdrawn by its id, the other stays.
-    write(bgpd, cluster(ipv4=f"{ip['bgpd']}/24",
-                        peers=[p for p in peers if p["asNumber"] != 65002]))
+    write(
+        bgpd, cluster(ipv4=f"{ip['bgpd']}/24", peers=[p for p in peers if p["asNumber"] != 65002])
+    )
     for receiver in (bird, frr):
-        wait_for(lambda rc=receiver: paths(rc, shared) == [(BGPD_AS, 65001)], 30,
-                 message=f"{receiver}: U2's path withdrawn")
+        wait_for(
+            lambda rc=receiver: paths(rc, shared) == [(BGPD_AS, 65001)],
+            30,
+            message=f"{receiver}: U2's path withdrawn",
+        )
 
 
 # --- logSeverityScreen ------------------------------------------------------------------------
@@ -302,17 +350,26 @@ def test_log_severity_screen_sets_the_log_level(lab: Lab) -> None:
     loud = cluster(ipv4="10.0.46.1/24", config={"logSeverityScreen": "Debug"}, peers=peers)
     write(bgpd, loud)
     # The Warning level was logged at start: wait for the line naming the new one.
-    wait_for(lambda: '"severity": "Debug"' in bgpd.log_path.read_text(), 20,
-             message="the new level taken")
+    wait_for(
+        lambda: '"severity": "Debug"' in bgpd.log_path.read_text(),
+        20,
+        message="the new level taken",
+    )
     bgpd.bgpctl("neighbor", "10.0.46.2", "reset")
-    wait_for(lambda: '"session established"' in bgpd.log_path.read_text(), 40,
-             message="info lines at Debug")
+    wait_for(
+        lambda: '"session established"' in bgpd.log_path.read_text(),
+        40,
+        message="info lines at Debug",
+    )
     # The command line wins over the datastore.
     bgpd.stop()
     fixed = Bgpd(a, "node1", quiet, log_level="info").start()
     fixed.wait_established("10.0.46.2")
-    wait_for(lambda: '"session established"' in fixed.log_path.read_text(), 20,
-             message="--log-level info keeps info lines under logSeverityScreen Warning")
+    wait_for(
+        lambda: '"session established"' in fixed.log_path.read_text(),
+        20,
+        message="--log-level info keeps info lines under logSeverityScreen Warning",
+    )
 
 
 # --- ignoredInterfaces --------------------------------------------------------------------------
@@ -342,8 +399,11 @@ def test_ignored_interfaces_keep_routes_out_of_learning_and_export(lab: Lab) -> 
     bgpd = Bgpd(a, "node1", docs(["ign*"])).start()
     bgpd.wait_established("10.0.47.2")
     peer.wait_received(4, [kept, BLOCK])
-    holds_for(lambda: ignored not in peer.received_prefixes(4), 3,
-              message="the route through ign0 is not advertised")
+    holds_for(
+        lambda: ignored not in peer.received_prefixes(4),
+        3,
+        message="the route through ign0 is not advertised",
+    )
     assert ignored not in {r["prefix"] for r in bgpd.routes()}  # nor learned
     write(bgpd, docs([]))
     peer.wait_received(4, [ignored])
@@ -371,28 +431,37 @@ def test_local_workload_peer_with_the_peering_address(lab: Lab) -> None:
     host.run(["ip", "addr", "add", f"{peering}/32", "dev", veth])
     child = "10.123.0.0/26"
     workload = BirdPeer(
-        wl, wl_ip, 65401,
-        [Neighbor(peering, BGPD_AS, local_address=wl_ip, multihop=2)], routes_v4=[child],
+        wl,
+        wl_ip,
+        65401,
+        [Neighbor(peering, BGPD_AS, local_address=wl_ip, multihop=2)],
+        routes_v4=[child],
     ).start()
     upstream = BirdPeer(up, "10.0.48.2", 65002, [Neighbor("10.0.48.1", BGPD_AS)]).start()
     wep = res(
-        "WorkloadEndpoint", "node1-k8s-bird-eth0",
+        "WorkloadEndpoint",
+        "node1-k8s-bird-eth0",
         {"node": "node1", "ipNetworks": [f"{wl_ip}/32"], "interfaceName": veth},
-        namespace="default", labels={"app": "bird"},
+        namespace="default",
+        labels={"app": "bird"},
     )
     peers = [
         {"localWorkloadSelector": "app == 'bird'", "asNumber": 65401},
         {"peerIP": "10.0.48.2", "asNumber": 65002},
     ]
     config = {"localWorkloadPeeringIPV4": peering}
-    docs = cluster(ipv4="10.0.48.1/24", config=config, peers=peers, extra=[wep],
-                   blocks=["192.168.20.0/26"], pools=[*POOLS, "10.123.0.0/16"])
+    docs = cluster(
+        ipv4="10.0.48.1/24",
+        config=config,
+        peers=peers,
+        extra=[wep],
+        blocks=["192.168.20.0/26"],
+        pools=[*POOLS, "10.123.0.0/16"],
+    )
     bgpd = Bgpd(host, "node1", docs).start()
     bgpd.wait_established(wl_ip, "10.0.48.2")
     detail = protocol(bgpd, "Local_Workload_192_168_20_5")
-    assert (detail["type"], detail["passive"], detail["address"]) == (
-        "local workload", True, wl_ip
-    )
+    assert (detail["type"], detail["passive"], detail["address"]) == ("local workload", True, wl_ip)
     assert detail["source_address"] == peering
     # calicoctl-style status leaves local workloads out, as calicoctl does.
     assert wl_ip not in bgpd.bgpctl("status").stdout
@@ -407,5 +476,8 @@ def test_local_workload_peer_with_the_peering_address(lab: Lab) -> None:
     assert upstream.received_routes(4)[child][0].next_hop == "10.0.48.1"
     # The workload goes: so does its session.
     write(bgpd, [d for d in docs if d["kind"] != "WorkloadEndpoint"])
-    wait_for(lambda: wl_ip not in {p["address"] for p in bgpd.status()["peers"]}, 20,
-             message="the local workload session removed")
+    wait_for(
+        lambda: wl_ip not in {p["address"] for p in bgpd.status()["peers"]},
+        20,
+        message="the local workload session removed",
+    )
